@@ -1,0 +1,19 @@
+"""numerlab entry point: `python run.py model=xgboost features=medium seed=3`.
+
+Hydra composes conf/; `numerlab.pipeline.run` does the work. `-m` sweeps.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    # Imported here so `python run.py --help` stays fast.
+    from numerlab.cli import run_hydra_job
+
+    return run_hydra_job(cfg)
+
+
+if __name__ == "__main__":
+    main()

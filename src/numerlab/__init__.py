@@ -1,0 +1,1 @@
+"""numerlab: config-driven experiment runner for the Numerai tournament."""

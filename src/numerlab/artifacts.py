@@ -1,0 +1,57 @@
+"""Writing a run's artifacts so that a failed run never looks complete.
+
+Everything is written into a hidden staging directory next to its final place and moved in
+only when the whole set is there; `metrics.json` moves last, so its presence means done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+METRICS = "metrics.json"
+PER_ERA = "per_era.parquet"
+VALIDATION_PREDICTIONS = "predictions/validation.parquet"
+LIVE_PREDICTIONS = "predictions/live.parquet"
+SUBMISSION = "submission.csv"
+MODEL_DIR = "model"
+PLOTS_DIR = "plots"
+
+
+@contextmanager
+def staged(run_dir: Path) -> Iterator[Path]:
+    """Yield a staging dir; on success move its contents into `run_dir` (metrics.json last),
+    on any error delete it so no partial artifact is left behind."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_dir))
+    try:
+        yield stage
+        entries = sorted(stage.iterdir(), key=lambda p: p.name == METRICS)
+        for entry in entries:
+            target = run_dir / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: _json_safe(v) for k, v in metrics.items()}
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")

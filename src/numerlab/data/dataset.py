@@ -1,0 +1,75 @@
+"""The in-memory dataset every model and scorer works on.
+
+Features stay int8 (Numerai bins 0..4) for the whole life of a run; a model converts a
+batch to float when it needs one. Never materialize a float copy of the whole matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """Rows of one split, sorted by era.
+
+    ids:        (n,) object array of row ids (str)
+    eras:       (n,) object array of era labels such as "0575"
+    features:   (n, k) int8, C-contiguous; columns named by `feature_names`
+    target:     (n,) float32, the target being fitted/scored (NaN where unknown)
+    aux:        (n, m) float32 auxiliary targets named by `aux_names` (may hold NaN)
+    """
+
+    ids: np.ndarray
+    eras: np.ndarray
+    features: np.ndarray
+    feature_names: list[str]
+    target: np.ndarray
+    target_name: str
+    aux: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    aux_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.features.dtype != np.int8:
+            raise TypeError(f"features must be int8, got {self.features.dtype}")
+        if self.features.shape != (n, len(self.feature_names)):
+            raise ValueError(
+                f"features shape {self.features.shape} != ({n}, {len(self.feature_names)})"
+            )
+        if len(self.eras) != n or len(self.target) != n:
+            raise ValueError("ids, eras and target must have the same length")
+        if self.aux.size == 0:
+            self.aux = np.empty((n, 0), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_eras(self) -> int:
+        return len(np.unique(self.eras))
+
+    def era_codes(self) -> np.ndarray:
+        """(n,) int32 codes 0..n_eras-1, in sorted era order."""
+        _, codes = np.unique(self.eras, return_inverse=True)
+        return codes.astype(np.int32)
+
+    def take(self, mask_or_index: np.ndarray) -> Dataset:
+        """A new Dataset of the selected rows (copies the selected int8 rows only)."""
+        return Dataset(
+            ids=self.ids[mask_or_index],
+            eras=self.eras[mask_or_index],
+            features=np.ascontiguousarray(self.features[mask_or_index]),
+            feature_names=self.feature_names,
+            target=self.target[mask_or_index],
+            target_name=self.target_name,
+            aux=self.aux[mask_or_index],
+            aux_names=self.aux_names,
+        )
+
+    def with_known_target(self) -> Dataset:
+        """Rows whose target is not NaN: what a model may fit on."""
+        known = ~np.isnan(self.target)
+        return self if known.all() else self.take(known)

@@ -1,0 +1,68 @@
+"""The model protocol: every estimator (GBDT or neural) is fit, predicted, saved and loaded
+the same way, so the pipeline and the DVC stages never special-case a model family."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from numerlab.data.dataset import Dataset
+from numerlab.errors import NumerlabError
+
+MODEL_META = "numerlab_model.json"
+
+
+@dataclass
+class FitContext:
+    """What a fit may need beyond the data: seed, where to write, and (for neural models)
+    the Lightning trainer config and a checkpoint to resume from."""
+
+    seed: int
+    run_dir: Path
+    trainer: dict[str, Any] = field(default_factory=dict)
+    ckpt_path: str | None = None
+
+
+@runtime_checkable
+class Model(Protocol):
+    def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None: ...
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """int8 (n, k) -> float32 (n,) predictions."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write everything needed to predict into directory `path`."""
+        ...
+
+    @classmethod
+    def load(cls, path: Path) -> Model: ...
+
+
+def class_path(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def save_model(model: Model, path: Path, feature_names: list[str]) -> None:
+    """Save `model` into `path` with a small manifest naming its class and features."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    meta = {"class": class_path(model), "feature_names": feature_names}
+    (path / MODEL_META).write_text(json.dumps(meta, indent=1))
+
+
+def load_model(path: Path) -> tuple[Model, list[str]]:
+    """Load a model saved by `save_model`; returns it with the feature names it expects."""
+    manifest = Path(path) / MODEL_META
+    if not manifest.is_file():
+        raise NumerlabError(f"{manifest}: not a numerlab model directory (manifest missing)")
+    meta = json.loads(manifest.read_text())
+    module_name, _, cls_name = meta["class"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls.load(Path(path)), list(meta["feature_names"])

@@ -1,0 +1,96 @@
+"""What a person sees: the metrics table in the terminal and PNG plots in the run dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+# Display order and labels of the headline metrics; anything else in metrics.json follows.
+HEADLINE = [
+    ("corr_mean", "CORR mean"),
+    ("corr_std", "CORR std"),
+    ("corr_sharpe", "CORR sharpe"),
+    ("corr_max_drawdown", "CORR max drawdown"),
+    ("mmc_mean", "MMC mean"),
+    ("mmc_std", "MMC std"),
+    ("mmc_sharpe", "MMC sharpe"),
+    ("fnc_mean", "FNC mean"),
+    ("max_feature_exposure", "max feature exposure"),
+    ("n_eras", "validation eras"),
+    ("mmc_n_eras", "eras with meta model"),
+]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    return f"{value:+.4f}" if np.isfinite(value) else "—"
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "validation"):
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in HEADLINE:
+        if key in metrics:
+            table.add_row(label, _fmt(metrics[key]))
+    return table
+
+
+def print_metrics(metrics: dict[str, Any], title: str = "validation") -> None:
+    from rich.console import Console
+
+    Console().print(metrics_table(metrics, title))
+
+
+def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
+    """Cumulative per-era CORR/MMC/FNC and the per-era CORR bars; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eras = per_era["era"].to_list()
+    x = np.arange(len(eras))
+    tick_step = max(1, len(eras) // 10)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for column in ("corr", "mmc", "fnc"):
+        if column in per_era.columns:
+            values = per_era[column].to_numpy().astype(float)
+            ax.plot(x, np.nancumsum(values), label=column.upper())
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
+    ax.set_xlabel("era")
+    ax.set_ylabel("cumulative score")
+    ax.set_title("Cumulative per-era validation scores")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out_dir / "cumulative_scores.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    corr = per_era["corr"].to_numpy().astype(float)
+    ax.bar(x, corr, color=np.where(corr >= 0, "tab:green", "tab:red"))
+    ax.axhline(float(np.mean(corr)), color="black", linestyle="--", linewidth=0.8,
+               label=f"mean {np.mean(corr):+.4f}")
+    ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
+    ax.set_xlabel("era")
+    ax.set_ylabel("CORR")
+    ax.set_title("Per-era validation CORR")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out_dir / "per_era_corr.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
