@@ -19,6 +19,23 @@ def rank_unit(values: np.ndarray) -> np.ndarray:
     return (rankdata(values, method="average") - 0.5) / len(values)
 
 
+def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarray,
+                       proportion: float = 1.0) -> np.ndarray:
+    """values - proportion * X pinv(X) values within each era, X = [features, 1]: numerai-tools
+    `neutralize` applied era by era (all eras batched, see `scoring.neutralize`)."""
+    from numerlab.scoring import EraSegments, neutralize
+
+    values = np.asarray(values, dtype=np.float64)
+    labels, codes = np.unique(eras, return_inverse=True)
+    segments = EraSegments.of(codes, len(labels))
+    ordered = values[segments.order]
+    feature_frame = pl.from_numpy(features, orient="row")
+    fitted = ordered - neutralize(segments, ordered, feature_frame)
+    out = np.empty_like(values)
+    out[segments.order] = ordered - proportion * fitted
+    return out
+
+
 def apply(pp_cfg: Any, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
     """Apply the configured post-processing to `frame["prediction"]` (rows aligned with
     `dataset`)."""
@@ -26,8 +43,6 @@ def apply(pp_cfg: Any, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
     if kind == "none":
         return frame
     if kind == "neutralize":
-        from numerlab.scoring import neutralize_per_era
-
         proportion = float(pp_cfg.get("proportion", 1.0))
         if not 0.0 <= proportion <= 1.0:
             raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
