@@ -400,12 +400,22 @@ def per_era_scores(
         single = labels[int(segments.eras[segments.counts == 1].min())]
         raise NumerlabError(f"era '{single}' has 1 row with a target; CORR needs at least 2")
 
-    g_pred = gaussian_rank(segments, pred[segments.order])
+    mm = _float_column(frame, meta_model) if meta_model is not None else None
+    mm_rows = _meta_model_rows(segments, mm) if mm is not None else None
+    # The two rank transforms are independent and numpy sorts without the GIL: one core each.
+    g_pred, g_mm = _concurrently(
+        lambda: gaussian_rank(segments, pred[segments.order]),
+        (lambda: gaussian_rank(mm_rows[0], mm[segments.order][mm_rows[1]]))
+        if mm_rows is not None else None,
+    )
     corr = corr_of_gaussian(segments, g_pred, tgt[segments.order])
     scores = {"corr": segments.by_era(corr, n_eras)}
-    if meta_model is not None:
-        mm = _float_column(frame, meta_model)
-        scores["mmc"] = _mmc_reusing_ranks(segments, g_pred, pred, mm, tgt, codes, n_eras)
+    if mm is not None and mm_rows is None:
+        scores["mmc"] = correlation_contribution_per_era(pred, mm, tgt, codes, n_eras)
+    elif mm is not None:
+        kept, rows = mm_rows
+        mmc = contribution_of_gaussian(kept, g_pred[rows], g_mm, tgt[kept.order])
+        scores["mmc"] = kept.by_era(mmc, n_eras)
     if features is not None:
         feature_frame = _feature_frame(frame, features)
         scores["fnc"] = feature_neutral_corr_per_era(pred, feature_frame, tgt, codes, n_eras)
@@ -419,32 +429,32 @@ def per_era_scores(
     return pl.DataFrame(columns)
 
 
-def _mmc_reusing_ranks(
-    segments: EraSegments,
-    g_pred: np.ndarray,
-    pred: np.ndarray,
-    mm: np.ndarray,
-    tgt: np.ndarray,
-    codes: np.ndarray,
-    n_eras: int,
-) -> np.ndarray:
-    """correlation_contribution_per_era, given CORR's segments and gaussianized predictions.
-
-    When the meta model is known on every scored row of the eras it covers (the usual
-    case), MMC ranks the same rows as CORR there, so CORR's ranks are reused.
-    """
-    mm_sorted = mm[segments.order]
-    mm_known = ~np.isnan(mm_sorted)
+def _meta_model_rows(
+    segments: EraSegments, mm: np.ndarray
+) -> tuple[EraSegments, np.ndarray | slice] | None:
+    """The eras (and their rows, in CORR's segment order) on which MMC can reuse CORR's
+    prediction ranks: those where the meta model is known on every scored row, which is
+    the usual case. None when it covers some era only partly (then MMC ranks on its own)."""
+    mm_known = ~np.isnan(mm[segments.order])
     if mm_known.all():
-        kept, rows = segments, slice(None)
+        return segments, slice(None)
+    covered = segments.sums(mm_known.astype(np.float64)) > 0
+    if not np.array_equal(mm_known, segments.spread(covered)):
+        return None
+    return segments.keep(covered)
+
+
+def _concurrently(*tasks):
+    """Run the given callables (None: skipped) on a thread each; their results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    live = [task for task in tasks if task is not None]
+    if len(live) < 2:
+        results = iter([task() for task in live])
     else:
-        covered = segments.sums(mm_known.astype(np.float64)) > 0
-        if not np.array_equal(mm_known, segments.spread(covered)):
-            return correlation_contribution_per_era(pred, mm, tgt, codes, n_eras)
-        kept, rows = segments.keep(covered)
-    m = gaussian_rank(kept, mm_sorted[rows])
-    mmc = contribution_of_gaussian(kept, g_pred[rows], m, tgt[kept.order])
-    return kept.by_era(mmc, n_eras)
+        with ThreadPoolExecutor(max_workers=len(live)) as pool:
+            results = iter([f.result() for f in [pool.submit(task) for task in live]])
+    return [next(results) if task is not None else None for task in tasks]
 
 
 def per_era_feature_exposure(
