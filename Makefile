@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench params clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: install
 bench: install
 	$(PY) benchmarks/scoring.py
 	$(PY) benchmarks/load.py
+
+# params.yaml is conf/ composed by DVC's Hydra support: regenerate and commit it after editing conf/
+params: install
+	$(PY) -m numerlab.stages params
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

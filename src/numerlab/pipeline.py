@@ -95,6 +95,61 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
     return metrics, per_era
 
 
+def predict_splits(cfg: DictConfig, model: Model, validation: Dataset, live: Dataset | None,
+                   meta_model: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Post-processed validation predictions (with the meta model where known) and live
+    predictions rank-normalized into (0, 1), ready for submission (empty without live rows)."""
+    pp_cfg = cfg.get("postprocess")
+    frame = predict_frame(model, validation)
+    frame = postprocess.apply(pp_cfg, frame, validation)
+    frame = attach_meta_model(frame, meta_model)
+    if live is None or not len(live):
+        return frame, pl.DataFrame(schema={"id": pl.String, "era": pl.String,
+                                           "prediction": pl.Float64})
+    live_frame = postprocess.apply(pp_cfg, predict_frame(model, live).drop("target"), live)
+    live_frame = live_frame.with_columns(
+        prediction=postprocess.rank_unit(live_frame["prediction"].to_numpy()))
+    return frame, live_frame
+
+
+def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFrame) -> None:
+    (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    validation.write_parquet(out_dir / artifacts.VALIDATION_PREDICTIONS)
+    live.write_parquet(out_dir / artifacts.LIVE_PREDICTIONS)
+    live.select("id", "prediction").write_csv(out_dir / artifacts.SUBMISSION)
+
+
+def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: str
+          ) -> tuple[dict[str, Any], pl.DataFrame]:
+    """`evaluate` plus what identifies the run in metrics.json."""
+    metrics, per_era = evaluate(cfg, frame, features)
+    metrics["model"] = model_name
+    metrics["n_features"] = len(features.feature_names)
+    metrics["target"] = features.target_name
+    metrics["seed"] = int(cfg.seed)
+    return metrics, per_era
+
+
+def write_evaluation(out_dir: Path, metrics: dict[str, Any], per_era: pl.DataFrame
+                     ) -> list[Path]:
+    """per_era.parquet, plots/ and metrics.json (last); returns the plot file names."""
+    per_era.write_parquet(out_dir / artifacts.PER_ERA)
+    plots = report.plot_scores(per_era, out_dir / artifacts.PLOTS_DIR)
+    artifacts.write_metrics(out_dir / artifacts.METRICS, metrics)
+    return [Path(p.name) for p in plots]
+
+
+def show(cfg: DictConfig, metrics: dict[str, Any], per_era: pl.DataFrame, run_dir: Path,
+         plots: list[Path]) -> None:
+    """The terminal table, and the run sent to the configured tracker."""
+    report.print_metrics(metrics, title=f"{metrics['model']} · {metrics['target']} · validation")
+    tracker = tracking.make_tracker(cfg, run_dir)
+    try:
+        tracker.log_run(metrics, per_era, [run_dir / artifacts.PLOTS_DIR / p for p in plots])
+    finally:
+        tracker.finish()
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the experiment `cfg`, write the artifact contract into `run_dir`, return metrics."""
     run_dir = Path(run_dir)
@@ -107,34 +162,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with artifacts.staged(run_dir) as stage:
         model = fit_model(cfg, splits.train, splits.validation, run_dir)
         save_model(model, stage / artifacts.MODEL_DIR, splits.feature_names)
+        validation, live = predict_splits(cfg, model, splits.validation, splits.live,
+                                          splits.meta_model)
+        write_predictions(stage, validation, live)
+        metrics, per_era = score(cfg, validation, splits.validation, type(model).__name__)
+        plots = write_evaluation(stage, metrics, per_era)
 
-        validation = predict_frame(model, splits.validation)
-        validation = postprocess.apply(cfg.get("postprocess"), validation, splits.validation)
-        validation = attach_meta_model(validation, splits.meta_model)
-        metrics, per_era = evaluate(cfg, validation, splits.validation)
-        metrics["model"] = type(model).__name__
-        metrics["n_features"] = len(splits.feature_names)
-        metrics["target"] = splits.target_name
-        metrics["seed"] = int(cfg.seed)
-
-        (stage / "predictions").mkdir()
-        validation.write_parquet(stage / artifacts.VALIDATION_PREDICTIONS)
-        per_era.write_parquet(stage / artifacts.PER_ERA)
-        if splits.live is not None and len(splits.live):
-            live = predict_frame(model, splits.live).drop("target")
-            live = postprocess.apply(cfg.get("postprocess"), live, splits.live)
-            live = live.with_columns(prediction=postprocess.rank_unit(live["prediction"].to_numpy()))
-            live.write_parquet(stage / artifacts.LIVE_PREDICTIONS)
-            live.select("id", "prediction").write_csv(stage / artifacts.SUBMISSION)
-        plots = report.plot_scores(per_era, stage / artifacts.PLOTS_DIR)
-        artifacts.write_metrics(stage / artifacts.METRICS, metrics)
-
-    report.print_metrics(metrics, title=f"{metrics['model']} · {metrics['target']} · validation")
-    tracker = tracking.make_tracker(cfg, run_dir)
-    try:
-        tracker.log_run(metrics, per_era, [run_dir / artifacts.PLOTS_DIR / p.name for p in plots])
-    finally:
-        tracker.finish()
+    show(cfg, metrics, per_era, run_dir, plots)
     log.info("artifacts in %s", run_dir)
     return metrics
 

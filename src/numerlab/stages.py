@@ -1,0 +1,379 @@
+"""The DVC stage commands: `python -m numerlab.stages {data,features,train,predict,evaluate}`.
+
+    data      data.dir                     synthetic data generated, or the v5 layout checked
+    features  artifacts/features/          the configured columns of each split, int8 parquet
+    train     artifacts/model/             the fitted model
+    predict   artifacts/predictions/       validation and live predictions, submission.csv
+    evaluate  artifacts/metrics.json       per_era.parquet/.csv, plots/
+
+Each stage reads `params.yaml` (DVC composes it from conf/ on `dvc exp run -S ...`; Hydra's
+`@hydra.main` would ignore `-S`) and calls the functions `pipeline.run` calls, so
+`dvc exp run -S model=xgboost` and `python run.py model=xgboost` write the same metrics.
+Every stage writes its outs into a staging dir and renames them into place when complete:
+an interrupted stage leaves nothing DVC would take as its output.
+
+`python -m numerlab.stages params [override ...]` rewrites params.yaml from conf/ exactly as
+`dvc exp run` does (DVC's own composition), e.g. after editing a file in conf/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from numerlab import artifacts
+from numerlab.data.dataset import Dataset
+from numerlab.errors import NumerlabError
+
+log = logging.getLogger("numerlab.stages")
+
+PARAMS_FILE = "params.yaml"
+CONFIG_DIR = "conf"          # [hydra] config_dir of .dvc/config
+CONFIG_NAME = "config"       # [hydra] config_name of .dvc/config
+
+ARTIFACTS = Path("artifacts")
+FEATURES_DIR = ARTIFACTS / "features"
+FEATURES_MANIFEST = FEATURES_DIR / "manifest.json"
+SPLIT_FILES = {"train": "train.parquet", "validation": "validation.parquet",
+               "live": "live.parquet"}
+META_MODEL_FILE = "meta_model.parquet"
+MODEL_DIR = ARTIFACTS / artifacts.MODEL_DIR
+VALIDATION_PREDICTIONS = ARTIFACTS / artifacts.VALIDATION_PREDICTIONS
+LIVE_PREDICTIONS = ARTIFACTS / artifacts.LIVE_PREDICTIONS
+SUBMISSION = ARTIFACTS / artifacts.SUBMISSION
+METRICS = ARTIFACTS / artifacts.METRICS
+PER_ERA = ARTIFACTS / artifacts.PER_ERA
+PER_ERA_PLOT = ARTIFACTS / "per_era.csv"   # `dvc plots` data: per-era and cumulative scores
+PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
+
+# params.yaml keys the features stage reads: the manifest records them, so a later stage run
+# by hand after a params change is refused instead of silently using stale features.
+FEATURE_PARAMS = ("data.dir", "data.era_stride", "data.embargo_eras", "features", "target")
+# Keys each stage cannot run without (optional ones are read with a default).
+REQUIRED = {
+    "data": ("data.source", "data.dir"),
+    "features": FEATURE_PARAMS,
+    "train": ("model._target_", "seed"),
+    "predict": (),
+    "evaluate": ("seed",),
+}
+WRITE_ROWS = 100_000  # rows per parquet row group: bounds the transient copy when writing
+
+
+# --- params -------------------------------------------------------------------------------
+
+def load_params(path: str | Path = PARAMS_FILE) -> DictConfig:
+    """params.yaml as a struct DictConfig (a missing key raises instead of reading None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NumerlabError(f"{path}: not found (compose it from conf/ with `dvc exp run` or "
+                            f"`python -m numerlab.stages params`)")
+    try:
+        cfg = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException, OSError, UnicodeDecodeError) as exc:
+        raise NumerlabError(f"{path}: cannot read ({first_line(exc)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise NumerlabError(f"{path}: must hold a mapping of config groups")
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def missing_key(params_path: str | Path, key: str) -> NumerlabError:
+    return NumerlabError(f"{params_path}: missing key '{key}' (run `dvc exp run` or "
+                         f"regenerate params.yaml with `python -m numerlab.stages params`)")
+
+
+def require(cfg: DictConfig, keys: Sequence[str], params_path: str | Path) -> None:
+    absent = object()
+    for key in keys:
+        if OmegaConf.select(cfg, key, default=absent, throw_on_missing=False) is absent:
+            raise missing_key(params_path, key)
+
+
+def selected(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
+    return {key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node)
+            else node for key in keys for node in [OmegaConf.select(cfg, key)]}
+
+
+def compose_params(overrides: Sequence[str] = (), output: str | Path = PARAMS_FILE,
+                   root: str | Path = ".") -> Path:
+    """Write conf/ composed with `overrides` to `output` with DVC's own composition (the
+    function `dvc exp run` calls), so the file equals what `dvc exp run` would write."""
+    from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+
+    root = Path(root).resolve()
+    if not (root / CONFIG_DIR / f"{CONFIG_NAME}.yaml").is_file():
+        raise NumerlabError(f"{root / CONFIG_DIR / CONFIG_NAME}.yaml not found: run this in the "
+                            f"project root")
+    try:
+        compose_and_dump(output, str(root / CONFIG_DIR), None, CONFIG_NAME, str(root),
+                         list(overrides))
+    except (HydraException, OmegaConfBaseException, OSError, ValueError) as exc:
+        raise NumerlabError(f"cannot compose {CONFIG_DIR}/{CONFIG_NAME}.yaml: "
+                            f"{first_line(exc)}") from None
+    return Path(output)
+
+
+# --- inputs made by earlier stages --------------------------------------------------------
+
+def need(path: Path, stage: str) -> Path:
+    """`path` if it exists, else a one-line error naming the stage that makes it."""
+    if not path.exists():
+        raise NumerlabError(f"{path} is missing: run the '{stage}' stage first "
+                            f"(`dvc repro {stage}`)")
+    return path
+
+
+def write_split(dataset: Dataset, path: Path) -> None:
+    """`dataset` as a v5-layout parquet file (id, era, int8 features, float32 targets) that
+    `data.load_split` reads back unchanged, written in row groups of WRITE_ROWS rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = ["id", "era", *dataset.feature_names, dataset.target_name, *dataset.aux_names]
+    schema = pa.schema([("id", pa.string()), ("era", pa.string()),
+                        *[(n, pa.int8()) for n in dataset.feature_names],
+                        *[(n, pa.float32()) for n in [dataset.target_name, *dataset.aux_names]]])
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for start in range(0, max(len(dataset), 1), WRITE_ROWS):
+            rows = slice(start, start + WRITE_ROWS)
+            columns = [pa.array(dataset.ids[rows].tolist(), pa.string()),
+                       pa.array(dataset.eras[rows].tolist(), pa.string()),
+                       *[pa.array(dataset.features[rows, j]) for j in
+                         range(len(dataset.feature_names))],
+                       pa.array(dataset.target[rows]),
+                       *[pa.array(dataset.aux[rows, j]) for j in range(len(dataset.aux_names))]]
+            writer.write_table(pa.Table.from_arrays(columns, names=names))
+
+
+def read_manifest(cfg: DictConfig) -> dict[str, Any]:
+    manifest = json.loads(need(FEATURES_MANIFEST, "features").read_text())
+    made_from = manifest.get("params")
+    if made_from != selected(cfg, FEATURE_PARAMS):
+        changed = next((k for k in FEATURE_PARAMS
+                        if (made_from or {}).get(k) != selected(cfg, [k])[k]), "params")
+        raise NumerlabError(f"{FEATURES_DIR} was made with another '{changed}' than "
+                            f"params.yaml: rerun the 'features' stage (`dvc repro features`)")
+    return manifest
+
+
+def read_split(manifest: dict[str, Any], split: str) -> Dataset | None:
+    """A split written by the features stage (None if the data has no such split)."""
+    from numerlab.data import load_split
+
+    if split not in manifest["splits"]:
+        return None
+    return load_split(need(FEATURES_DIR / SPLIT_FILES[split], "features"),
+                      manifest["feature_names"], manifest["target_name"],
+                      manifest["aux_names"])
+
+
+def read_meta_model(manifest: dict[str, Any]) -> pl.DataFrame | None:
+    if not manifest.get("meta_model"):
+        return None
+    return pl.read_parquet(need(FEATURES_DIR / META_MODEL_FILE, "features"))
+
+
+# --- stages -------------------------------------------------------------------------------
+
+def stage_data(cfg: DictConfig) -> None:
+    """Synthetic data generated into data.dir, or the v5 files there checked.
+
+    The synthetic dir is kept while its manifest matches data.synthetic, else regenerated
+    into a temporary sibling and renamed into place (`data.prepare`)."""
+    from numerlab import data
+
+    data_dir = data.prepare(cfg.data)
+    log.info("data ready in %s", data_dir)
+
+
+def stage_features(cfg: DictConfig) -> None:
+    """The configured columns of each split as compact int8 parquet.
+
+    Rows are those `load_splits` keeps (era_stride, embargo); the manifest records the
+    column names and the params used."""
+    from numerlab import data
+
+    data_dir = Path(str(cfg.data.dir)).expanduser()
+    if not data_dir.exists():
+        raise NumerlabError(f"{data_dir} is missing: run the 'data' stage first "
+                            f"(`dvc repro data`)")
+    splits = data.load_splits(cfg.data, cfg.features, cfg.target)
+    manifest: dict[str, Any] = {
+        "feature_names": splits.feature_names,
+        "target_name": splits.target_name,
+        "aux_names": splits.aux_names,
+        "splits": {},
+        "meta_model": False,
+        "params": selected(cfg, FEATURE_PARAMS),
+    }
+    with artifacts.staged(ARTIFACTS) as stage:
+        out = stage / FEATURES_DIR.name
+        out.mkdir()
+        for name, dataset in (("train", splits.train), ("validation", splits.validation),
+                              ("live", splits.live)):
+            if dataset is None:
+                continue
+            write_split(dataset, out / SPLIT_FILES[name])
+            manifest["splits"][name] = {"rows": len(dataset), "eras": dataset.n_eras}
+        if splits.meta_model is not None and splits.validation is not None:
+            ids = pl.Series("id", splits.validation.ids.astype(str))
+            splits.meta_model.filter(pl.col("id").is_in(ids.implode())).write_parquet(
+                out / META_MODEL_FILE)
+            manifest["meta_model"] = True
+        (out / FEATURES_MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")
+    log.info("features: %d columns, %s", len(splits.feature_names),
+             ", ".join(f"{k} {v['rows']} rows" for k, v in manifest["splits"].items()))
+
+
+def stage_train(cfg: DictConfig) -> None:
+    """The configured model fitted on the train split (validation for early stopping)."""
+    from numerlab import pipeline
+    from numerlab.models.base import save_model
+
+    manifest = read_manifest(cfg)
+    train = read_split(manifest, "train")
+    if train is None:
+        raise NumerlabError(f"{FEATURES_DIR} has no train split")
+    validation = read_split(manifest, "validation")
+    with artifacts.staged(ARTIFACTS) as stage, \
+            tempfile.TemporaryDirectory(prefix=".train-", dir=ARTIFACTS) as work:
+        # `work` takes what a fit writes besides the model (Lightning logs, checkpoints).
+        model = pipeline.fit_model(cfg, train, validation, Path(work))
+        save_model(model, stage / MODEL_DIR.name, manifest["feature_names"])
+    log.info("model saved in %s", MODEL_DIR)
+
+
+def load_trained_model(manifest: dict[str, Any]):
+    from numerlab.models.base import MODEL_META, load_model
+
+    need(MODEL_DIR / MODEL_META, "train")
+    model, feature_names = load_model(MODEL_DIR)
+    if feature_names != manifest["feature_names"]:
+        raise NumerlabError(f"{MODEL_DIR} was trained on other features than {FEATURES_DIR}: "
+                            f"rerun the 'train' stage (`dvc repro train`)")
+    return model
+
+
+def stage_predict(cfg: DictConfig) -> None:
+    """Validation and live predictions (post-processed) and submission.csv."""
+    from numerlab import pipeline
+
+    manifest = read_manifest(cfg)
+    model = load_trained_model(manifest)
+    validation_ds = read_split(manifest, "validation")
+    live_ds = read_split(manifest, "live")
+    if validation_ds is None:
+        raise NumerlabError(f"{FEATURES_DIR} has no validation split")
+    validation, live = pipeline.predict_splits(cfg, model, validation_ds, live_ds,
+                                               read_meta_model(manifest))
+    with artifacts.staged(ARTIFACTS) as stage:
+        pipeline.write_predictions(stage, validation, live)
+    log.info("predictions: %d validation rows, %d live rows", validation.height, live.height)
+
+
+def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
+    """Per-era scores with their running sums (`corr_cumulative`, ...) for `dvc plots`.
+    Running sums skip eras where a score is undefined, as report.plot_scores does."""
+    scores = [c for c in ("corr", "mmc", "fnc") if c in per_era.columns]
+    return per_era.with_columns(
+        pl.Series(f"{c}_cumulative",
+                  np.nancumsum(per_era[c].cast(pl.Float64).fill_null(np.nan).to_numpy()))
+        for c in scores)
+
+
+def stage_evaluate(cfg: DictConfig) -> None:
+    """metrics.json, per-era scores (parquet; csv for `dvc plots`) and PNG plots."""
+    from numerlab import pipeline
+    from numerlab.models.base import MODEL_META
+
+    manifest = read_manifest(cfg)
+    frame = pl.read_parquet(need(VALIDATION_PREDICTIONS, "predict"))
+    features = read_split(manifest, "validation")
+    if features is None or not np.array_equal(features.ids, frame["id"].to_numpy()):
+        raise NumerlabError(f"{VALIDATION_PREDICTIONS} does not match {FEATURES_DIR}: rerun "
+                            f"the 'predict' stage (`dvc repro predict`)")
+    model_class = json.loads(need(MODEL_DIR / MODEL_META, "train").read_text())["class"]
+
+    metrics, per_era = pipeline.score(cfg, frame, features, model_class.rpartition(".")[2])
+    with artifacts.staged(ARTIFACTS) as stage:
+        per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
+        plots = pipeline.write_evaluation(stage, metrics, per_era)
+    pipeline.show(cfg, metrics, per_era, ARTIFACTS, plots)
+
+
+STAGES: dict[str, Callable[[DictConfig], None]] = {
+    "data": stage_data,
+    "features": stage_features,
+    "train": stage_train,
+    "predict": stage_predict,
+    "evaluate": stage_evaluate,
+}
+
+
+# --- command line -------------------------------------------------------------------------
+
+def run_stage(name: str, params_path: str | Path = PARAMS_FILE) -> None:
+    cfg = load_params(params_path)
+    require(cfg, REQUIRED[name], params_path)
+    try:
+        STAGES[name](cfg)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        if key:
+            raise missing_key(params_path, key) from None
+        raise NumerlabError(f"{params_path}: {first_line(exc)}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m numerlab.stages",
+        description="numerlab's DVC stages (see dvc.yaml); each reads params.yaml.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    for name, fn in STAGES.items():
+        sub = commands.add_parser(name, help=(fn.__doc__ or name).splitlines()[0])
+        sub.add_argument("--params", default=PARAMS_FILE, metavar="PATH",
+                         help="params file to read (default: params.yaml)")
+    sub = commands.add_parser("params", help="rewrite params.yaml from conf/ as `dvc exp run` "
+                              "does (Hydra overrides allowed)")
+    sub.add_argument("overrides", nargs="*", help="e.g. model=xgboost seed=3")
+    sub.add_argument("--output", default=PARAMS_FILE, metavar="PATH")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    try:
+        if args.command == "params":
+            path = compose_params(args.overrides, args.output)
+            print(f"wrote {path}")
+        else:
+            run_stage(args.command, args.params)
+    except NumerlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
