@@ -36,8 +36,8 @@ def main() -> None:
     help_s = median_seconds([py, str(ROOT / "run.py"), "--help"], args.repeats)
     import_s = median_seconds([py, "-c", "import numerlab.pipeline"], args.repeats)
     loaded = subprocess.run(
-        [py, "-c", "import sys, numerlab.pipeline; "
-                   f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"],
+        [py, "-c", ("import sys, numerlab.pipeline; "
+                   f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")],
         check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
     print(f"median of {args.repeats} fresh interpreters")
     print(f"python -c pass (baseline):      {baseline:6.3f} s")

@@ -33,7 +33,7 @@ def small_data_dir(tmp_path_factory) -> Path:
 def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
             ) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true", **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], check=False, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 

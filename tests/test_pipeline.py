@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose, read_metrics, run_cli
+from conftest import FAST_GBDT, SMALL_DATA, compose, read_metrics, run_cli
 from numerai_tools.scoring import correlation_contribution, numerai_corr
 
 CONTRACT_METRICS = {

@@ -11,9 +11,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 METRICS = "metrics.json"
 PER_ERA = "per_era.parquet"
