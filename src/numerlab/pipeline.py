@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from numerlab import artifacts, data, postprocess, report, scoring, tracking
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
-from numerlab.models.base import FitContext, Model, load_model, save_model
+from numerlab.models.base import FitContext, Model, check_ready, load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,17 @@ def build_model(model_cfg: DictConfig) -> Model:
         raise NumerlabError(f"model config: {str(exc).splitlines()[0]}") from None
 
 
-def fit_model(cfg: DictConfig, train: Dataset, valid: Dataset | None, run_dir: Path) -> Model:
-    model = build_model(cfg.model)
+def fit_context(cfg: DictConfig, run_dir: Path) -> FitContext:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True) if "trainer" in cfg else {}
-    ctx = FitContext(seed=int(cfg.seed), run_dir=Path(run_dir), trainer=trainer,
-                     ckpt_path=cfg.get("ckpt_path"))
+    return FitContext(seed=int(cfg.seed), run_dir=Path(run_dir), trainer=trainer,
+                      ckpt_path=cfg.get("ckpt_path"))
+
+
+def fit_model(cfg: DictConfig, train: Dataset, valid: Dataset | None, run_dir: Path,
+              model: Model | None = None) -> Model:
+    """Fit `model` (default: the configured one, built now) on `train`."""
+    model = build_model(cfg.model) if model is None else model
+    ctx = fit_context(cfg, run_dir)
     log.info("fitting %s on %d rows x %d features (%d eras)", type(model).__name__,
              len(train), train.features.shape[1], train.n_eras)
     model.fit(train, valid, ctx)
@@ -153,6 +159,8 @@ def show(cfg: DictConfig, metrics: dict[str, Any], per_era: pl.DataFrame, run_di
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the experiment `cfg`, write the artifact contract into `run_dir`, return metrics."""
     run_dir = Path(run_dir)
+    model = build_model(cfg.model)
+    check_ready(model, fit_context(cfg, run_dir))
     data_dir = data.prepare(cfg.data)
     splits = data.load_splits(cfg.data, cfg.features, cfg.target)
     log.info("data %s: train %d rows / %d eras, validation %d rows / %d eras, %d features",
@@ -160,7 +168,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
              splits.validation.n_eras, len(splits.feature_names))
 
     with artifacts.staged(run_dir) as stage:
-        model = fit_model(cfg, splits.train, splits.validation, run_dir)
+        fit_model(cfg, splits.train, splits.validation, run_dir, model)
         save_model(model, stage / artifacts.MODEL_DIR, splits.feature_names)
         validation, live = predict_splits(cfg, model, splits.validation, splits.live,
                                           splits.meta_model)

@@ -44,6 +44,14 @@ class Model(Protocol):
     def load(cls, path: Path) -> Model: ...
 
 
+def check_ready(model: Model, ctx: FitContext) -> None:
+    """Call the model's optional `check(ctx)`: it raises NumerlabError for a context it
+    cannot fit in (a device that is not there), before any data is loaded."""
+    check = getattr(model, "check", None)
+    if check is not None:
+        check(ctx)
+
+
 def class_path(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"

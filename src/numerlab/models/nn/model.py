@@ -150,6 +150,10 @@ class NeuralModel:
             sparsity_weight=c["sparsity_weight"],
         )
 
+    def check(self, ctx: FitContext) -> None:
+        """Fail at once (before data is loaded) for an accelerator that is not there."""
+        resolve_accelerator((_plain(ctx.trainer) or {}).get("accelerator", "auto"))
+
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         c = self.config
         trainer_cfg = dict(_plain(ctx.trainer) or {})
