@@ -5,13 +5,18 @@ temporary dir, then loads the "medium" set (plus id, era, target) with each meth
 child processes, alternating, and prints median wall time and peak memory:
 
     speed   = pandas seconds / numerlab seconds            (> 1: numerlab is faster)
-    memory  = numerlab peak RSS growth / int8 matrix size  (goal <= 1.5)
+    memory  = peak RSS growth / int8 matrix size           (numerlab goal <= 1.5)
 
-Peak RSS growth is VmHWM after the load minus VmRSS before it, in a child whose peak was
-reset (/proc/self/clear_refs) after its imports; it counts Arrow's allocations, which
-tracemalloc does not see. Linux only.
+Peak RSS growth is measured the same way for both methods, each in a fresh child: the child
+imports everything either method uses (pandas and the pyarrow modules `read_parquet` loads on
+first use, numerlab), then reads VmRSS and resets VmHWM (/proc/self/clear_refs), loads, and
+reports VmHWM minus that VmRSS. It counts Arrow's and NumPy's allocations, which tracemalloc
+does not see, and code pages touched for the first time. Linux only.
 
     python benchmarks/load.py [--rows 500000] [--features 780] [--medium-share 0.33]
+                              [--repeats 3] [--dir DIR (keep/reuse the data)]
+
+`--medium-fraction` is another name for `--medium-share`.
 """
 
 from __future__ import annotations
@@ -63,32 +68,50 @@ def _status_kb(key: str) -> int:
 
 
 def child(method: str, data_dir: Path) -> None:
-    """Load once with `method`; print JSON {seconds, peak_bytes, fingerprint}."""
+    """Load once with `method`; print JSON {seconds, peak_bytes, fingerprint, ...}."""
     import pandas as pd
+
+    # What pd.read_parquet imports on first use, so that neither method pays for it.
+    import pandas.io.parquet
+    import pyarrow.dataset
+    import pyarrow.pandas_compat  # noqa: F401
 
     from numerlab.data import load_split, read_features_json
 
     medium = read_features_json(data_dir)["feature_sets"]["medium"]
     path = data_dir / "train.parquet"
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     start = time.perf_counter()
-    dataset_bytes = 0
     if method == "numerlab":
         data = load_split(path, medium, "target")
-        matrix = data.features
-        # What the Dataset itself holds; ids are Python str objects (~80 bytes each).
-        dataset_bytes = (data.features.nbytes + data.ids.nbytes + data.eras.nbytes
-                         + data.target.nbytes + data.aux.nbytes
-                         + sum(-(-sys.getsizeof(i) // 8) * 8 for i in data.ids))
     else:
         frame = pd.read_parquet(path, columns=["id", "era", "target", *medium])
-        matrix = frame[medium[:50]].to_numpy()  # for the fingerprint only (after timing)
     seconds = time.perf_counter() - start
     peak = (_status_kb("VmHWM") - before) * 1024
+    dataset_bytes = ids_bytes = 0
+    if method == "numerlab":
+        matrix = data.features
+        ids_bytes = _string_array_bytes(data.ids)
+        dataset_bytes = (data.features.nbytes + ids_bytes + data.eras.nbytes
+                         + data.target.nbytes + data.aux.nbytes)
+    else:
+        matrix = frame[medium[:50]].to_numpy()  # for the fingerprint only
     fingerprint = int(matrix[::977, :50].astype(np.int64).sum())
     print(json.dumps({"seconds": seconds, "peak_bytes": peak, "fingerprint": fingerprint,
-                      "dataset_bytes": dataset_bytes}))
+                      "dataset_bytes": dataset_bytes, "ids_bytes": ids_bytes}))
+
+
+def _string_array_bytes(ids: np.ndarray) -> int:
+    """Approximate memory of a StringDType array (object arrays: pointers plus str objects).
+
+    StringDType keeps 16 bytes per element, which hold strings of up to 15 bytes; longer ones
+    go to the array's arena with a size prefix (1 byte up to 255 bytes)."""
+    if ids.dtype == object:
+        return ids.nbytes + sum(-(-sys.getsizeof(i) // 8) * 8 for i in ids)
+    lengths = np.strings.str_len(np.strings.encode(ids, "utf-8"))
+    long = lengths[lengths > 15]
+    return ids.nbytes + int(long.sum()) + len(long) * 1
 
 
 def run_child(method: str, data_dir: Path) -> dict:
@@ -115,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--features", type=int, default=780)
-    parser.add_argument("--medium-share", type=float, default=1 / 3,
+    parser.add_argument("--medium-share", "--medium-fraction", type=float, default=1 / 3,
                         help="share of the features in the medium set (v5: 705/2376)")
     parser.add_argument("--rows-per-era", type=int, default=5_000)
     parser.add_argument("--row-group-size", type=int, default=None,
@@ -156,17 +179,22 @@ def main() -> None:
     seconds = {m: statistics.median(r["seconds"] for r in rs) for m, rs in results.items()}
     peak = {m: statistics.median(r["peak_bytes"] for r in rs) for m, rs in results.items()}
     print(f"int8 matrix: {matrix_bytes / 2**20:.0f} MiB ({args.rows:,} x {len(medium)})")
-    for method in results:
+    print("peak = VmHWM - VmRSS of a fresh child, both taken after its imports (pandas, "
+          "pyarrow, numerlab) and before the load; same for both methods")
+    for method, runs_of in results.items():
+        times = " ".join(f"{r['seconds']:.2f}s" for r in runs_of)
+        peaks = " ".join(f"{r['peak_bytes'] / matrix_bytes:.2f}x" for r in runs_of)
         print(f"{method:>9}: {seconds[method]:6.2f}s  peak RSS growth "
               f"{peak[method] / 2**20:6.0f} MiB = {peak[method] / matrix_bytes:.2f}x matrix  "
-              f"(median of {args.repeats})")
+              f"(medians of {args.repeats} runs: {times}; {peaks})")
     print(f"speed ratio (pandas / numerlab): {seconds['pandas'] / seconds['numerlab']:.2f}x")
     print(f"numerlab peak memory / int8 matrix: {peak['numerlab'] / matrix_bytes:.2f}x "
           f"(goal <= 1.5x); pandas: {peak['pandas'] / matrix_bytes:.2f}x")
-    dataset_bytes = results["numerlab"][0]["dataset_bytes"]
-    print(f"  numerlab Dataset itself (matrix + ids as str objects + eras + target): "
-          f"{dataset_bytes / matrix_bytes:.2f}x; transient and fixed overhead beyond it: "
-          f"{(peak['numerlab'] - dataset_bytes) / matrix_bytes:.2f}x")
+    first = results["numerlab"][0]
+    print(f"  numerlab Dataset itself (matrix + ids as StringDType, "
+          f"~{first['ids_bytes'] / args.rows:.0f} B/row + eras + target): "
+          f"{first['dataset_bytes'] / matrix_bytes:.2f}x; transient and fixed overhead beyond "
+          f"it: {(peak['numerlab'] - first['dataset_bytes']) / matrix_bytes:.2f}x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -421,8 +422,15 @@ def test_only_requested_columns_are_read(small_dir, monkeypatch):
         requested.append(columns)
         return real_read_group(self, i, columns=columns, **kwargs)
 
+    real_batches = pq.ParquetFile.iter_batches
+
+    def spy_batches(self, *args, columns=None, **kwargs):
+        requested.append(columns)
+        return real_batches(self, *args, columns=columns, **kwargs)
+
     monkeypatch.setattr(pq.ParquetFile, "read", spy_read)
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy_read_group)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy_batches)
     names = data.read_features_json(small_dir)["feature_sets"]["small"]
     data.load_splits(data_cfg(small_dir), features_cfg("small"),
                      {"name": "target", "aux": ["target_agnes_20"]})
@@ -449,6 +457,65 @@ def test_unsorted_file_is_sorted_by_era_stably(tmp_path):
     assert ds.features[:, 0].tolist() == [1, 3, 2, 0, 0, 4]
 
 
+def test_ids_are_a_compact_string_array_that_acts_like_str_objects(small_dir):
+    names = data.read_features_json(small_dir)["feature_sets"]["small"]
+    ds = data.load_split(small_dir / "train.parquet", names, "target")
+    assert ds.ids.dtype == np.dtypes.StringDType() and isinstance(ds.ids[0], str)
+    assert ds.eras.dtype == object  # one shared str per era: 8 bytes a row
+    assert pl.Series(ds.ids, dtype=pl.String).to_list() == ds.ids.tolist()
+    assert ds.eras.astype(str).dtype == np.dtype("U4")
+    taken = ds.take(np.arange(len(ds)) % 3 == 0)
+    assert taken.ids.tolist() == ds.ids.tolist()[::3]
+    assert np.array_equal(ds.ids, np.array(ds.ids.tolist(), dtype=object))
+    labels, codes = np.unique(ds.eras, return_inverse=True)
+    assert list(labels[codes]) == list(ds.eras)
+
+
+@pytest.mark.parametrize("ids", [[f"id{i:03d}" for i in range(40)],  # one width: bytes view
+                                 [f"r{i}" for i in range(40)],  # widths differ: str objects
+                                 [f"é{i:02d}" for i in range(40)],  # UTF-8
+                                 list(range(1000, 1040))])  # integer ids read as text
+def test_rows_survive_batches_tiles_row_groups_filtering_and_sorting(tmp_path, monkeypatch,
+                                                                      ids):
+    # Tiny batches, tiles and reads: every boundary of the loader is crossed many times.
+    monkeypatch.setattr(v5, "SMALL_BATCH_ROWS", 7)
+    monkeypatch.setattr(v5, "TRANSPOSE_TILE_ROWS", 3)
+    monkeypatch.setattr(v5, "READ_CHUNK_CELLS", 32)
+    monkeypatch.setattr(v5, "MIN_READ_COLUMNS", 1)  # 2 of the 3 features per read
+    rng = np.random.default_rng(0)
+    era = [f"{e:04d}" for e in rng.integers(1, 5, size=40)]
+    target = np.where(rng.random(40) < 0.3, np.nan, 0.5).astype(np.float32)
+    values = rng.integers(0, 5, size=(40, 3)).astype(np.int8)
+    path = write_parquet(tmp_path / "t.parquet", {
+        "id": ids, "era": era, **{f"feature_{c}": values[:, j] for j, c in enumerate("abc")},
+        "target": target, "target_b": np.arange(40, dtype=np.float32)}, row_group_size=16)
+    ds = data.load_split(path, ["feature_c", "feature_a", "feature_b"], "target", ["target_b"],
+                         eras=["0001", "0003", "0004"], drop_nan_target=True)
+    rows = [i for i in sorted(range(40), key=lambda i: era[i])
+            if era[i] != "0002" and not np.isnan(target[i])]
+    assert ds.ids.tolist() == [str(ids[i]) for i in rows]
+    np.testing.assert_array_equal(ds.features, values[rows][:, [2, 0, 1]])
+    assert ds.features.flags.c_contiguous
+    assert ds.aux[:, 0].tolist() == rows and list(ds.eras) == [era[i] for i in rows]
+
+
+def test_missing_era_is_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(v5, "SMALL_BATCH_ROWS", 2)
+    path = write_parquet(tmp_path / "t.parquet", {
+        "id": list("abcde"), "era": ["0001", None, "0001", None, None],
+        "feature_a": pa.array([0, 1, 2, 3, 4], pa.int8()), "target": [0.5] * 5})
+    with pytest.raises(NumerlabError, match="'era' has 3 missing values"):
+        data.load_split(path, ["feature_a"], "target")
+
+
+def test_missing_id_is_named(tmp_path):
+    path = write_parquet(tmp_path / "t.parquet", {
+        "id": ["a", None, "c"], "era": ["0001"] * 3,
+        "feature_a": pa.array([0, 1, 2], pa.int8()), "target": [0.5] * 3})
+    with pytest.raises(NumerlabError, match="'id' has 1 missing"):
+        data.load_split(path, ["feature_a"], "target")
+
+
 def test_row_groups_without_kept_eras_are_not_decoded(tmp_path, monkeypatch):
     n_eras, rows = 12, 10
     era = np.repeat([f"{i:04d}" for i in range(1, n_eras + 1)], rows)
@@ -458,12 +525,19 @@ def test_row_groups_without_kept_eras_are_not_decoded(tmp_path, monkeypatch):
         "target": pa.array(np.full(n_eras * rows, 0.5), pa.float32())}, row_group_size=rows)
     groups = []
     real = pq.ParquetFile.read_row_group
+    real_batches = pq.ParquetFile.iter_batches
 
     def spy(self, i, columns=None, **kwargs):
         groups.append(i)
         return real(self, i, columns=columns, **kwargs)
 
+    def spy_batches(self, *args, row_groups=None, **kwargs):
+        if row_groups is not None:
+            groups.extend(row_groups)
+        return real_batches(self, *args, row_groups=row_groups, **kwargs)
+
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy_batches)
     kept = sorted(set(era))[::4]
     ds = data.load_split(path, ["feature_a"], "target", eras=kept)
     assert sorted(set(ds.eras)) == kept and len(ds) == len(kept) * rows

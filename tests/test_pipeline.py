@@ -125,7 +125,7 @@ def test_saved_model_reproduces_validation_predictions(lgbm_run, small_data_dir)
     splits = data.load_splits(cfg.data, cfg.features, cfg.target)
     assert feature_names == splits.feature_names
     saved = pl.read_parquet(run_dir / "predictions/validation.parquet")
-    assert saved["id"].to_list() == list(splits.validation.ids.astype(str))
+    assert saved["id"].to_list() == splits.validation.ids.tolist()
     np.testing.assert_allclose(model.predict(splits.validation.features),
                                saved["prediction"].to_numpy(), rtol=0, atol=1e-6)
 

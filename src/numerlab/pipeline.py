@@ -61,8 +61,8 @@ def predict_frame(model: Model, dataset: Dataset) -> pl.DataFrame:
     if prediction.shape != (len(dataset),):
         raise NumerlabError(f"model returned {prediction.shape} predictions for {len(dataset)} rows")
     return pl.DataFrame({
-        "id": dataset.ids.astype(str),
-        "era": dataset.eras.astype(str),
+        "id": pl.Series(dataset.ids, dtype=pl.String),
+        "era": pl.Series(dataset.eras, dtype=pl.String),
         "prediction": prediction,
         "target": dataset.target.astype(np.float64),
     })

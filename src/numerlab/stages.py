@@ -235,7 +235,7 @@ def stage_features(cfg: DictConfig) -> None:
             write_split(dataset, out / SPLIT_FILES[name])
             manifest["splits"][name] = {"rows": len(dataset), "eras": dataset.n_eras}
         if splits.meta_model is not None and splits.validation is not None:
-            ids = pl.Series("id", splits.validation.ids.astype(str))
+            ids = pl.Series("id", splits.validation.ids, dtype=pl.String)
             splits.meta_model.filter(pl.col("id").is_in(ids.implode())).write_parquet(
                 out / META_MODEL_FILE)
             manifest["meta_model"] = True

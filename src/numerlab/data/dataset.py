@@ -15,8 +15,11 @@ import numpy as np
 class Dataset:
     """Rows of one split, sorted by era.
 
-    ids:        (n,) object array of row ids (str)
-    eras:       (n,) object array of era labels such as "0575"
+    ids:        (n,) row ids (str); `load_split` gives a NumPy StringDType array (about 35
+                bytes a v5 id, an object array of str takes 84) whose `astype(str)` works as
+                on an object array; any 1-d array of str works
+    eras:       (n,) object array of era labels such as "0575" (`load_split` shares one str
+                object per era: 8 bytes a row)
     features:   (n, k) int8, C-contiguous; columns named by `feature_names`
     target:     (n,) float32, the target being fitted/scored (NaN where unknown)
     aux:        (n, m) float32 auxiliary targets named by `aux_names` (may hold NaN)

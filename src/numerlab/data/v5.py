@@ -6,18 +6,22 @@ A data dir holds `train.parquet`, `validation.parquet` (`data_type` validation |
 an `era` string such as "0575" ("X" in live) and int8 `feature_*` columns.
 
 Loading never builds a float or pandas copy of the feature matrix: a first pass reads the
-small columns (`era`, `data_type`, the target) to choose rows and their era order, then the
-feature columns are read one row group and a bounded slice of columns at a time straight
-into one preallocated C-contiguous int8 matrix. Row groups without a chosen row are never
-decoded, so `era_stride` skips them on era-sorted files.
+small columns (`era`, `data_type`, the target) in batches to choose rows and their era
+order, a second one the ids (into a NumPy StringDType array, about 35 bytes a v5 id) and
+targets of the chosen rows, then the feature columns are read one row group and a bounded
+slice of columns at a time straight into one preallocated C-contiguous int8 matrix. Row
+groups without a chosen row are never decoded, so `era_stride` skips them on era-sorted
+files. The peak RSS growth of a load is about 1.45x the int8 matrix (benchmarks/load.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +52,14 @@ FEATURE_MAX = 4  # features are bins 0..4
 SPLIT_NAMES = ("train", "validation", "live")
 
 # int8 cells decoded per read: bounds the transient memory next to the feature matrix.
-READ_CHUNK_CELLS = 4 * 2**20
+READ_CHUNK_CELLS = 8 * 2**20
+MIN_READ_COLUMNS = 8
+# Threads copying a decoded slice into the matrix (memory-bound: two keep up with Arrow).
+PUT_THREADS = 2
 TRANSPOSE_TILE_ROWS = 32_768
+# Rows per batch of the small columns (era, data_type, id, targets): no Arrow copy of a
+# whole column, and no temporary of all ids, is ever built.
+SMALL_BATCH_ROWS = 65_536
 
 
 # --- layout -----------------------------------------------------------------------------
@@ -289,25 +299,37 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
     del destination
 
     n = len(row_era)
-    ids = np.empty(n, dtype=object)
+    ids = np.empty(n, dtype=np.dtypes.StringDType())
     target_values = np.full((n, len(targets)), np.nan, dtype=np.float32)
     small = [ID, *(t for t in targets if t in present)]
     for group, picked, dest in plan:
-        part = _read(pf, path, columns=small, row_group=group)
-        part = part if picked is None else part.take(picked)
-        # to_pylist: Arrow's to_numpy makes string objects about twice as large.
-        ids[dest] = _as_strings(part[ID]).to_pylist()
-        for j, name in enumerate(targets):
-            if name in present:
-                target_values[dest, j] = _float32(part[name])
-        del part
+        start = 0
+        for batch in _batches(pf, path, small, row_group=group):
+            m = batch.num_rows
+            if picked is None:
+                rows, out = None, _sub(dest, start, m)
+            else:
+                lo, hi = (int(i) for i in np.searchsorted(picked, [start, start + m]))
+                rows, out = picked[lo:hi] - start, _sub(dest, lo, hi - lo)
+            start += m
+            if rows is not None and len(rows) == 0:
+                continue
+            ids[out] = _strings(batch.column(ID), path, rows)
+            for j, name in enumerate(targets):
+                if name in present:
+                    values = _float32(batch.column(name))
+                    target_values[out, j] = values if rows is None else values[rows]
     # Hand the allocator's cached pages back before the big matrix is filled: it keeps
-    # the pages of pass 1 and of the id strings otherwise, which shows in the peak.
-    pa.default_memory_pool().release_unused()
+    # the pages of pass 1 and of the id column otherwise, which shows in the peak.
+    _release_memory()
+    # Eras as one shared str object per era: 8 bytes a row (StringDType takes 16).
+    era_objects = np.array(era_labels, dtype=object)[row_era]
+    del row_era
+    features = _read_features(pf, path, plan, feature_names, n)
     return Dataset(
         ids=ids,
-        eras=np.array(era_labels, dtype=object)[row_era],
-        features=_read_features(pf, path, plan, feature_names, n),
+        eras=era_objects,
+        features=features,
         feature_names=feature_names,
         target=np.ascontiguousarray(target_values[:, 0]),
         target_name=target_name,
@@ -319,26 +341,55 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
 def _choose_rows(pf: pq.ParquetFile, path: Path, eras: Iterable[str] | None,
                  data_type: str | None, nan_filter: str | None
                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Pass 1, on the small columns: (era labels in era order, era code of each kept row in
-    output order, output row of each file row or -1 where the row is dropped)."""
+    """Pass 1, on the small columns, SMALL_BATCH_ROWS rows at a time: (era labels in era
+    order, era code of each kept row in output order, output row of each file row or -1
+    where the row is dropped)."""
     columns = [ERA, *([DATA_TYPE] if data_type is not None else []),
                *([nan_filter] if nan_filter else [])]
-    table = _read(pf, path, columns=columns)
-    era_labels, era_codes = _era_codes(table[ERA], path)
-    keep = np.ones(table.num_rows, dtype=bool)
+    n_rows = pf.metadata.num_rows
+    era_codes = np.empty(n_rows, dtype=np.int32)  # into `seen` until ranked below
+    keep = np.ones(n_rows, dtype=bool)
+    seen: dict[str, int] = {}
+    start = missing = 0
+    for batch in _batches(pf, path, columns):
+        rows = slice(start, start + batch.num_rows)
+        start = rows.stop
+        era = batch.column(ERA)
+        missing += era.null_count
+        if missing:
+            continue  # counted for the message below
+        if not pa.types.is_dictionary(era.type):
+            era = pc.dictionary_encode(era)
+        codes = [seen.setdefault(e, len(seen)) for e in _era_strings(era.dictionary).to_pylist()]
+        era_codes[rows] = np.asarray(codes, dtype=np.int32)[_numpy(era.indices)]
+        if data_type is not None:
+            same = pc.fill_null(pc.equal(_as_strings(batch.column(DATA_TYPE)), data_type),
+                                False)
+            keep[rows] &= same.to_numpy(zero_copy_only=False)
+        if nan_filter:
+            keep[rows] &= ~np.isnan(_float32(batch.column(nan_filter)))
+    if missing:
+        raise NumerlabError(f"{path}: column 'era' has {missing} missing values")
+    era_labels = sort_eras(seen)
+    position = {era: i for i, era in enumerate(era_labels)}
+    rank = np.array([position[e] for e in seen], dtype=np.int32)
     if eras is not None:
         wanted = {str(e) for e in eras}
-        keep &= np.isin(era_codes, [i for i, e in enumerate(era_labels) if e in wanted])
-    if data_type is not None:
-        same = pc.fill_null(pc.equal(_as_strings(table[DATA_TYPE]), data_type), False)
-        keep &= same.combine_chunks().to_numpy(zero_copy_only=False)
-    if nan_filter:
-        keep &= ~np.isnan(_float32(table[nan_filter]))
-    rows = np.flatnonzero(keep)
-    order = np.argsort(era_codes[rows], kind="stable")
-    destination = np.full(len(keep), -1, dtype=np.int64 if len(keep) >= 2**31 else np.int32)
-    destination[rows[order]] = np.arange(len(rows))
-    return era_labels, era_codes[rows[order]], destination
+        keep &= np.isin(era_codes, [seen[e] for e in seen if e in wanted])
+    # Fast paths for what v5 files are: every row kept, already in era order.
+    rows = None if keep.all() else np.flatnonzero(keep)
+    del keep
+    kept_codes = rank[era_codes if rows is None else era_codes[rows]]
+    del era_codes
+    order = None if (kept_codes[1:] >= kept_codes[:-1]).all() else np.argsort(kept_codes,
+                                                                              kind="stable")
+    index_type = np.int64 if n_rows >= 2**31 else np.int32
+    if rows is None and order is None:
+        return era_labels, kept_codes, np.arange(n_rows, dtype=index_type)
+    chosen = rows if order is None else order if rows is None else rows[order]
+    destination = np.full(n_rows, -1, dtype=index_type)
+    destination[chosen] = np.arange(len(chosen), dtype=index_type)
+    return era_labels, kept_codes if order is None else kept_codes[order], destination
 
 
 def _row_group_plan(pf: pq.ParquetFile, destination: np.ndarray):
@@ -361,39 +412,126 @@ def _row_group_plan(pf: pq.ParquetFile, destination: np.ndarray):
 def _read_features(pf: pq.ParquetFile, path: Path, plan: list, feature_names: list[str],
                    n: int) -> np.ndarray:
     """The (n, k) int8 C-contiguous matrix, filled from bounded (row group x column slice)
-    reads: each slice is decoded by Arrow, checked, and transposed into place."""
+    reads: each slice is decoded by Arrow and copied from Arrow's buffers into place, a
+    cache-sized tile of rows at a time (no copy of the whole slice), by PUT_THREADS threads
+    taking one share of the rows each."""
     features = np.empty((n, len(feature_names)), dtype=np.int8)
-    for group, picked, dest in plan:
-        step = max(1, READ_CHUNK_CELLS // pf.metadata.row_group(group).num_rows)
-        for c0 in range(0, len(feature_names), step):
-            names = feature_names[c0:c0 + step]
-            part = _read(pf, path, columns=names, row_group=group)
-            block = np.empty((len(names), part.num_rows if picked is None else len(picked)),
-                             dtype=np.int8)
-            for j, name in enumerate(names):
-                column = _int8_bins(part[name], path, name)
-                block[j] = column if picked is None else column[picked]
-            del part
-            # As uint8 a negative int8 is >= 128, so one maximum checks the range 0..4.
-            if block.view(np.uint8).max() > FEATURE_MAX:
-                bad = names[int(np.argmax(block.view(np.uint8).max(axis=1) > FEATURE_MAX))]
-                raise NumerlabError(f"{path}: feature column {bad!r} has values outside "
-                                    f"0..{FEATURE_MAX}")
-            _put_transposed(features, dest, c0, block)
+    widest = min(len(feature_names), max(
+        (_columns_per_read(pf.metadata.row_group(group).num_rows) for group, _, _ in plan),
+        default=0))
+    tiles = [np.empty(TRANSPOSE_TILE_ROWS * widest, dtype=np.int8) for _ in range(PUT_THREADS)]
+    with ThreadPoolExecutor(max_workers=PUT_THREADS) as pool:
+        for group, picked, dest in plan:
+            step = _columns_per_read(pf.metadata.row_group(group).num_rows)
+            for c0 in range(0, len(feature_names), step):
+                names = feature_names[c0:c0 + step]
+                part = _read(pf, path, columns=names, row_group=group)
+                columns = [_int8_bins(part.column(j), path, name)
+                           for j, name in enumerate(names)]
+                count = len(columns[0]) if picked is None else len(picked)
+                share = max(1, -(-count // (PUT_THREADS * TRANSPOSE_TILE_ROWS))
+                            ) * TRANSPOSE_TILE_ROWS
+                puts = [pool.submit(_put_columns, features, dest, c0, columns, picked, tile,
+                                    names, path, start, min(start + share, count))
+                        for tile, start in zip(tiles, range(0, count, share), strict=False)]
+                for put in puts:
+                    put.result()  # raises what the put raised
+                del part, columns, puts
     return features
 
 
-def _put_transposed(features: np.ndarray, dest: slice | np.ndarray, c0: int,
-                    block: np.ndarray) -> None:
-    """features[dest, c0:c0+len(block)] = block.T, in row tiles that stay in cache."""
-    columns = slice(c0, c0 + len(block))
-    tile = TRANSPOSE_TILE_ROWS
-    for r in range(0, block.shape[1], tile):
-        if isinstance(dest, slice):
-            rows = slice(dest.start + r, min(dest.stop, dest.start + r + tile))
-        else:
-            rows = dest[r:r + tile]
-        features[rows, columns] = block[:, r:r + tile].T
+def _columns_per_read(rows: int) -> int:
+    """Feature columns decoded per read of a row group of `rows` rows: READ_CHUNK_CELLS
+    cells, but at least MIN_READ_COLUMNS, below which filling the matrix gets slow (every
+    read rewrites a cache line of every row, whatever few bytes of it it fills)."""
+    return max(MIN_READ_COLUMNS, READ_CHUNK_CELLS // max(rows, 1))
+
+
+def _put_columns(features: np.ndarray, dest: slice | np.ndarray, c0: int,
+                 columns: list[np.ndarray], picked: np.ndarray | None, tile: np.ndarray,
+                 names: list[str], path: Path, start: int, stop: int) -> None:
+    """features[dest, c0:c0+len(columns)] = rows start:stop of the `picked` rows (of all
+    rows if None) of `columns`, interleaved into `tile` (a flat int8 buffer) a row tile at a
+    time and checked to be bins 0..FEATURE_MAX.
+
+    The tile's rows go to the matrix as single `V<width>` items (raw bytes): one strided
+    copy of `width`-byte items instead of NumPy's per-row inner loop over `width` bytes."""
+    width = len(columns)
+    rows_of = np.ndarray((len(features),), dtype=f"V{width}", buffer=features, offset=c0,
+                         strides=(features.strides[0],))
+    for r in range(start, stop, TRANSPOSE_TILE_ROWS):
+        m = min(TRANSPOSE_TILE_ROWS, stop - r)
+        source = slice(r, r + m) if picked is None else picked[r:r + m]
+        block = tile[:m * width].reshape(m, width)
+        for j, column in enumerate(columns):
+            block[:, j] = column[source]
+        # As uint8 a negative int8 is >= 128, so one maximum checks the range 0..4.
+        if block.view(np.uint8).max() > FEATURE_MAX:
+            bad = names[int(np.argmax(block.view(np.uint8).max(axis=0) > FEATURE_MAX))]
+            raise NumerlabError(f"{path}: feature column {bad!r} has values outside "
+                                f"0..{FEATURE_MAX}")
+        rows_of[_sub(dest, r, m)] = block.view(f"V{width}")[:, 0]
+
+
+def _strings(column: pa.Array, path: Path, rows: np.ndarray | None) -> np.ndarray:
+    """The strings of a (small) id column, only `rows` if given, as a NumPy array that
+    StringDType accepts: fixed-width bytes viewing Arrow's buffer where the ids all have
+    the same length (v5's do), else an object array of str."""
+    if column.null_count:
+        raise NumerlabError(f"{path}: column {ID!r} has {column.null_count} missing values")
+    if not pa.types.is_string(column.type):
+        column = _as_strings(pa.chunked_array([column])).combine_chunks()
+    values = _fixed_width_bytes(column)
+    if values is None:
+        values = column.to_numpy(zero_copy_only=False)
+    return values if rows is None else values[rows]
+
+
+def _fixed_width_bytes(strings: pa.StringArray) -> np.ndarray | None:
+    """`strings` as an `S<width>` view of Arrow's buffer when all have the same nonzero
+    length and hold no NUL byte (the bytes dtype would strip trailing ones); else None.
+    Casting it to StringDType decodes UTF-8 without a Python object per string."""
+    n = len(strings)
+    _, offsets_buffer, data = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=n + 1, offset=4 * strings.offset)
+    width = int(offsets[1] - offsets[0]) if n else 0
+    if width == 0 or offsets[-1] - offsets[0] != width * n or (np.diff(offsets) != width).any():
+        return None
+    raw = np.frombuffer(data, np.uint8, count=width * n, offset=int(offsets[0]))
+    return raw.view(f"S{width}") if raw.all() else None
+
+
+def _sub(dest: slice | np.ndarray, start: int, count: int) -> slice | np.ndarray:
+    """Rows start:start+count of an output-row selection."""
+    if isinstance(dest, slice):
+        return slice(dest.start + start, dest.start + start + count)
+    return dest[start:start + count]
+
+
+def _release_memory() -> None:
+    """Hand the allocators' cached free pages back to the OS: Arrow's default pool (what
+    compute functions allocate) and, with glibc, malloc's arenas (decoded columns and
+    NumPy temporaries: freed blocks below the top of a heap stay resident otherwise)."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None on other C libraries."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+# Where decoded columns go: see `_open`.
+_READ_POOL = pa.system_memory_pool()
 
 
 # --- eras -------------------------------------------------------------------------------
@@ -416,18 +554,6 @@ def sort_eras(eras: Iterable[str]) -> list[str]:
     return sorted({str(e) for e in eras}, key=key)
 
 
-def _era_codes(column: pa.ChunkedArray, path: Path) -> tuple[list[str], np.ndarray]:
-    """(era labels in era order, (n,) int32 code of each row into them)."""
-    if column.null_count:
-        raise NumerlabError(f"{path}: column 'era' has {column.null_count} missing values")
-    encoded = pc.dictionary_encode(_era_strings(column)).combine_chunks()
-    labels = encoded.dictionary.to_pylist()
-    ordered = sort_eras(labels)
-    position = {era: i for i, era in enumerate(ordered)}
-    rank = np.array([position[e] for e in labels], dtype=np.int32)
-    return ordered, rank[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
 # --- arrow helpers ----------------------------------------------------------------------
 
 def _open(path: str | Path) -> pq.ParquetFile:
@@ -435,7 +561,23 @@ def _open(path: str | Path) -> pq.ParquetFile:
     if not path.is_file():
         raise NumerlabError(f"missing data file {path}")
     try:
-        return pq.ParquetFile(path)
+        # No pre-buffering: it keeps every column chunk read so far of the current row
+        # group cached (compressed) until the next one, and only pays off on remote stores.
+        pf = pq.ParquetFile(path, pre_buffer=False)
+        # Decoded columns go to the C allocator, not to Arrow's default mimalloc pool:
+        # mimalloc keeps the (often huge-page backed) pages of every thread that decoded
+        # something after they are freed, about 0.2x the int8 matrix of benchmarks/load.py
+        # in all; malloc returns big blocks at once and the rest on malloc_trim (see
+        # `_release_memory`). ParquetFile takes no pool, its reader does; the footer
+        # already parsed is shared.
+        # Eras come as dictionary indices, as the file stores them: no per-row string.
+        eras_coded = [ERA] if ERA in pf.schema_arrow.names else None
+        reader = pq.ParquetReader(memory_pool=_READ_POOL)
+        reader.open(str(path), pre_buffer=False, metadata=pf.metadata,
+                    read_dictionary=eras_coded, arrow_extensions_enabled=True)
+        pf.reader.close()
+        pf.reader = reader
+        return pf
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
 
@@ -450,6 +592,23 @@ def _read(pf: pq.ParquetFile, path: Path, columns: list[str], row_group: int | N
         raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
 
 
+def _batches(pf: pq.ParquetFile, path: Path, columns: list[str],
+             row_group: int | None = None) -> Iterator[pa.RecordBatch]:
+    """`columns` of the file (or of one row group) in batches of SMALL_BATCH_ROWS rows, so
+    that the small columns never sit in memory whole as Arrow data."""
+    groups = None if row_group is None else [row_group]
+    try:
+        yield from pf.iter_batches(batch_size=SMALL_BATCH_ROWS, row_groups=groups,
+                                   columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
+
+
+def _numpy(values: pa.Array) -> np.ndarray:
+    """A null-free primitive Arrow array as NumPy (zero-copy)."""
+    return values.to_numpy(zero_copy_only=True)
+
+
 def _require_columns(schema: pa.Schema, path: str | Path, columns: Iterable[str]) -> None:
     present = set(schema.names)
     missing = [c for c in dict.fromkeys(columns) if c not in present]
@@ -458,7 +617,7 @@ def _require_columns(schema: pa.Schema, path: str | Path, columns: Iterable[str]
         raise NumerlabError(f"{path} has no column {missing[0]!r}{more}")
 
 
-def _as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """A (dictionary, large, numeric...) column as plain strings."""
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -466,16 +625,18 @@ def _as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column if column.type == pa.string() else pc.cast(column, pa.string())
 
 
-def _era_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _era_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Era labels as strings; integer eras are zero-padded like v5's ("575" -> "0575")."""
     if pa.types.is_integer(column.type):
         return pc.utf8_lpad(pc.cast(column, pa.string()), 4, "0")
     return _as_strings(column)
 
 
-def _float32(column: pa.ChunkedArray) -> np.ndarray:
+def _float32(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Float32 values, NaN where null."""
-    values = pc.cast(column, pa.float32()).combine_chunks()
+    values = pc.cast(column, pa.float32())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     if values.null_count:
         values = pc.fill_null(values, np.float32("nan"))
     return values.to_numpy(zero_copy_only=False)
