@@ -55,6 +55,13 @@ class EraSegments:
         counts = np.bincount(codes, minlength=n_eras)
         by_size = np.argsort(-counts, kind="stable")
         by_size = by_size[counts[by_size] > 0]
+        if len(codes) and not np.any(codes[1:] < codes[:-1]):
+            # rows already grouped by era (Numerai files are): each segment is a run of
+            # `rows`, so the order is those runs laid out longest first, with no sort
+            run_start = np.cumsum(counts) - counts
+            segment_start = np.cumsum(counts[by_size]) - counts[by_size]
+            shift = np.repeat(run_start[by_size] - segment_start, counts[by_size])
+            return cls(rows[np.arange(len(rows)) + shift], by_size, counts[by_size])
         segment_of_era = np.zeros(n_eras, dtype=np.intp)
         segment_of_era[by_size] = np.arange(len(by_size))
         key = segment_of_era[codes]
@@ -402,13 +409,20 @@ def per_era_scores(
 
     mm = _float_column(frame, meta_model) if meta_model is not None else None
     mm_rows = _meta_model_rows(segments, mm) if mm is not None else None
-    # The two rank transforms are independent and numpy sorts without the GIL: one core each.
-    g_pred, g_mm = _concurrently(
-        lambda: gaussian_rank(segments, pred[segments.order]),
-        (lambda: gaussian_rank(mm_rows[0], mm[segments.order][mm_rows[1]]))
-        if mm_rows is not None else None,
-    )
-    corr = corr_of_gaussian(segments, g_pred, tgt[segments.order])
+    target_sorted = tgt[segments.order]
+
+    def prediction_side() -> tuple[np.ndarray, np.ndarray]:
+        g = gaussian_rank(segments, pred[segments.order])
+        return g, power_1_5(g)
+
+    def meta_model_and_target_side() -> tuple[np.ndarray | None, np.ndarray]:
+        m = None if mm_rows is None else gaussian_rank(mm_rows[0], mm[segments.order][mm_rows[1]])
+        return m, power_1_5(segments.center(target_sorted))
+
+    # The two halves are independent and numpy sorts without the GIL: one core each.
+    (g_pred, g_pred_15), (g_mm, target_15) = _concurrently(
+        prediction_side, meta_model_and_target_side)
+    corr = pearson(segments, g_pred_15, target_15)  # = corr_of_gaussian(segments, g_pred, tgt)
     scores = {"corr": segments.by_era(corr, n_eras)}
     if mm is not None and mm_rows is None:
         scores["mmc"] = correlation_contribution_per_era(pred, mm, tgt, codes, n_eras)
