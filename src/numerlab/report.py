@@ -67,7 +67,8 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     for column in ("corr", "mmc", "fnc"):
         if column in per_era.columns:
             values = per_era[column].to_numpy().astype(float)
-            ax.plot(x, np.nancumsum(values), label=column.upper())
+            known = ~np.isnan(values)  # MMC starts where the meta model does
+            ax.plot(x[known], np.cumsum(values[known]), label=column.upper())
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
     ax.set_xlabel("era")
