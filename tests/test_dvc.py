@@ -26,8 +26,6 @@ PROJECT_FILES = ["conf", "run.py", "dvc.yaml", "params.yaml", ".dvcignore", ".gi
                  ".dvc/config", ".dvc/.gitignore", "src/numerlab"]
 STAGES = ["data", "features", "train", "predict", "evaluate"]
 
-pytestmark = pytest.mark.skipif(not DVC.is_file(), reason="dvc is not installed in this venv")
-
 
 def env() -> dict[str, str]:
     return {
