@@ -79,12 +79,11 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
              ) -> tuple[dict[str, Any], pl.DataFrame]:
     """Per-era scores and their summary. `features` (aligned row for row with `frame`) enables
     FNC and feature exposure."""
-    scoring_cfg = cfg.get("scoring", {})
     has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
     feature_cols: list[str] | None = None
     scored = frame
-    want_fnc = features is not None and scoring_cfg.get("fnc", True)
-    want_exposure = features is not None and scoring_cfg.get("exposure", True)
+    want_fnc = features is not None and bool(cfg.scoring.fnc)
+    want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
         feature_cols = features.feature_names
         scored = frame.with_columns(
