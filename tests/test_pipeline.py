@@ -198,6 +198,15 @@ def test_bad_names_fail_cleanly(tmp_path, small_data_dir, override, needle):
     assert_clean_failure(proc, tmp_path / "run", needle)
 
 
+@pytest.mark.parametrize("overrides, needle", [
+    (["model.params.learning_rate=abc"], "learning_rate='abc'"),
+    (["model=xgboost", "model.params.max_depth=abc"], "max_depth"),
+])
+def test_bad_hyperparameter_is_named(tmp_path, small_data_dir, overrides, needle):
+    proc = run_cli(small(small_data_dir, *overrides, f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(proc, tmp_path / "run", needle)
+
+
 @pytest.fixture
 def v5_copy(tmp_path, small_data_dir) -> Path:
     from numerlab import data

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from numerlab.data.dataset import Dataset
+from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext
 
 PREDICT_CHUNK_ROWS = 100_000
@@ -22,6 +23,33 @@ PREDICT_CHUNK_ROWS = 100_000
 def _chunks(n: int, size: int = PREDICT_CHUNK_ROWS):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """A hyperparameter that is not a number or a string the library knows (e.g. an
+    unresolved value) fails before the library's own, less clear, message."""
+    for key, value in params.items():
+        if isinstance(value, (list, dict)):
+            raise NumerlabError(f"model.params.{key}={value!r}: expected a scalar")
+
+
+def _text_params(params: dict[str, Any]) -> str:
+    """`key='value'` for each parameter given as non-numeric text: where a library's
+    complaint about a bad value does not name the key, the culprit is among these."""
+    def numeric(value: Any) -> bool:
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    text = [f"{k}={v!r}" for k, v in params.items() if isinstance(v, str) and not numeric(v)]
+    return f" (text values: {', '.join(text)})" if text else ""
 
 
 def _int8_table(features: np.ndarray):
@@ -56,8 +84,13 @@ class LGBMModel:
             valid_sets = [lgb.Dataset(_int8_table(known.features), label=known.target,
                                       reference=train_set)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.booster = lgb.train(params, train_set, num_boost_round=self.num_boost_round,
-                                 valid_sets=valid_sets, callbacks=callbacks)
+        _check_params(self.params)
+        try:
+            self.booster = lgb.train(params, train_set, num_boost_round=self.num_boost_round,
+                                     valid_sets=valid_sets, callbacks=callbacks)
+        except lgb.basic.LightGBMError as exc:
+            raise NumerlabError(f"LightGBM rejected model.params: {_one_line(exc)}"
+                                f"{_text_params(self.params)}") from None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         out = np.empty(len(features), dtype=np.float32)
@@ -102,8 +135,12 @@ class XGBModel:
             known = valid.with_known_target()
             evals = [(xgb.QuantileDMatrix(known.features, label=known.target, ref=dtrain), "valid")]
             kwargs["early_stopping_rounds"] = self.early_stopping_rounds
-        self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
-                                 evals=evals, verbose_eval=False, **kwargs)
+        _check_params(self.params)
+        try:
+            self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
+                                     evals=evals, verbose_eval=False, **kwargs)
+        except xgb.core.XGBoostError as exc:
+            raise NumerlabError(f"XGBoost rejected model.params: {_one_line(exc)}") from None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         import xgboost as xgb
