@@ -15,6 +15,7 @@ optimizer itself (manual optimization), and `accumulate_grad_batches` must stay 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,10 @@ from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext
 from numerlab.models.nn.datamodule import TabularDataModule
 from numerlab.models.nn.device import resolve_accelerator, torch_device
+
+# Lightning advertises a cloud logger on every fit; a run's log is no place for ads.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage())
 from numerlab.models.nn.lightning_module import TabularLitModule
 
 CHECKPOINT_DIR = "checkpoints"
