@@ -89,7 +89,8 @@ class EraSegments:
 
     def center(self, x: np.ndarray) -> np.ndarray:
         """x minus its segment's mean."""
-        return x - self.spread(self.means(x))
+        spread = self.spread(self.means(x))
+        return np.subtract(x, spread, out=spread)
 
     def keep(self, segments: np.ndarray) -> tuple[EraSegments, np.ndarray]:
         """The segments selected by a boolean mask, and the mask of their rows in segment
@@ -126,7 +127,8 @@ class EraSegments:
 
 def _average_ranks_by_row(grid: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """1-based rank of every valid cell within its grid row, ties sharing the mean of
-    their positions (pandas `rank(method="average")`). Padding must sort last."""
+    their positions (pandas `rank(method="average")`). Padding must sort last.
+    Overwrites `grid` with the ranks."""
     n_rows, width = grid.shape
     order = np.argsort(grid, axis=1)
     sorted_grid = np.take_along_axis(grid, order, axis=1)
@@ -144,7 +146,7 @@ def _average_ranks_by_row(grid: np.ndarray, valid: np.ndarray) -> np.ndarray:
         group_rank = (group_first + group_end + 1) / 2
         sorted_rank = group_rank[np.cumsum(starts_group) - 1].reshape(grid.shape)
         sorted_rank -= (np.arange(n_rows) * width)[:, None]
-    ranks = np.empty(grid.shape)
+    ranks = grid  # the values are no longer needed: reuse their pages for the ranks
     np.put_along_axis(ranks, order, sorted_rank, axis=1)
     return ranks
 
@@ -165,7 +167,11 @@ def tie_kept_rank(segments: EraSegments, values: np.ndarray) -> np.ndarray:
         grid = np.full(valid.shape, padding)
         grid[valid] = values[rows]
         counts = valid.sum(axis=1, keepdims=True)
-        percentiles[rows] = ((_average_ranks_by_row(grid, valid) - 0.5) / counts)[valid]
+        ranks = _average_ranks_by_row(grid, valid)
+        # in place: every fresh 8 MB temporary costs its page faults, a visible share here
+        ranks -= 0.5
+        ranks /= counts
+        percentiles[rows] = ranks[valid]
     return percentiles
 
 
@@ -176,12 +182,16 @@ def gaussianize(percentiles: np.ndarray) -> np.ndarray:
 
 def power_1_5(x: np.ndarray) -> np.ndarray:
     """sign(x) * |x| ** 1.5, computed as x * sqrt(|x|) (within an ulp, several times faster)."""
-    return x * np.sqrt(np.abs(x))
+    out = np.abs(x)
+    np.sqrt(out, out=out)
+    out *= x
+    return out
 
 
 def gaussian_rank(segments: EraSegments, values: np.ndarray) -> np.ndarray:
     """gaussianize(tie_kept_rank(values)) within each era."""
-    return gaussianize(tie_kept_rank(segments, values))
+    percentiles = tie_kept_rank(segments, values)
+    return ndtri(percentiles, out=percentiles)  # = gaussianize, in place
 
 
 def pearson(segments: EraSegments, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -189,8 +199,12 @@ def pearson(segments: EraSegments, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     era mean. Two passes (center, then sum products) for precision; NaN where undefined."""
     dx = segments.center(x)
     dy = segments.center(y)
+    product = np.multiply(dx, dy)  # one scratch array for the three products
+    sxy = segments.sums(product)
+    sxx = segments.sums(np.multiply(dx, dx, out=product))
+    syy = segments.sums(np.multiply(dy, dy, out=product))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return segments.sums(dx * dy) / np.sqrt(segments.sums(dx * dx) * segments.sums(dy * dy))
+        return sxy / np.sqrt(sxx * syy)
 
 
 def corr_of_gaussian(segments: EraSegments, gaussian_pred: np.ndarray, target: np.ndarray):
