@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from numerlab import artifacts, data, postprocess, report, scoring, tracking
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
-from numerlab.models.base import FitContext, Model, check_ready, load_model, save_model
+from numerlab.models.base import FitContext, Model, check_ready, save_model
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,3 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     show(cfg, metrics, per_era, run_dir, plots)
     log.info("artifacts in %s", run_dir)
     return metrics
-
-
-def load_for_prediction(model_dir: Path) -> tuple[Model, list[str]]:
-    """The fitted model in `model_dir` and the feature names it expects."""
-    return load_model(model_dir)
