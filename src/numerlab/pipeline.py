@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from numerlab import artifacts, data, postprocess, report, scoring, tracking
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext, Model, check_ready, save_model
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def build_model(model_cfg: DictConfig) -> Model:
     try:
         return instantiate(model_cfg, _recursive_=False)
     except InstantiationException as exc:
-        raise NumerlabError(f"model config: {str(exc).splitlines()[0]}") from None
+        raise NumerlabError(f"model config: {message_line(exc)}") from None
 
 
 def fit_context(cfg: DictConfig, run_dir: Path) -> FitContext:

@@ -35,7 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from numerlab import artifacts
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger("numerlab.stages")
 
@@ -83,16 +83,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except (yaml.YAMLError, OmegaConfBaseException, OSError, UnicodeDecodeError) as exc:
-        raise NumerlabError(f"{path}: cannot read ({first_line(exc)})") from None
+        raise NumerlabError(f"{path}: cannot read ({message_line(exc)})") from None
     if not isinstance(cfg, DictConfig):
         raise NumerlabError(f"{path}: must hold a mapping of config groups")
     OmegaConf.set_struct(cfg, True)
     return cfg
 
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def missing_key(params_path: str | Path, key: str) -> NumerlabError:
@@ -128,7 +124,7 @@ def compose_params(overrides: Sequence[str] = (), output: str | Path = PARAMS_FI
                          list(overrides))
     except (HydraException, OmegaConfBaseException, OSError, ValueError) as exc:
         raise NumerlabError(f"cannot compose {CONFIG_DIR}/{CONFIG_NAME}.yaml: "
-                            f"{first_line(exc)}") from None
+                            f"{message_line(exc)}") from None
     return Path(output)
 
 
@@ -340,7 +336,7 @@ def run_stage(name: str, params_path: str | Path = PARAMS_FILE) -> None:
         key = getattr(exc, "full_key", None)
         if key:
             raise missing_key(params_path, key) from None
-        raise NumerlabError(f"{params_path}: {first_line(exc)}") from None
+        raise NumerlabError(f"{params_path}: {message_line(exc)}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
     import polars as pl
@@ -102,7 +102,7 @@ def read_features_json(data_dir: str | Path) -> dict:
     except FileNotFoundError:
         raise NumerlabError(f"missing data file {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NumerlabError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
     if not isinstance(meta, dict):
         raise NumerlabError(f"{path} must hold a JSON object")
     sets = meta.get("feature_sets")
@@ -579,7 +579,7 @@ def _open(path: str | Path) -> pq.ParquetFile:
         pf.reader = reader
         return pf
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
+        raise NumerlabError(f"cannot read parquet file {path}: {message_line(exc)}") from None
 
 
 def _read(pf: pq.ParquetFile, path: Path, columns: list[str], row_group: int | None = None
@@ -589,7 +589,7 @@ def _read(pf: pq.ParquetFile, path: Path, columns: list[str], row_group: int | N
             return pf.read(columns=columns)
         return pf.read_row_group(row_group, columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
+        raise NumerlabError(f"cannot read parquet file {path}: {message_line(exc)}") from None
 
 
 def _batches(pf: pq.ParquetFile, path: Path, columns: list[str],
@@ -601,7 +601,7 @@ def _batches(pf: pq.ParquetFile, path: Path, columns: list[str],
         yield from pf.iter_batches(batch_size=SMALL_BATCH_ROWS, row_groups=groups,
                                    columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise NumerlabError(f"cannot read parquet file {path}: {_first_line(exc)}") from None
+        raise NumerlabError(f"cannot read parquet file {path}: {message_line(exc)}") from None
 
 
 def _numpy(values: pa.Array) -> np.ndarray:
@@ -662,11 +662,6 @@ def _int8_bins(column: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
 
 
 # --- messages and settings -------------------------------------------------------------
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=3)

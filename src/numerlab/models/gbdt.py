@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext
 
 PREDICT_CHUNK_ROWS = 100_000
@@ -23,11 +23,6 @@ PREDICT_CHUNK_ROWS = 100_000
 def _chunks(n: int, size: int = PREDICT_CHUNK_ROWS):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def _check_params(params: dict[str, Any]) -> None:
@@ -89,7 +84,7 @@ class LGBMModel:
             self.booster = lgb.train(params, train_set, num_boost_round=self.num_boost_round,
                                      valid_sets=valid_sets, callbacks=callbacks)
         except lgb.basic.LightGBMError as exc:
-            raise NumerlabError(f"LightGBM rejected model.params: {_one_line(exc)}"
+            raise NumerlabError(f"LightGBM rejected model.params: {message_line(exc, last=True)}"
                                 f"{_text_params(self.params)}") from None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -140,7 +135,7 @@ class XGBModel:
             self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
                                      evals=evals, verbose_eval=False, **kwargs)
         except xgb.core.XGBoostError as exc:
-            raise NumerlabError(f"XGBoost rejected model.params: {_one_line(exc)}") from None
+            raise NumerlabError(f"XGBoost rejected model.params: {message_line(exc, last=True)}") from None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         import xgboost as xgb

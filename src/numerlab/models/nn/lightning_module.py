@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor, nn
 
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 from numerlab.scoring import per_era_scores
 
 FEATURE_CENTER = 2.0
@@ -56,8 +56,8 @@ def build_network(config: Mapping[str, Any], in_features: int, out_features: int
     try:
         network = instantiate(dict(config), in_features=in_features, out_features=out_features)
     except InstantiationException as exc:  # wraps the real cause in a multi-line message
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise NumerlabError(f"model.network: cannot build {target}: {message}") from None
+        raise NumerlabError(f"model.network: cannot build {target}: "
+                            f"{message_line(exc, last=True)}") from None
     if not isinstance(network, nn.Module):
         raise NumerlabError(f"model.network: {target} is not a torch.nn.Module")
     return network

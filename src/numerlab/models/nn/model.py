@@ -32,7 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext
 from numerlab.models.nn.datamodule import TabularDataModule
 from numerlab.models.nn.device import resolve_accelerator, torch_device
@@ -66,10 +66,6 @@ def _plain(value: Any) -> Any:
         return OmegaConf.to_container(value, resolve=True)
     return value
 
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class NeuralModel:
@@ -321,7 +317,7 @@ def build_trainer(
             **kwargs,
         )
     except (TypeError, ValueError, MisconfigurationException, InstantiationException) as exc:
-        raise NumerlabError(f"trainer config: {_one_line(exc)}") from None
+        raise NumerlabError(f"trainer config: {message_line(exc)}") from None
 
 
 def check_checkpoint(ckpt_path: str | Path, module: TabularLitModule) -> None:
@@ -333,7 +329,7 @@ def check_checkpoint(ckpt_path: str | Path, module: TabularLitModule) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever the reason, it cannot be resumed from
         raise NumerlabError(
-            f"ckpt_path={ckpt_path}: not a readable Lightning checkpoint ({_one_line(exc)})"
+            f"ckpt_path={ckpt_path}: not a readable Lightning checkpoint ({message_line(exc)})"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise NumerlabError(f"ckpt_path={ckpt_path}: not a Lightning checkpoint (no state_dict)")
