@@ -104,7 +104,7 @@ def predict_splits(cfg: DictConfig, model: Model, validation: Dataset, live: Dat
                    meta_model: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Post-processed validation predictions (with the meta model where known) and live
     predictions rank-normalized into (0, 1), ready for submission (empty without live rows)."""
-    pp_cfg = cfg.get("postprocess")
+    pp_cfg = cfg.postprocess
     frame = predict_frame(model, validation)
     frame = postprocess.apply(pp_cfg, frame, validation)
     frame = attach_meta_model(frame, meta_model)

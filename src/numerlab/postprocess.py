@@ -39,11 +39,11 @@ def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarra
 def apply(pp_cfg: Any, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
     """Apply the configured post-processing to `frame["prediction"]` (rows aligned with
     `dataset`)."""
-    kind = (pp_cfg or {}).get("kind", "none") if pp_cfg is not None else "none"
+    kind = pp_cfg["kind"]
     if kind == "none":
         return frame
     if kind == "neutralize":
-        proportion = float(pp_cfg.get("proportion", 1.0))
+        proportion = float(pp_cfg["proportion"])
         if not 0.0 <= proportion <= 1.0:
             raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
         features = dataset.features

@@ -45,7 +45,7 @@ class WandbTracker(Tracker):
         self.run = wandb.init(
             project=logger_cfg.project,
             entity=logger_cfg.get("entity"),
-            mode=logger_cfg.get("mode", "offline"),
+            mode=logger_cfg.mode,
             group=logger_cfg.get("group"),
             tags=list(logger_cfg.get("tags") or []),
             dir=str(logger_cfg.get("dir") or run_dir),
@@ -68,7 +68,6 @@ class WandbTracker(Tracker):
 
 
 def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
-    kind = cfg.get("logger", {}).get("kind", "none") if "logger" in cfg else "none"
-    if kind == "wandb":
+    if cfg.logger.kind == "wandb":
         return WandbTracker(cfg, run_dir)
     return Tracker()

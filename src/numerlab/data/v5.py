@@ -185,8 +185,8 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
     if unknown:
         raise NumerlabError(f"unknown split {unknown[0]!r} (known: {', '.join(SPLIT_NAMES)})")
     data_dir = Path(str(data_cfg["dir"])).expanduser()
-    era_stride = _int_setting(data_cfg, "era_stride", 1, minimum=1)
-    embargo = _int_setting(data_cfg, "embargo_eras", 0, minimum=0)
+    era_stride = _int_setting(data_cfg, "era_stride", minimum=1)
+    embargo = _int_setting(data_cfg, "embargo_eras", minimum=0)
     meta = read_features_json(data_dir)
     feature_names = resolve_features(meta, features_cfg)
     target_name, aux_names = resolve_targets(meta, target_cfg)
@@ -676,9 +676,11 @@ def _some(known: list[str], name: object, count: int = 6) -> str:
     return ", ".join(shown) + rest
 
 
-def _int_setting(cfg: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    value = cfg.get(key, default)
-    value = default if value is None else value
+def _int_setting(cfg: Mapping[str, Any], key: str, minimum: int) -> int:
+    """`data.<key>` as an int >= minimum; its default lives in conf/data/, not here."""
+    if key not in cfg:
+        raise NumerlabError(f"data.{key} is missing from the data config (see conf/data/)")
+    value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise NumerlabError(f"data.{key} must be an integer >= {minimum}, got {value!r}")
     return value
