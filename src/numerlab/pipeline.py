@@ -89,7 +89,7 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
         scored = frame.with_columns(
             pl.from_numpy(features.features, schema=feature_cols, orient="row"))
     per_era = scoring.per_era_scores(
-        scored.drop_nulls("target").filter(pl.col("target").is_not_nan()),
+        scored,  # rows without a target are left out by the scorer, as numerai-tools does
         meta_model="meta_model" if has_mm else None,
         features=feature_cols if want_fnc else None,
     )
