@@ -1,6 +1,7 @@
 """numerlab entry point: `python run.py model=xgboost features=medium seed=3`.
 
-Hydra composes conf/; `numerlab.pipeline.run` does the work. `-m` sweeps.
+Hydra composes conf/; the task it names (`task=train` by default, conf/task/) does the work.
+`-m` sweeps.
 """
 
 import hydra

@@ -25,9 +25,15 @@ MEDIUM = {"n_train_eras": 100, "n_validation_eras": 40, "n_test_eras": 2, "rows_
 MAIN = {"name": "target", "aux": []}
 
 
+SOURCES = {"synthetic": "numerlab.data.source.SyntheticSource",
+           "v5": "numerlab.data.source.V5Source"}
+
+
 def data_cfg(path: Path, params: dict = SMALL, seed: int = 0, **overrides):
-    cfg = {"source": "synthetic", "dir": str(path), "era_stride": 1, "embargo_eras": 4,
-           "synthetic": {"seed": seed, **params}}
+    cfg = {"_target_": SOURCES[overrides.pop("source", "synthetic")], "dir": str(path),
+           "era_stride": 1, "embargo_eras": 4, "synthetic": {"seed": seed, **params}}
+    if cfg["_target_"] != SOURCES["synthetic"]:
+        del cfg["synthetic"]
     return OmegaConf.create({**cfg, **overrides})
 
 

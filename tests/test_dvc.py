@@ -196,7 +196,7 @@ def test_repro_runs_every_stage_and_writes_the_outs(repo, reproduced):
         assert (art / rel).is_file(), rel
     assert not list(art.glob(".staging-*")) and not list(art.glob(".train-*"))
     m = metrics(art / "metrics.json")
-    assert m["model"] == "LGBMModel" and m["n_eras"] > 0 and m["corr_mean"] is not None
+    assert m["model"] == "lgbm" and m["n_eras"] > 0 and m["corr_mean"] is not None
     assert (art / "submission.csv").read_text().splitlines()[0] == "id,prediction"
     # what DVC caches is git-ignored; metrics.json and the plot data are committed
     tracked = sh(repo, "git", "ls-files", "artifacts").stdout.split()

@@ -111,7 +111,8 @@ def fit(
     nn_model.fit(
         train,
         valid,
-        FitContext(seed=seed, run_dir=run_dir, trainer=trainer_cfg, ckpt_path=ckpt_path),
+        FitContext(seed=seed, run_dir=run_dir, trainer=trainer_cfg, ckpt_path=ckpt_path,
+                   holdout=valid is not None),
     )
     return nn_model
 
@@ -128,7 +129,7 @@ def test_each_model_beats_a_constant_predictor(fitted, valid_set):
     assert prediction.dtype == np.float32 and prediction.shape == (len(valid_set),)
     # a constant predictor has no per-era correlation at all
     assert mean_corr(prediction, valid_set) > 0.3, (name, model.history)
-    assert model.history and all("val_corr" in h and "train_loss" in h for h in model.history)
+    assert model.history and all("holdout_corr" in h and "train_loss" in h for h in model.history)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -154,7 +155,7 @@ def test_same_seed_same_predictions_seed_zero_included(train_set, valid_set, tmp
 
 
 def test_resume_continues_from_the_checkpoint_epoch(train_set, valid_set, tmp_path):
-    # lr=0: val_corr never improves after epoch 0, and last.ckpt must still be the last epoch
+    # lr=0: holdout_corr never improves after epoch 0, and last.ckpt must still be the last epoch
     first = fit(
         "mlp",
         train_set,
@@ -419,7 +420,8 @@ def mlp_run(tmp_path_factory, small_data_dir):
     run_dir = tmp_path_factory.mktemp("cli") / "mlp"
     proc = run_cli(
         small_run(
-            small_data_dir, run_dir, "model=mlp", "trainer.max_epochs=2", "model.patience=null"
+            small_data_dir, run_dir, "model=mlp", "trainer.max_epochs=2", "model.patience=null",
+            "fit.holdout_eras=6",
         )
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -440,11 +442,11 @@ def test_run_py_mlp_writes_the_artifacts(mlp_run):
     ):
         assert (mlp_run / artifact).is_file(), artifact
     metrics = json.loads((mlp_run / "metrics.json").read_text())
-    assert metrics["model"] == "NeuralModel" and metrics["n_eras"] > 0
+    assert metrics["model"] == "mlp" and metrics["n_eras"] > 0
     validation = pl.read_parquet(mlp_run / "predictions/validation.parquet")
     assert {"id", "era", "prediction", "target"} <= set(validation.columns)
     log = pl.read_csv(mlp_run / "lightning_logs/metrics.csv")
-    assert {"train_loss", "val_corr"} <= set(log.columns)
+    assert {"train_loss", "holdout_corr"} <= set(log.columns)
 
 
 def test_run_py_resumes_from_last_ckpt(mlp_run, small_data_dir, tmp_path):

@@ -137,7 +137,7 @@ def test_xgboost_with_user_overrides(tmp_path, small_data_dir):
                          f"hydra.run.dir={run_dir}"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = read_metrics(run_dir)
-    assert metrics["model"] == "XGBModel"
+    assert metrics["model"] == "xgboost"
     assert metrics["target"] == "target_cyrusd_20"
     assert metrics["seed"] == 3
     frame = pl.read_parquet(run_dir / "predictions/validation.parquet")
@@ -145,23 +145,23 @@ def test_xgboost_with_user_overrides(tmp_path, small_data_dir):
 
 
 def test_same_seed_same_numbers_in_process(tmp_path, small_data_dir):
-    from numerlab import pipeline
+    from numerlab.cli import run_job
 
     cfg = compose(small(small_data_dir, "seed=0", "model.params.subsample=0.7",
                         "+model.params.subsample_freq=1"))
-    first = pipeline.run(cfg, tmp_path / "a")
-    second = pipeline.run(cfg, tmp_path / "b")
-    other = pipeline.run(compose(small(small_data_dir, "seed=1", "model.params.subsample=0.7",
+    first = run_job(cfg, tmp_path / "a")
+    second = run_job(cfg, tmp_path / "b")
+    other = run_job(compose(small(small_data_dir, "seed=1", "model.params.subsample=0.7",
                                        "+model.params.subsample_freq=1")), tmp_path / "c")
     assert first["corr_mean"] == second["corr_mean"]
     assert first["corr_mean"] != other["corr_mean"]
 
 
 def test_neutralization_lowers_feature_exposure(tmp_path, small_data_dir):
-    from numerlab import pipeline
+    from numerlab.cli import run_job
 
-    plain = pipeline.run(compose(small(small_data_dir)), tmp_path / "plain")
-    neutral = pipeline.run(compose(small(small_data_dir, "postprocess=neutralize",
+    plain = run_job(compose(small(small_data_dir)), tmp_path / "plain")
+    neutral = run_job(compose(small(small_data_dir, "postprocess=neutralize",
                                          "postprocess.proportion=1.0")), tmp_path / "neutral")
     assert neutral["max_feature_exposure"] < plain["max_feature_exposure"] / 2
 

@@ -8,7 +8,8 @@ from numerai_tools.scoring import neutralize
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
-from numerlab.postprocess import apply, neutralize_per_era, rank_unit
+from numerlab.postprocess import Neutralize, neutralize_per_era, rank_unit
+from numerlab.registry import build
 
 
 @pytest.mark.parametrize("proportion", [0.0, 0.5, 1.0])
@@ -42,8 +43,8 @@ def test_bad_proportion_and_unknown_column_are_named():
                    target=np.zeros(3, dtype=np.float32), target_name="target")
     frame = pl.DataFrame({"prediction": [0.1, 0.2, 0.3]})
     with pytest.raises(NumerlabError, match="proportion=2"):
-        apply({"kind": "neutralize", "proportion": 2.0}, frame, data)
+        Neutralize(proportion=2.0).apply(frame, data)
     with pytest.raises(NumerlabError, match="feature_zzz"):
-        apply({"kind": "neutralize", "proportion": 1.0, "columns": ["feature_zzz"]}, frame, data)
+        Neutralize(proportion=1.0, columns=["feature_zzz"]).apply(frame, data)
     with pytest.raises(NumerlabError, match="banana"):
-        apply({"kind": "banana"}, frame, data)
+        build({"_target_": "numerlab.postprocess.banana"}, "postprocess")

@@ -44,7 +44,7 @@ def test_scrub_drops_secret_looking_keys():
 
 
 def test_wandb_offline_run_logs_metrics_without_secrets(tmp_path, small_data_dir, monkeypatch):
-    from numerlab import pipeline
+    from numerlab.cli import run_job
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -52,7 +52,7 @@ def test_wandb_offline_run_logs_metrics_without_secrets(tmp_path, small_data_dir
     cfg = compose([*SMALL_DATA, *FAST_GBDT, f"data.dir={small_data_dir}", "logger=wandb",
                    "logger.project=numerlab-test"])
     run_dir = tmp_path / "run"
-    metrics = pipeline.run(cfg, run_dir)
+    metrics = run_job(cfg, run_dir)
 
     runs = list((run_dir / "wandb").glob("offline-run-*/*.wandb"))
     assert len(runs) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
@@ -12,11 +10,17 @@ from numerlab.errors import NumerlabError
 
 
 def rank_unit(values: np.ndarray) -> np.ndarray:
-    """Tie-kept percentile rank into (0, 1): (rank_average - 0.5) / n."""
-    from scipy.stats import rankdata
+    """Tie-kept percentile rank into (0, 1): (average_rank - 0.5) / n, the one rank
+    function of numerlab (`scoring.tie_kept_rank` over a single group)."""
+    from numerlab.scoring import EraSegments, tie_kept_rank
 
     values = np.asarray(values, dtype=np.float64)
-    return (rankdata(values, method="average") - 0.5) / len(values)
+    if not len(values):
+        return values.copy()
+    segments = EraSegments.of(np.zeros(len(values), dtype=np.int32), 1)
+    out = np.empty_like(values)
+    out[segments.order] = tie_kept_rank(segments, values[segments.order])
+    return out
 
 
 def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarray,
@@ -36,26 +40,48 @@ def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarra
     return out
 
 
-def apply(pp_cfg: Any, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
-    """Apply the configured post-processing to `frame["prediction"]` (rows aligned with
-    `dataset`)."""
-    kind = pp_cfg["kind"]
-    if kind == "none":
+class PostProcess:
+    """What a `postprocess` option builds (`_target_` in conf/postprocess/): a transformation
+    of a run's predictions, applied to validation and live alike. A new post-process is one
+    yaml file naming a subclass; its constructor checks its settings (before data loads)."""
+
+    def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
+        """`frame["prediction"]` transformed; rows are aligned with `dataset`."""
+        raise NotImplementedError
+
+
+class NoPostProcess(PostProcess):
+    """postprocess=none: the model's predictions as they are."""
+
+    def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         return frame
-    if kind == "neutralize":
-        proportion = float(pp_cfg["proportion"])
+
+
+class Neutralize(PostProcess):
+    """postprocess=neutralize: per-era feature neutralization,
+    prediction - proportion * X pinv(X) prediction with X = [features, 1] of the era
+    (numerai-tools `neutralize`), against `columns` or else every loaded feature."""
+
+    def __init__(self, proportion: float, columns: list[str] | None = None) -> None:
+        try:
+            proportion = float(proportion)
+        except (TypeError, ValueError):
+            raise NumerlabError(f"postprocess.proportion={proportion!r} must be a number "
+                                f"within [0, 1]") from None
         if not 0.0 <= proportion <= 1.0:
             raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
+        self.proportion = proportion
+        self.columns = [str(c) for c in columns] if columns else []
+
+    def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         features = dataset.features
-        names = list(pp_cfg.get("columns") or [])
-        if names:
-            missing = [n for n in names if n not in dataset.feature_names]
+        if self.columns:
+            missing = [n for n in self.columns if n not in dataset.feature_names]
             if missing:
                 raise NumerlabError(
                     f"postprocess.columns: {missing[0]!r} is not among the loaded features")
-            index = [dataset.feature_names.index(n) for n in names]
+            index = [dataset.feature_names.index(n) for n in self.columns]
             features = dataset.features[:, index]
         neutral = neutralize_per_era(frame["prediction"].to_numpy(), features,
-                                     dataset.eras, proportion=proportion)
+                                     dataset.eras, proportion=self.proportion)
         return frame.with_columns(prediction=pl.Series(neutral))
-    raise NumerlabError(f"postprocess.kind={kind!r} is not one of: none, neutralize")

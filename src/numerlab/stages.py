@@ -241,7 +241,8 @@ def stage_features(cfg: DictConfig) -> None:
 
 
 def stage_train(cfg: DictConfig) -> None:
-    """The configured model fitted on the train split (validation for early stopping)."""
+    """The configured model fitted on the train split (early stopping, if configured, on a
+    holdout carved from its last eras: the validation split is never read here)."""
     from numerlab import pipeline
     from numerlab.models.base import save_model
 
@@ -249,11 +250,10 @@ def stage_train(cfg: DictConfig) -> None:
     train = read_split(manifest, "train")
     if train is None:
         raise NumerlabError(f"{FEATURES_DIR} has no train split")
-    validation = read_split(manifest, "validation")
     with artifacts.staged(ARTIFACTS) as stage, \
             tempfile.TemporaryDirectory(prefix=".train-", dir=ARTIFACTS) as work:
         # `work` takes what a fit writes besides the model (Lightning logs, checkpoints).
-        model = pipeline.fit_model(cfg, train, validation, Path(work))
+        model = pipeline.fit_model(cfg, train, Path(work))
         save_model(model, stage / MODEL_DIR.name, manifest["feature_names"])
     log.info("model saved in %s", MODEL_DIR)
 
@@ -272,6 +272,8 @@ def load_trained_model(manifest: dict[str, Any]):
 def stage_predict(cfg: DictConfig) -> None:
     """Validation and live predictions (post-processed) and submission.csv."""
     from numerlab import pipeline
+    from numerlab.postprocess import PostProcess
+    from numerlab.registry import build
 
     manifest = read_manifest(cfg)
     model = load_trained_model(manifest)
@@ -279,7 +281,8 @@ def stage_predict(cfg: DictConfig) -> None:
     live_ds = read_split(manifest, "live")
     if validation_ds is None:
         raise NumerlabError(f"{FEATURES_DIR} has no validation split")
-    validation, live = pipeline.predict_splits(cfg, model, validation_ds, live_ds,
+    postprocess = build(cfg.postprocess, "postprocess", PostProcess)
+    validation, live = pipeline.predict_splits(postprocess, model, validation_ds, live_ds,
                                                read_meta_model(manifest))
     with artifacts.staged(ARTIFACTS) as stage:
         pipeline.write_predictions(stage, validation, live)
@@ -298,8 +301,9 @@ def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
 
 def stage_evaluate(cfg: DictConfig) -> None:
     """metrics.json, per-era scores (parquet; csv for `dvc plots`) and PNG plots."""
-    from numerlab import pipeline
+    from numerlab import pipeline, tracking
     from numerlab.models.base import MODEL_META
+    from numerlab.tracking import build_tracker
 
     manifest = read_manifest(cfg)
     frame = pl.read_parquet(need(VALIDATION_PREDICTIONS, "predict"))
@@ -307,13 +311,16 @@ def stage_evaluate(cfg: DictConfig) -> None:
     if features is None or not np.array_equal(features.ids, frame["id"].to_numpy()):
         raise NumerlabError(f"{VALIDATION_PREDICTIONS} does not match {FEATURES_DIR}: rerun "
                             f"the 'predict' stage (`dvc repro predict`)")
-    model_class = json.loads(need(MODEL_DIR / MODEL_META, "train").read_text())["class"]
+    need(MODEL_DIR / MODEL_META, "train")
 
-    metrics, per_era = pipeline.score(cfg, frame, features, model_class.rpartition(".")[2])
+    metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model))
     with artifacts.staged(ARTIFACTS) as stage:
         per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
-    pipeline.show(cfg, metrics, per_era, ARTIFACTS, plots)
+    pipeline.show(metrics)
+    tracker = build_tracker(cfg.logger)
+    with tracking.job(tracker, cfg, ARTIFACTS, "train"):
+        pipeline.log_to_tracker(tracker, metrics, per_era, ARTIFACTS, plots)
 
 
 STAGES: dict[str, Callable[[DictConfig], None]] = {

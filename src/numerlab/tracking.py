@@ -1,19 +1,32 @@
-"""Experiment tracking: one W&B run per job (offline unless configured online).
+"""Experiment tracking: what a `logger` option builds (`_target_` in conf/logger/).
 
-Only the resolved config minus anything that looks like a secret is sent; API keys come
-from the environment / `wandb login`, never from configs.
+A tracker is started when a job starts (before data loads) and finished when it ends, so
+the jobs of a multirun never merge. `logger=wandb` makes one W&B run per Hydra job: offline
+unless configured online, grouped by sweep, named by the job's overrides, with the resolved
+config minus anything that looks like a secret. API keys come from the environment /
+`wandb login`, never from configs.
+
+A new tracker is one yaml file in conf/logger/ naming a `Tracker` subclass.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.errors import NumerlabError
+
 SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|public_id)", re.IGNORECASE)
+WANDB_INFO = "wandb.json"   # the run's W&B id, URL or offline dir, in the run dir
+MODES = ("offline", "online", "disabled")
 
 
 def scrub(value: Any) -> Any:
@@ -25,49 +38,174 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def job_identity(run_dir: Path) -> dict[str, str | None]:
+    """group (the sweep dir's name in a multirun, else the run dir's), name (the job's
+    overrides, e.g. `model=xgboost,features=medium`) and the Hydra job's number."""
+    run_dir = Path(run_dir)
+    group, name, job_num = run_dir.name, run_dir.name, None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            group = Path(hydra_cfg.sweep.dir).name
+            job_num = str(hydra_cfg.job.num)
+            name = ",".join(overrides) or f"job-{job_num}"
+        elif overrides:
+            name = ",".join(overrides)
+    except ValueError:  # not under Hydra (DVC stages, tests)
+        pass
+    return {"group": group, "name": name, "job_num": job_num}
+
+
 class Tracker:
-    """No-op tracker; `logger=none`."""
+    """No tracking (`logger=none`); the interface every tracker implements."""
 
-    def log_run(self, metrics: dict[str, Any], per_era: pl.DataFrame, plots: list[Path]) -> None:
-        pass
+    def start(self, cfg: DictConfig, run_dir: Path, job_type: str) -> None:
+        """Called when the job starts, before data is loaded."""
 
-    def finish(self) -> None:
-        pass
+    def lightning_logger(self) -> Any | None:
+        """A Lightning logger for neural fits (per-epoch curves), or None."""
+        return None
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        """A row of training curves (GBDT iterations)."""
+
+    def log_run(self, metrics: dict[str, Any], per_era: pl.DataFrame, plots: Sequence[Path],
+                run_dir: Path) -> None:
+        """The finished run: summary metrics, per-era table, plots, model and predictions."""
+
+    def finish(self, failed: bool = False) -> None:
+        """Called when the job ends, also after a failure."""
+
+
+class NoTracker(Tracker):
+    """logger=none: artifacts are still written to the run dir."""
 
 
 class WandbTracker(Tracker):
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    """One W&B run per job. `mode`: offline (default), online, disabled; the environment's
+    WANDB_MODE wins when set. Online needs WANDB_API_KEY or `wandb login` first."""
+
+    def __init__(self, project: str, entity: str | None = None, mode: str = "offline",
+                 group: str | None = None, tags: Sequence[str] = (), dir: str | None = None,
+                 log_model: bool = True) -> None:
+        mode = str(os.environ.get("WANDB_MODE") or mode)
+        if mode not in MODES:
+            raise NumerlabError(f"logger.mode={mode} is not one of {', '.join(MODES)}")
+        if not project:
+            raise NumerlabError("logger.project must name a W&B project")
+        self.project, self.entity, self.mode = str(project), entity, mode
+        self.group, self.tags, self.dir = group, [str(t) for t in tags or []], dir
+        self.log_model = bool(log_model)
+        self.run = None
+        self._lightning_logger = None
+
+    def check(self) -> None:
+        """Online without a key is one clear line, before any training."""
+        if self.mode != "online" or os.environ.get("WANDB_API_KEY"):
+            return
         import wandb
 
-        logger_cfg = cfg.logger
+        if not wandb.api.api_key:
+            raise NumerlabError("logger.mode=online but no W&B API key: set WANDB_API_KEY or "
+                                "run `wandb login` (or use logger.mode=offline)")
+
+    def start(self, cfg: DictConfig, run_dir: Path, job_type: str) -> None:
+        import wandb
+
+        self.check()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        identity = job_identity(run_dir)
         config = scrub(OmegaConf.to_container(cfg, resolve=True))
         config.pop("logger", None)
         self.run = wandb.init(
-            project=logger_cfg.project,
-            entity=logger_cfg.get("entity"),
-            mode=logger_cfg.mode,
-            group=logger_cfg.get("group"),
-            tags=list(logger_cfg.get("tags") or []),
-            dir=str(logger_cfg.get("dir") or run_dir),
-            name=Path(run_dir).name,
-            config=config,
-            reinit="finish_previous",
+            project=self.project, entity=self.entity, mode=self.mode,
+            group=self.group or identity["group"], job_type=job_type,
+            name=identity["name"], tags=self.tags, dir=str(self.dir or run_dir),
+            config=config, reinit="finish_previous",
         )
+        info = {"id": self.run.id, "project": self.project, "group": self.run.group,
+                "name": self.run.name, "mode": self.mode,
+                "url": getattr(self.run, "url", None) if self.mode == "online" else None,
+                "dir": str(Path(self.run.dir).parent)}
+        (run_dir / WANDB_INFO).write_text(json.dumps(info, indent=1) + "\n")
 
-    def log_run(self, metrics: dict[str, Any], per_era: pl.DataFrame, plots: list[Path]) -> None:
+    def lightning_logger(self) -> Any | None:
+        if self.run is None:
+            return None
+        if self._lightning_logger is None:
+            from lightning.pytorch.loggers import WandbLogger
+
+            # wraps the run already started: Lightning's per-epoch curves land in it
+            self._lightning_logger = WandbLogger(experiment=self.run, log_model=False)
+        return self._lightning_logger
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(values)
+
+    def log_run(self, metrics: dict[str, Any], per_era: pl.DataFrame, plots: Sequence[Path],
+                run_dir: Path) -> None:
         import wandb
 
-        for step, row in enumerate(per_era.iter_rows(named=True)):
-            self.run.log({f"era/{k}": v for k, v in row.items() if k != "era"}, step=step)
+        if self.run is None:
+            return
+        self.run.define_metric("era_index")
+        self.run.define_metric("era/*", step_metric="era_index")
+        for index, row in enumerate(per_era.iter_rows(named=True)):
+            self.run.log({"era_index": index,
+                          **{f"era/{k}": v for k, v in row.items() if k != "era"}})
         self.run.log({"per_era": wandb.Table(dataframe=per_era.to_pandas())})
-        self.run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
+        self.run.log({f"plots/{Path(p).stem}": wandb.Image(str(p)) for p in plots})
         self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+        if self.log_model:
+            artifact = wandb.Artifact(f"run-{self.run.id}", type="model",
+                                      metadata={k: v for k, v in metrics.items()
+                                                if isinstance(v, (int, float, str))})
+            for sub in ("model", "predictions"):
+                if (Path(run_dir) / sub).is_dir():
+                    artifact.add_dir(str(Path(run_dir) / sub), name=sub)
+            self.run.log_artifact(artifact)
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, failed: bool = False) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=1 if failed else 0)
+            self.run = None
 
 
-def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
-    if cfg.logger.kind == "wandb":
-        return WandbTracker(cfg, run_dir)
-    return Tracker()
+_ACTIVE: list[Tracker] = []
+
+
+def active() -> Tracker:
+    """The tracker of the job running now (a NoTracker outside a job)."""
+    return _ACTIVE[-1] if _ACTIVE else NoTracker()
+
+
+@contextmanager
+def job(tracker: Tracker, cfg: DictConfig, run_dir: Path, job_type: str) -> Iterator[Tracker]:
+    """Start `tracker` for one job, make it `active()`, finish it at the end (as failed
+    when the job raised)."""
+    tracker.start(cfg, Path(run_dir), job_type)
+    _ACTIVE.append(tracker)
+    failed = True
+    try:
+        yield tracker
+        failed = False
+    finally:
+        _ACTIVE.remove(tracker)
+        tracker.finish(failed=failed)
+
+
+def build_tracker(logger_cfg: Any) -> Tracker:
+    """The configured tracker (`logger._target_`), checked: a bad option is one line."""
+    from numerlab.registry import build
+
+    tracker = build(logger_cfg, "logger", Tracker)
+    check = getattr(tracker, "check", None)
+    if check is not None:
+        check()
+    return tracker

@@ -23,6 +23,9 @@ class Dataset:
     features:   (n, k) int8, C-contiguous; columns named by `feature_names`
     target:     (n,) float32, the target being fitted/scored (NaN where unknown)
     aux:        (n, m) float32 auxiliary targets named by `aux_names` (may hold NaN)
+    era_labels: the distinct eras in era order, and era_index (n,) int32 each row's position
+                in it: computed once by the loader (np.unique over the object array of eras
+                takes seconds at full v5 size); derived here when not given
     """
 
     ids: np.ndarray
@@ -33,6 +36,8 @@ class Dataset:
     target_name: str
     aux: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
     aux_names: list[str] = field(default_factory=list)
+    era_labels: list[str] | None = None
+    era_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -46,21 +51,33 @@ class Dataset:
             raise ValueError("ids, eras and target must have the same length")
         if self.aux.size == 0:
             self.aux = np.empty((n, 0), dtype=np.float32)
+        if self.era_labels is None or self.era_index is None:
+            from numerlab.data.v5 import sort_eras
+
+            labels = sort_eras(np.unique(self.eras.astype(str)).tolist()) if n else []
+            position = {era: i for i, era in enumerate(labels)}
+            self.era_labels = labels
+            self.era_index = np.fromiter((position[str(e)] for e in self.eras), np.int32, n)
+        elif len(self.era_index) != n:
+            raise ValueError("era_index must have one entry per row")
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def n_eras(self) -> int:
-        return len(np.unique(self.eras))
+        return len(self.era_labels)
 
     def era_codes(self) -> np.ndarray:
-        """(n,) int32 codes 0..n_eras-1, in sorted era order."""
-        _, codes = np.unique(self.eras, return_inverse=True)
-        return codes.astype(np.int32)
+        """(n,) int32 codes 0..n_eras-1, in era order."""
+        return self.era_index
 
     def take(self, mask_or_index: np.ndarray) -> Dataset:
         """A new Dataset of the selected rows (copies the selected int8 rows only)."""
+        index = self.era_index[mask_or_index]
+        used = np.flatnonzero(np.bincount(index, minlength=len(self.era_labels)))
+        recode = np.full(len(self.era_labels), -1, dtype=np.int32)
+        recode[used] = np.arange(len(used), dtype=np.int32)
         return Dataset(
             ids=self.ids[mask_or_index],
             eras=self.eras[mask_or_index],
@@ -70,7 +87,16 @@ class Dataset:
             target_name=self.target_name,
             aux=self.aux[mask_or_index],
             aux_names=self.aux_names,
+            era_labels=[self.era_labels[i] for i in used],
+            era_index=recode[index],
         )
+
+    def take_eras(self, eras: list[str]) -> Dataset:
+        """The rows of the given eras (labels of this dataset)."""
+        position = {era: i for i, era in enumerate(self.era_labels)}
+        wanted = np.zeros(len(self.era_labels), dtype=bool)
+        wanted[[position[e] for e in eras if e in position]] = True
+        return self.take(wanted[self.era_index])
 
     def with_known_target(self) -> Dataset:
         """Rows whose target is not NaN: what a model may fit on."""

@@ -234,7 +234,7 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
                     n_train + n_valid)
     rows = slice(offsets[covered.start], offsets[covered.stop])
     meta_model = np.concatenate([
-        _rank01(eras[t].signal + META_MODEL_NOISE * rng.standard_normal(len(eras[t].signal)))
+        _rank_unit(eras[t].signal + META_MODEL_NOISE * rng.standard_normal(len(eras[t].signal)))
         for t in covered])
     pq.write_table(pa.table({
         "id": pa.array(ids[rows], pa.string()),
@@ -326,10 +326,6 @@ def _bins(latent: np.ndarray, frequencies: tuple[float, ...]) -> np.ndarray:
     return np.searchsorted(np.cumsum(frequencies)[:-1], quantile).astype(np.int8)
 
 
-def _rank01(values: np.ndarray) -> np.ndarray:
-    return (np.argsort(np.argsort(values, kind="stable"), kind="stable") + 0.5) / len(values)
-
-
 def _standardize(x: np.ndarray) -> np.ndarray:
     std = x.std(axis=0)
     return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
@@ -348,3 +344,9 @@ def _unique_ids(rng: np.random.Generator, n: int) -> np.ndarray:
         values = np.unique(np.concatenate([values, extra]))
     rng.shuffle(values)
     return np.array([f"n{v:015x}" for v in values[:n]], dtype=object)
+
+
+def _rank_unit(values: np.ndarray) -> np.ndarray:
+    from numerlab.postprocess import rank_unit  # numerlab's one percentile rank
+
+    return rank_unit(values)

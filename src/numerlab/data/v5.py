@@ -65,25 +65,11 @@ SMALL_BATCH_ROWS = 65_536
 # --- layout -----------------------------------------------------------------------------
 
 def prepare(data_cfg: Mapping[str, Any]) -> Path:
-    """Make `data_cfg.dir` ready to load and return it.
+    """Make `data_cfg.dir` ready to load with the source its `_target_` names (synthetic:
+    generated; v5: checked) and return it."""
+    from numerlab.data.source import build_source
 
-    synthetic: generate it (again) unless its manifest matches the generator params.
-    v5: check the required files are there (downloading is not done here).
-    """
-    source = data_cfg.get("source")
-    data_dir = Path(str(data_cfg["dir"])).expanduser()
-    if source == "synthetic":
-        from numerlab.data import synthetic
-
-        params = dict(data_cfg.get("synthetic") or {})
-        if "seed" not in params:
-            raise NumerlabError("data.synthetic.seed is missing")
-        seed = params.pop("seed")
-        return synthetic.ensure(data_dir, params, seed)
-    if source == "v5":
-        check_layout(data_dir)
-        return data_dir
-    raise NumerlabError(f"data.source must be 'synthetic' or 'v5', got {source!r}")
+    return build_source(data_cfg).prepare()
 
 
 def check_layout(data_dir: Path) -> None:
@@ -324,6 +310,10 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
     _release_memory()
     # Eras as one shared str object per era: 8 bytes a row (StringDType takes 16).
     era_objects = np.array(era_labels, dtype=object)[row_era]
+    used = np.flatnonzero(np.bincount(row_era, minlength=len(era_labels)))
+    recode = np.full(len(era_labels), -1, dtype=np.int32)
+    recode[used] = np.arange(len(used), dtype=np.int32)
+    era_index = recode[row_era]
     del row_era
     features = _read_features(pf, path, plan, feature_names, n)
     return Dataset(
@@ -335,6 +325,8 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
         target_name=target_name,
         aux=np.ascontiguousarray(target_values[:, 1:]),
         aux_names=aux_names,
+        era_labels=[era_labels[i] for i in used],
+        era_index=era_index,
     )
 
 

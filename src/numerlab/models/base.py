@@ -19,18 +19,25 @@ MODEL_META = "numerlab_model.json"
 
 @dataclass
 class FitContext:
-    """What a fit may need beyond the data: seed, where to write, and (for neural models)
-    the Lightning trainer config and a checkpoint to resume from."""
+    """What a fit may need beyond the data: seed, where to write, (for neural models) the
+    Lightning trainer config and a checkpoint to resume from, whether a holdout is
+    configured (`fit.holdout_eras`: the `valid` rows `fit` gets, the only rows early
+    stopping may look at) and the job's tracker for training curves."""
 
     seed: int
     run_dir: Path
     trainer: dict[str, Any] = field(default_factory=dict)
     ckpt_path: str | None = None
+    holdout: bool = False
+    tracker: Any = None
 
 
 @runtime_checkable
 class Model(Protocol):
-    def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None: ...
+    def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
+        """Fit on `train`; `valid` is the holdout carved from the training eras (or None),
+        the only rows early stopping or checkpoint choice may look at."""
+        ...
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """int8 (n, k) -> float32 (n,) predictions."""

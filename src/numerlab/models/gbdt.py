@@ -56,15 +56,81 @@ def _int8_table(features: np.ndarray):
     )
 
 
-class LGBMModel:
-    """LightGBM regressor. `params` are LightGBM training parameters (conf/model/lgbm.yaml)."""
+def _check_gbdt_context(name: str, ctx: FitContext, early_stopping_rounds: int | None) -> None:
+    """What a GBDT model cannot do, said before any data is loaded."""
+    accelerator = str((ctx.trainer or {}).get("accelerator", "auto")).lower()
+    if accelerator not in ("auto", "cpu"):
+        raise NumerlabError(f"trainer.accelerator={accelerator} applies to neural models; "
+                            f"{name} runs on cpu here (use trainer=auto or trainer=cpu)")
+    if ctx.ckpt_path:
+        raise NumerlabError(f"ckpt_path={ctx.ckpt_path}: {name} cannot resume from a "
+                            f"checkpoint (only neural models can)")
+    if early_stopping_rounds and not ctx.holdout:
+        raise NumerlabError(f"model.early_stopping_rounds={early_stopping_rounds} needs a "
+                            f"holdout to stop on: set fit.holdout_eras (e.g. 8), or null "
+                            f"for fixed rounds")
 
-    def __init__(self, params: dict[str, Any] | None = None, num_boost_round: int = 500,
+
+class GBDTModel:
+    """What the LightGBM and XGBoost wrappers share: settings, checks, save/load of their
+    parameters. `params` are the library's training parameters, `num_boost_round` the
+    rounds, `early_stopping_rounds` stops on the holdout's MSE (needs fit.holdout_eras).
+    Defaults live in conf/model/, not here."""
+
+    library = "GBDT"
+    model_file = "model"
+
+    def __init__(self, params: dict[str, Any], num_boost_round: int,
                  early_stopping_rounds: int | None = None):
         self.params = dict(params or {})
+        _check_params(self.params)
+        if isinstance(num_boost_round, bool) or not isinstance(num_boost_round, int) \
+                or num_boost_round < 1:
+            raise NumerlabError(f"model.num_boost_round={num_boost_round!r} must be an "
+                                f"integer >= 1")
+        if early_stopping_rounds is not None and (
+                isinstance(early_stopping_rounds, bool)
+                or not isinstance(early_stopping_rounds, int) or early_stopping_rounds < 1):
+            raise NumerlabError(f"model.early_stopping_rounds={early_stopping_rounds!r} must "
+                                f"be null or an integer >= 1")
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.booster = None
+        self.best_iteration: int | None = None
+
+    def check(self, ctx: FitContext) -> None:
+        _check_gbdt_context(self.library, ctx, self.early_stopping_rounds)
+
+    def _stops_early(self, valid: Dataset | None) -> bool:
+        return valid is not None and bool(self.early_stopping_rounds)
+
+    def save(self, path: Path) -> None:
+        self._save_booster(Path(path) / self.model_file)
+        (Path(path) / "params.json").write_text(json.dumps(
+            {"params": self.params, "num_boost_round": self.num_boost_round,
+             "early_stopping_rounds": self.early_stopping_rounds,
+             "best_iteration": self.best_iteration}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path):
+        meta = json.loads((Path(path) / "params.json").read_text())
+        model = cls(meta["params"], meta["num_boost_round"], meta.get("early_stopping_rounds"))
+        model.best_iteration = meta.get("best_iteration")
+        model._load_booster(Path(path) / cls.model_file)
+        return model
+
+    def _save_booster(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _load_booster(self, path: Path) -> None:
+        raise NotImplementedError
+
+
+class LGBMModel(GBDTModel):
+    """LightGBM regressor over an Arrow table of int8 columns (conf/model/lgbm.yaml)."""
+
+    library = "LightGBM"
+    model_file = "lgbm.txt"
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         import lightgbm as lgb
@@ -73,50 +139,48 @@ class LGBMModel:
         params = {**self.params, "seed": ctx.seed, "deterministic": True, "verbosity": -1}
         train_set = lgb.Dataset(_int8_table(train.features), label=train.target,
                                 free_raw_data=True)
-        valid_sets, callbacks = [], []
-        if valid is not None and self.early_stopping_rounds:
+        valid_sets, names, callbacks = [], [], []
+        if valid is not None:
             known = valid.with_known_target()
             valid_sets = [lgb.Dataset(_int8_table(known.features), label=known.target,
                                       reference=train_set)]
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        _check_params(self.params)
+            names = ["holdout"]
+            if self._stops_early(valid):
+                callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+        if ctx.tracker is not None and valid_sets:
+            callbacks.append(_lgb_curve_logger(ctx.tracker))
         try:
             self.booster = lgb.train(params, train_set, num_boost_round=self.num_boost_round,
-                                     valid_sets=valid_sets, callbacks=callbacks)
+                                     valid_sets=valid_sets, valid_names=names,
+                                     callbacks=callbacks)
         except lgb.basic.LightGBMError as exc:
             raise NumerlabError(f"LightGBM rejected model.params: {message_line(exc, last=True)}"
                                 f"{_text_params(self.params)}") from None
+        self.best_iteration = (self.booster.best_iteration or None) if self._stops_early(
+            valid) else None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         out = np.empty(len(features), dtype=np.float32)
         for rows in _chunks(len(features)):
-            out[rows] = self.booster.predict(features[rows].astype(np.float32))
+            out[rows] = self.booster.predict(features[rows].astype(np.float32),
+                                             num_iteration=self.best_iteration)
         return out
 
-    def save(self, path: Path) -> None:
-        self.booster.save_model(str(Path(path) / "lgbm.txt"))
-        (Path(path) / "params.json").write_text(json.dumps(
-            {"params": self.params, "num_boost_round": self.num_boost_round}, indent=1))
+    def _save_booster(self, path: Path) -> None:
+        self.booster.save_model(str(path))
 
-    @classmethod
-    def load(cls, path: Path) -> LGBMModel:
+    def _load_booster(self, path: Path) -> None:
         import lightgbm as lgb
 
-        meta = json.loads((Path(path) / "params.json").read_text())
-        model = cls(meta["params"], meta["num_boost_round"])
-        model.booster = lgb.Booster(model_file=str(Path(path) / "lgbm.txt"))
-        return model
+        self.booster = lgb.Booster(model_file=str(path))
 
 
-class XGBModel:
-    """XGBoost regressor (hist). `params` are XGBoost booster parameters (conf/model/xgboost.yaml)."""
+class XGBModel(GBDTModel):
+    """XGBoost regressor (hist) over a QuantileDMatrix of the int8 array
+    (conf/model/xgboost.yaml)."""
 
-    def __init__(self, params: dict[str, Any] | None = None, num_boost_round: int = 500,
-                 early_stopping_rounds: int | None = None):
-        self.params = dict(params or {})
-        self.num_boost_round = num_boost_round
-        self.early_stopping_rounds = early_stopping_rounds
-        self.booster = None
+    library = "XGBoost"
+    model_file = "xgboost.json"
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         import xgboost as xgb
@@ -126,36 +190,62 @@ class XGBModel:
         max_bin = int(params.get("max_bin", 256))
         dtrain = xgb.QuantileDMatrix(train.features, label=train.target, max_bin=max_bin)
         evals, kwargs = [], {}
-        if valid is not None and self.early_stopping_rounds:
+        if valid is not None:
             known = valid.with_known_target()
-            evals = [(xgb.QuantileDMatrix(known.features, label=known.target, ref=dtrain), "valid")]
-            kwargs["early_stopping_rounds"] = self.early_stopping_rounds
-        _check_params(self.params)
+            evals = [(xgb.QuantileDMatrix(known.features, label=known.target, ref=dtrain),
+                      "holdout")]
+            if self._stops_early(valid):
+                kwargs["early_stopping_rounds"] = self.early_stopping_rounds
+            if ctx.tracker is not None:
+                kwargs["callbacks"] = [_xgb_curve_logger(ctx.tracker)]
         try:
             self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
                                      evals=evals, verbose_eval=False, **kwargs)
         except xgb.core.XGBoostError as exc:
-            raise NumerlabError(f"XGBoost rejected model.params: {message_line(exc, last=True)}") from None
+            raise NumerlabError(f"XGBoost rejected model.params: "
+                                f"{message_line(exc, last=True)}") from None
+        self.best_iteration = int(self.booster.best_iteration) if self._stops_early(
+            valid) else None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 
+        rounds = (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
         out = np.empty(len(features), dtype=np.float32)
         for rows in _chunks(len(features)):
-            out[rows] = self.booster.predict(xgb.DMatrix(features[rows]))
+            out[rows] = self.booster.predict(xgb.DMatrix(features[rows]),
+                                             iteration_range=rounds)
         return out
 
-    def save(self, path: Path) -> None:
-        self.booster.save_model(str(Path(path) / "xgboost.json"))
-        (Path(path) / "params.json").write_text(json.dumps(
-            {"params": self.params, "num_boost_round": self.num_boost_round}, indent=1))
+    def _save_booster(self, path: Path) -> None:
+        self.booster.save_model(str(path))
 
-    @classmethod
-    def load(cls, path: Path) -> XGBModel:
+    def _load_booster(self, path: Path) -> None:
         import xgboost as xgb
 
-        meta = json.loads((Path(path) / "params.json").read_text())
-        model = cls(meta["params"], meta["num_boost_round"])
-        model.booster = xgb.Booster()
-        model.booster.load_model(str(Path(path) / "xgboost.json"))
-        return model
+        self.booster = xgb.Booster()
+        self.booster.load_model(str(path))
+
+
+def _lgb_curve_logger(tracker: Any):
+    """A LightGBM callback sending each iteration's holdout metric to the tracker."""
+    def log_iteration(env: Any) -> None:
+        tracker.log_metrics({"iteration": env.iteration + 1,
+                             **{f"{data}/{metric}": value
+                                for data, metric, value, _ in env.evaluation_result_list}})
+    return log_iteration
+
+
+def _xgb_curve_logger(tracker: Any):
+    """An XGBoost callback sending each iteration's holdout metric to the tracker."""
+    import xgboost as xgb
+
+    class CurveLogger(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            tracker.log_metrics({"iteration": epoch + 1,
+                                 **{f"{data}/{metric}": values[-1]
+                                    for data, metrics in evals_log.items()
+                                    for metric, values in metrics.items()}})
+            return False
+
+    return CurveLogger()

@@ -84,12 +84,13 @@ class TabularLitModule(L.LightningModule):
     loss = LOSSES[loss](output[:, 0], target)
          + aux_weight * masked MSE of output[:, 1:] against the auxiliary targets
          + sparsity_weight * the network's sparsity loss (TabNet; networks returning a pair)
-    Logs `train_loss` and `val_corr` (mean per-era CORR of the validation set) each epoch.
+    Logs `train_loss` and `holdout_corr` (mean per-era CORR of the holdout carved from the
+    training eras) each epoch.
 
     Optimization is manual: a Lightning batch is a chunk of training batches (see
     `TabularDataModule.batches_per_iteration`) and the module takes one optimizer step per
     training batch, so `trainer.global_step` counts optimizer steps. The LR scheduler, if
-    any, steps once per epoch (ReduceLROnPlateau on `val_corr`); gradient clipping comes
+    any, steps once per epoch (ReduceLROnPlateau on `holdout_corr`); gradient clipping comes
     from the trainer config's `gradient_clip_val` / `gradient_clip_algorithm`.
     """
 
@@ -183,14 +184,14 @@ class TabularLitModule(L.LightningModule):
             self._epoch_losses.clear()
             self.log("train_loss", train_loss, prog_bar=True)
             record["train_loss"] = float(train_loss)
-        val_corr = self.trainer.callback_metrics.get("val_corr")
-        if val_corr is not None:
-            record["val_corr"] = float(val_corr)
+        holdout_corr = self.trainer.callback_metrics.get("holdout_corr")
+        if holdout_corr is not None:
+            record["holdout_corr"] = float(holdout_corr)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                if val_corr is not None:
-                    scheduler.step(val_corr)
+                if holdout_corr is not None:
+                    scheduler.step(holdout_corr)
             else:
                 scheduler.step()
         self.history.append(record)
@@ -209,7 +210,7 @@ class TabularLitModule(L.LightningModule):
         )
         self._val_outputs.clear()
         corr = mean_era_corr(prediction, target, era)
-        self.log("val_corr", corr, prog_bar=True)
+        self.log("holdout_corr", corr, prog_bar=True)
 
     # -- optimization -------------------------------------------------------------------
 

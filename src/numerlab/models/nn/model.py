@@ -5,8 +5,9 @@ trained by Lightning from the `model` and `trainer` configs.
 these exceptions: `accelerator` is resolved first (auto -> mps, cuda or cpu; a device that
 is not there is a NumerlabError); `logger` may be true/absent (a CSV log of the per-epoch
 metrics in `<run_dir>/lightning_logs`) or false; `callbacks` (Callback objects or `_target_`
-configs) are added to numerlab's own (early stopping on `val_corr`, checkpoints with
-`last.ckpt` in `<run_dir>/checkpoints`); `default_root_dir` is the run dir;
+configs) are added to numerlab's own (checkpoints with
+`last.ckpt` in `<run_dir>/checkpoints`; early stopping and `best.ckpt` on `holdout_corr`
+only when a holdout is given); `default_root_dir` is the run dir;
 `gradient_clip_val` / `gradient_clip_algorithm` go to the LightningModule, which steps the
 optimizer itself (manual optimization), and `accumulate_grad_batches` must stay 1 (a larger
 `model.batch_size` does the same).
@@ -45,7 +46,7 @@ from numerlab.models.nn.lightning_module import TabularLitModule
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state_dict.pt"
 CONFIG_FILE = "network.json"
-MONITOR = "val_corr"
+MONITOR = "holdout_corr"  # mean per-era CORR of the holdout carved from the training eras
 
 # Lightning warnings that do not apply here: batches are cut in-process (workers would only
 # add IPC), training is logged per epoch, no validation set means no val batches, a resumed
@@ -83,8 +84,9 @@ class NeuralModel:
     loss:            "mse" or "corr" on the main target
     aux_weight:      weight of the auxiliary-target heads' MSE (0: no heads)
     sparsity_weight: weight of the network's sparsity loss (TabNet's lambda_sparse)
-    patience:        early-stopping patience in epochs on `val_corr` (None: off)
-    restore_best:    after training, predict with the best-`val_corr` epoch's weights
+    patience:        early-stopping patience in epochs on the holdout's CORR (None: off)
+    restore_best:    after training, predict with the best-holdout-CORR epoch's weights
+                     (without a holdout: the last epoch's)
     pin_memory:      pin batches for host-to-GPU copies (None: when training on cuda)
     num_workers:     DataLoader workers (0: batches cut in the main process, fastest here)
     **hyperparameters: top-level copies of network hyperparameters that the config
@@ -94,19 +96,19 @@ class NeuralModel:
     def __init__(
         self,
         network: Mapping[str, Any],
-        optimizer: Mapping[str, Any] | None = None,
-        scheduler: Mapping[str, Any] | None = None,
-        batch_size: int = 1024,
-        eval_batch_size: int = 8192,
-        batching: str = "rows",
-        batches_per_iteration: int = 8,
-        loss: str = "mse",
-        aux_weight: float = 0.0,
-        sparsity_weight: float = 0.0,
-        patience: int | None = 5,
-        restore_best: bool = True,
-        pin_memory: bool | None = None,
-        num_workers: int = 0,
+        optimizer: Mapping[str, Any] | None,
+        scheduler: Mapping[str, Any] | None,
+        batch_size: int,
+        eval_batch_size: int,
+        batching: str,
+        batches_per_iteration: int,
+        loss: str,
+        aux_weight: float,
+        sparsity_weight: float,
+        patience: int | None,
+        restore_best: bool,
+        pin_memory: bool | None,
+        num_workers: int,
         **hyperparameters: Any,
     ) -> None:
         self.config: dict[str, Any] = {
@@ -152,8 +154,11 @@ class NeuralModel:
         )
 
     def check(self, ctx: FitContext) -> None:
-        """Fail at once (before data is loaded) for an accelerator that is not there."""
+        """Fail at once (before data is loaded) for an accelerator that is not there or a
+        checkpoint file that does not exist."""
         resolve_accelerator((_plain(ctx.trainer) or {}).get("accelerator", "auto"))
+        if ctx.ckpt_path and not Path(str(ctx.ckpt_path)).is_file():
+            raise NumerlabError(f"ckpt_path={ctx.ckpt_path}: no such checkpoint file")
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         c = self.config
@@ -196,6 +201,9 @@ class NeuralModel:
                     monitor=MONITOR, mode="max", patience=c["patience"], check_finite=True
                 )
             )
+        tracker_logger = ctx.tracker.lightning_logger() if ctx.tracker is not None else None
+        if tracker_logger is not None and trainer_cfg.get("logger", True) is not False:
+            trainer_cfg["logger"] = [csv_logger(Path(ctx.run_dir)), tracker_logger]
         trainer = build_trainer(trainer_cfg, accelerator, Path(ctx.run_dir), callbacks)
         with warnings.catch_warnings():
             for pattern in _QUIET:
@@ -215,7 +223,7 @@ class NeuralModel:
     def _checkpoint_callbacks(
         run_dir: Path, has_validation: bool, trainer_cfg: Mapping[str, Any]
     ) -> tuple[list[ModelCheckpoint], ModelCheckpoint | None]:
-        """`last.ckpt` rewritten every epoch, and `best.ckpt` (best `val_corr`) when there is
+        """`last.ckpt` rewritten every epoch, and `best.ckpt` (best `holdout_corr`) when there is
         a validation set. Lightning's own `save_last` only writes when a top-k checkpoint
         was written, so "last" is a checkpoint callback of its own."""
         if trainer_cfg.get("enable_checkpointing", True) is False:
@@ -230,7 +238,7 @@ class NeuralModel:
         )
         if not has_validation:
             return [last], None
-        best = ModelCheckpoint(
+        best = KeepBestCheckpoint(
             dirpath=dirpath,
             filename="best",
             monitor=MONITOR,
@@ -298,6 +306,35 @@ class NeuralModel:
         return model
 
 
+def csv_logger(run_dir: Path) -> CSVLogger:
+    """Per-epoch metrics as CSV in <run dir>/lightning_logs/metrics.csv."""
+    return CSVLogger(save_dir=str(run_dir), name="lightning_logs", version="")
+
+
+class KeepBestCheckpoint(ModelCheckpoint):
+    """`best.ckpt` that survives a resume into another run dir: Lightning forgets the best
+    score when the checkpoint dir changes, so epochs before the resume could never win.
+    Here the best score and its weights (copied into the new dir) are kept."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import shutil
+
+        super().load_state_dict(state_dict)
+        old_dir = state_dict.get("dirpath")
+        score, old_best = state_dict.get("best_model_score"), state_dict.get("best_model_path")
+        if old_dir == self.dirpath or score is None or not old_best:
+            return
+        if not Path(old_best).is_file():
+            return
+        Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+        new_best = str(Path(self.dirpath) / Path(old_best).name)
+        shutil.copyfile(old_best, new_best)
+        self.best_model_score = score
+        self.best_model_path = self.kth_best_model_path = new_best
+        self.kth_value = score
+        self.best_k_models = {new_best: score}
+
+
 def build_trainer(
     trainer_cfg: Mapping[str, Any], accelerator: str, run_dir: Path, callbacks: list[L.Callback]
 ) -> L.Trainer:
@@ -306,7 +343,7 @@ def build_trainer(
     extra = kwargs.pop("callbacks", None) or []
     logger = kwargs.pop("logger", True)
     if logger is True or logger is None:
-        logger = CSVLogger(save_dir=str(run_dir), name="lightning_logs", version="")
+        logger = csv_logger(run_dir)
     try:
         extra = [cb if isinstance(cb, L.Callback) else instantiate(cb) for cb in extra]
         return L.Trainer(

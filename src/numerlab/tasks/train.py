@@ -1,0 +1,35 @@
+"""task=train (the default): fit on the training eras, predict validation and live, score
+the validation eras, write the artifact contract into the run dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from numerlab import artifacts, pipeline, tracking
+from numerlab.models.base import save_model
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    parts = pipeline.check(cfg, run_dir)
+    splits = pipeline.load_data(cfg, parts.source)
+    tracker = tracking.active()
+    with artifacts.staged(run_dir) as stage:
+        pipeline.fit_model(cfg, splits.train, run_dir, parts.model, tracker)
+        save_model(parts.model, stage / artifacts.MODEL_DIR, splits.feature_names)
+        validation, live = pipeline.predict_splits(parts.postprocess, parts.model,
+                                                   splits.validation, splits.live,
+                                                   splits.meta_model)
+        pipeline.write_predictions(stage, validation, live)
+        metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name)
+        plots = pipeline.write_evaluation(stage, metrics, per_era)
+    pipeline.show(metrics)
+    pipeline.log_to_tracker(tracker, metrics, per_era, run_dir, plots)
+    log.info("artifacts in %s", run_dir)
+    return metrics
