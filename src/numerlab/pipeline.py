@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from numerlab import artifacts, data, report, scoring
 from numerlab.data.dataset import Dataset
 from numerlab.data.source import DataSource, build_source
-from numerlab.data.v5 import META_MODEL_COLUMN, era_number
+from numerlab.data.v5 import META_MODEL_COLUMN
 from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext, Model, check_ready
 from numerlab.postprocess import PostProcess, rank_unit
@@ -130,23 +130,17 @@ def load_data(cfg: DictConfig, source: DataSource) -> data.Splits:
     return splits
 
 
-def split_holdout(train: Dataset, holdout_eras: int, embargo_eras: int
-                  ) -> tuple[Dataset, Dataset | None]:
+def split_holdout(train: Dataset, holdout_eras: int, embargo_eras: int,
+                  embargo_key: str = "data.embargo_eras") -> tuple[Dataset, Dataset | None]:
     """(rows to fit on, holdout or None): the last `holdout_eras` training eras are the
     holdout, and the eras within `embargo_eras` (by era number) before its first era are
-    left out, as between training and validation eras."""
+    left out, as between training and validation eras (`cv.carve_holdout`)."""
+    from numerlab.cv import carve_holdout
+
     if not holdout_eras:
         return train, None
-    labels = train.era_labels
-    if holdout_eras >= len(labels):
-        raise NumerlabError(f"fit.holdout_eras={holdout_eras} leaves no training era "
-                            f"({len(labels)} training eras)")
-    holdout = labels[-holdout_eras:]
-    first = era_number(holdout[0])
-    fitted = [e for e in labels[:-holdout_eras] if era_number(e) < first - embargo_eras]
-    if not fitted:
-        raise NumerlabError(f"fit.holdout_eras={holdout_eras} with data.embargo_eras="
-                            f"{embargo_eras} leaves no training era to fit on")
+    fitted, holdout = carve_holdout(train.era_labels, holdout_eras, embargo_eras,
+                                    embargo_key=embargo_key)
     return train.take_eras(fitted), train.take_eras(holdout)
 
 

@@ -45,7 +45,7 @@ from numerlab.errors import NumerlabError
 
 MANIFEST = "synthetic.json"
 # Bump when the generator's output changes, so existing synthetic dirs are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 PARAM_NAMES = ("n_train_eras", "n_validation_eras", "n_test_eras", "rows_per_era",
                "n_features", "n_live_rows")
 PARAM_MINIMUM = {"n_train_eras": 1, "n_validation_eras": 1, "n_test_eras": 0,
@@ -66,6 +66,13 @@ N_REGIMES = 4
 ROWS_PER_ERA_JITTER = 0.1   # era sizes vary by up to +-10%, as real eras do
 META_MODEL_ERA_SHARE = 0.5  # the later share of validation eras the meta model covers
 META_MODEL_NOISE = 3.0      # noise sd added to the unit-variance true signal
+# {train,validation,live}_benchmark_models.parquet: Numerai-style benchmark columns, each the
+# true signal plus noise of its own size (the first is the main benchmark), ranked per era.
+BENCHMARK_MODELS = {"v53_lgbm_ender20": 2.5, "v53_lgbm_cyrusd20": 3.0,
+                    "v53_lgbm_teager2b20": 4.0}
+BENCHMARK_TRAIN_START = 0.25       # train benchmarks are walk-forward: later train eras only
+BENCHMARK_VALIDATION_SHARE = 0.75  # the later share of validation eras they cover
+BENCHMARK_STREAM = 7919            # seeds the benchmark generator apart from the data's
 
 # aux target -> correlation of its latent with the main latent. target_cyrusd_20 is the
 # main target itself. 60-day targets resolve late: NaN in the last validation eras.
@@ -222,7 +229,7 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
         targets = np.concatenate([eras[t].targets for t in ts])
         for j, name in enumerate([MAIN_TARGET, *aux_names]):
             columns[name] = pa.array(targets[:, j], pa.float32())
-        return pa.table(columns)
+        return _id_indexed(pa.table(columns))
 
     valid_eras = range(n_train, n_eras)
     kinds = ["validation"] * n_valid + ["test"] * p["n_test_eras"]
@@ -236,13 +243,31 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
     meta_model = np.concatenate([
         _rank_unit(eras[t].signal + META_MODEL_NOISE * rng.standard_normal(len(eras[t].signal)))
         for t in covered])
-    pq.write_table(pa.table({
+    pq.write_table(_id_indexed(pa.table({
         "id": pa.array(ids[rows], pa.string()),
         "era": pa.array(np.repeat([era_labels[t] for t in covered], sizes[covered.start:
                                                                          covered.stop])),
         "data_type": pa.array(["validation"] * (rows.stop - rows.start), pa.string()),
         "numerai_meta_model": pa.array(meta_model, pa.float32()),
-    }), out_dir / "meta_model.parquet")
+    })), out_dir / "meta_model.parquet")
+
+    # Benchmark models from a generator of their own, so the files above stay as they were.
+    bench_rng = np.random.default_rng([seed, BENCHMARK_STREAM])
+    spans = {"train": range(int(BENCHMARK_TRAIN_START * n_train), n_train),
+             "validation": range(n_train + n_valid - int(np.ceil(BENCHMARK_VALIDATION_SHARE
+                                                                  * n_valid)), n_eras),
+             "live": range(n_eras, n_eras + 1)}
+    for split, span in spans.items():
+        rows = slice(offsets[span.start], offsets[span.stop])
+        columns = {"id": pa.array(ids[rows], pa.string()),
+                   "era": pa.array(np.repeat([era_labels[t] if t < n_eras else LIVE_ERA
+                                              for t in span], sizes[span.start:span.stop]))}
+        for name, noise in BENCHMARK_MODELS.items():
+            columns[name] = pa.array(np.concatenate([
+                _rank_unit(eras[t].signal + noise * bench_rng.standard_normal(
+                    len(eras[t].signal))) for t in span]), pa.float32())
+        pq.write_table(_id_indexed(pa.table(columns)),
+                       out_dir / f"{split}_benchmark_models.parquet")
 
     features_json = {
         "feature_sets": {"small": names[::4], "medium": names[::2], "all": names},
@@ -251,6 +276,15 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
     (out_dir / "features.json").write_text(json.dumps(features_json, indent=1))
     (out_dir / MANIFEST).write_text(json.dumps(info, indent=1))
     return out_dir
+
+
+def _id_indexed(table: pa.Table) -> pa.Table:
+    """`table` with pandas metadata naming `id` its index, as Numerai's files store it:
+    `pandas.read_parquet` gives an `id` index; pyarrow and polars still see an `id` column."""
+    import pandas as pd
+
+    frame = table.to_pandas().set_index("id")
+    return pa.Table.from_pandas(frame, preserve_index=True)
 
 
 class _Era:

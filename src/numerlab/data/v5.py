@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import difflib
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
     import polars as pl
+
+log = logging.getLogger(__name__)
 
 TRAIN_FILE = "train.parquet"
 VALIDATION_FILE = "validation.parquet"
@@ -204,12 +207,25 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
         validation = load_split(path, **columns, eras=kept, data_type=data_type,
                                 drop_nan_target=True)
         _require_rows(validation, path)
+        _require_two_rows_per_era(validation, path)
     if "live" in splits:
         live = load_split(data_dir / LIVE_FILE, **columns, require_targets=False)
+    meta_model = read_meta_model(data_dir / META_MODEL_FILE)
+    if meta_model is None and "validation" in splits:
+        log.warning("no %s in %s: MMC is not computed", META_MODEL_FILE, data_dir)
     return Splits(train=train, validation=validation, live=live,
-                  meta_model=read_meta_model(data_dir / META_MODEL_FILE),
+                  meta_model=meta_model,
                   feature_names=feature_names, target_name=target_name,
                   aux_names=aux_names, data_dir=data_dir)
+
+
+def _require_two_rows_per_era(dataset: Dataset, path: Path) -> None:
+    """Per-era CORR needs two scorable rows: an era with one is named before any fit."""
+    counts = np.bincount(dataset.era_index, minlength=dataset.n_eras)
+    if len(counts) and counts.min() < 2:
+        era = dataset.era_labels[int(np.argmin(counts))]
+        raise NumerlabError(f"{path}: era '{era}' has {int(counts.min())} row with a known "
+                            f"{dataset.target_name!r}; scoring needs at least 2 per era")
 
 
 def _require_rows(dataset: Dataset, path: Path) -> None:
@@ -670,9 +686,8 @@ def _some(known: list[str], name: object, count: int = 6) -> str:
 
 def _int_setting(cfg: Mapping[str, Any], key: str, minimum: int) -> int:
     """`data.<key>` as an int >= minimum; its default lives in conf/data/, not here."""
+    from numerlab.data.source import int_setting
+
     if key not in cfg:
         raise NumerlabError(f"data.{key} is missing from the data config (see conf/data/)")
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise NumerlabError(f"data.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int_setting(f"data.{key}", cfg[key], minimum)
