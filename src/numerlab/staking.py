@@ -373,7 +373,30 @@ def propose(policy: StakePolicy, current_stake: float, wallet: float,
         change, capped_by = affordable, "min_wallet"
     target = goal if capped_by in (None, "max_stake") else current + change
     # current + change may round one ulp past goal; the caps must hold exactly
-    target = min(target, goal) if change > 0 else max(target, goal, 0.0)
+    target = min(target, goal) if goal >= current else max(target, goal)
     reason = decision.reason + (f"; capped by {capped_by}" if capped_by else "")
     return StakeProposal(current=current, target=target, change=change,
                          capped_by=capped_by, reason=reason, wish=wish)
+
+
+def build_policy(staking_cfg: Any) -> StakePolicy:
+    """`hydra.utils.instantiate(staking_cfg)`, checked to be a StakePolicy; a NumerlabError
+    raised by the constructor comes out as itself, not wrapped in Hydra's exception (whose
+    last line is only `full_key: staking`)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from numerlab.errors import message_line
+
+    try:
+        policy = instantiate(staking_cfg)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, NumerlabError):
+            raise exc.__cause__ from None
+        raise NumerlabError(f"{CONFIG_PREFIX}: {message_line(exc)}") from exc
+    if not isinstance(policy, StakePolicy):
+        target = getattr(staking_cfg, "_target_", None) if not isinstance(
+            staking_cfg, Mapping) else staking_cfg.get("_target_")
+        raise NumerlabError(f"{CONFIG_PREFIX}._target_={target}: not a "
+                            "numerlab.staking.StakePolicy")
+    return policy
