@@ -236,3 +236,13 @@ def test_build_policy_unwraps_config_errors_and_checks_the_type():
         build_policy(OmegaConf.create({"_target_": "numerlab.staking.Caps", **NO_CAPS}))
     with pytest.raises(NumerlabError, match=r"^staking: Error locating target"):
         build_policy(OmegaConf.create({"_target_": "numerlab.staking.Nope"}))
+
+
+def test_stake_inputs_from_a_per_era_table_in_era_order():
+    import polars as pl
+
+    table = pl.DataFrame({"era": ["0003", "0001"], "corr": [0.3, 0.1], "mmc": [None, 0.2]})
+    scores = StakeInputs.from_per_era(table)
+    assert scores.corr.tolist() == [0.1, 0.3]
+    assert scores.mmc[0] == 0.2 and math.isnan(scores.mmc[1])
+    assert np.isnan(StakeInputs.from_per_era(table.drop("mmc")).mmc).all()

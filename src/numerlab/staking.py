@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from numerlab.errors import NumerlabError
 from numerlab.scoring import sharpe
@@ -130,10 +131,10 @@ class StakeInputs:
     @classmethod
     def from_per_era(cls, per_era: Any) -> StakeInputs:
         """From a per-era table (polars or pandas) with `corr` and optionally `mmc`
-        columns, rows in era order (as `per_era.parquet`); nulls become NaN."""
-        import polars as pl
-
+        columns (as `per_era.parquet`), sorted by `era` when it has one; nulls become NaN."""
         frame = per_era if isinstance(per_era, pl.DataFrame) else pl.from_pandas(per_era)
+        if "era" in frame.columns:
+            frame = frame.sort("era")
         if "corr" not in frame.columns:
             raise NumerlabError(f"per-era scores: no `corr` column (columns: {frame.columns})")
 
