@@ -1,6 +1,7 @@
 """The DVC stage commands: `python -m numerlab.stages {data,features,train,predict,evaluate}`.
 
-    data      data.dir                     synthetic data generated, or the v5 layout checked
+    data      artifacts/data.json          synthetic data generated into data.dir, or the v5
+                                           files there checked; the manifest lists them
     features  artifacts/features/          the configured columns of each split, int8 parquet
     train     artifacts/model/             the fitted model
     predict   artifacts/predictions/       validation and live predictions, submission.csv
@@ -44,6 +45,7 @@ CONFIG_DIR = "conf"          # [hydra] config_dir of .dvc/config
 CONFIG_NAME = "config"       # [hydra] config_name of .dvc/config
 
 ARTIFACTS = Path("artifacts")
+DATA_MANIFEST = ARTIFACTS / "data.json"
 FEATURES_DIR = ARTIFACTS / "features"
 FEATURES_MANIFEST = FEATURES_DIR / "manifest.json"
 SPLIT_FILES = {"train": "train.parquet", "validation": "validation.parquet",
@@ -63,7 +65,7 @@ PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
 FEATURE_PARAMS = ("data.dir", "data.era_stride", "data.embargo_eras", "features", "target")
 # Keys each stage cannot run without (optional ones are read with a default).
 REQUIRED = {
-    "data": ("data.source", "data.dir"),
+    "data": ("data._target_", "data.dir"),
     "features": FEATURE_PARAMS,
     "train": ("model._target_", "seed"),
     "predict": (),
@@ -191,14 +193,21 @@ def read_meta_model(manifest: dict[str, Any]) -> pl.DataFrame | None:
 # --- stages -------------------------------------------------------------------------------
 
 def stage_data(cfg: DictConfig) -> None:
-    """Synthetic data generated into data.dir, or the v5 files there checked.
+    """Synthetic data generated into data.dir, or the v5 files there checked; writes
+    artifacts/data.json listing them.
 
-    The synthetic dir is kept while its manifest matches data.synthetic, else regenerated
-    into a temporary sibling and renamed into place (`data.prepare`)."""
+    data.dir is never a DVC output (DVC removes outputs before it reruns a stage and on
+    checkout): the features stage depends on it directly, so your downloaded files are only
+    ever read. The synthetic dir is kept while its manifest matches data.synthetic, else
+    regenerated into a temporary sibling and renamed into place (`data.prepare`)."""
     from numerlab import data
 
     data_dir = data.prepare(cfg.data)
-    log.info("data ready in %s", data_dir)
+    files = {p.name: p.stat().st_size for p in sorted(data_dir.iterdir()) if p.is_file()}
+    manifest = {"source": str(cfg.data._target_), "dir": str(cfg.data.dir), "files": files}
+    with artifacts.staged(ARTIFACTS) as stage:
+        (stage / DATA_MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")
+    log.info("data ready in %s (%d files)", data_dir, len(files))
 
 
 def stage_features(cfg: DictConfig) -> None:
@@ -209,9 +218,10 @@ def stage_features(cfg: DictConfig) -> None:
     from numerlab import data
 
     data_dir = Path(str(cfg.data.dir)).expanduser()
+    need(DATA_MANIFEST, "data")
     if not data_dir.exists():
         raise NumerlabError(f"{data_dir} is missing: run the 'data' stage first "
-                            f"(`dvc repro data`)")
+                            f"(`dvc repro -f data`)")
     splits = data.load_splits(cfg.data, cfg.features, cfg.target)
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,
