@@ -305,3 +305,13 @@ def test_neutralization_matches_postprocess_on_one_era():
                                               np.array(["X"] * 200), proportion=0.7)
     neutral = export.Neutralization(0.7, columns, rcond=1e-6)(values, features)
     np.testing.assert_allclose(neutral, expected, rtol=0, atol=1e-9)
+
+
+def test_export_refuses_a_scorer_that_predicts_differently(models, tmp_path, monkeypatch):
+    # a rebuilt model that drifted from the saved one must never reach the upload
+    lgbm = "numerlab.models.gbdt.LGBMModel"
+    monkeypatch.setitem(export.SCORERS, lgbm, lambda model: lambda x: np.zeros(len(x)))
+    run_dir = make_run(tmp_path / "run", models["lgbm"], NONE)
+    with pytest.raises(NumerlabError, match=r"model: the exported model predicts differently"):
+        export.export_model(run_dir, tmp_path / "model.pkl")
+    assert not (tmp_path / "model.pkl").exists()
