@@ -1,0 +1,431 @@
+"""Export a run's model as the cloudpickle that Numerai's model upload runs.
+
+Numerai's runner (numerai-predict) unpickles one function and calls it era by era:
+`predict(live_features, live_benchmark_models) -> pd.DataFrame` with a `prediction` column in
+[0, 1], indexed like `live_features`, on 1 CPU / 4 GB / no internet, in an image with numpy,
+pandas and the model libraries but without numerlab. So the pickle holds:
+
+- numerlab's code by value (`cloudpickle.register_pickle_by_value`): `LivePredictor`, its
+  scorer and the few functions they call; numpy, pandas and the model library by reference;
+- the model as bytes or text (LightGBM model text, XGBoost raw model, torch state dict),
+  rebuilt on the first call, so the pickle references no file;
+- the post-processing as plain numbers and column positions.
+
+Apart from code, only built-in types (str, bytes, int, float, list, dict) are stored, so no
+numpy or pandas version is baked into the pickle. Python itself must match: pickled code
+objects load only under the Python minor version that wrote them.
+
+At predict time: select the trained feature columns by name, convert them to int8 in
+row chunks, score, neutralize (one era: numerai-predict calls once per era), and rank into
+(0, 1) exactly as the pipeline ranks live predictions (`postprocess.rank_unit`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from numerlab.errors import NumerlabError, message_line
+
+MODEL_DIR = "model"
+RUN_CONFIG = Path(".hydra") / "config.yaml"
+CHUNK_ROWS = 10_000
+"""Rows converted or scored at a time: a float32 chunk of 2,750 v5 features is ~110 MB."""
+PROBE_ROWS = 64
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""int8 (n, k) feature matrix -> (n,) raw predictions."""
+
+
+# -- predict-time code (pickled by value; needs numpy, pandas and the model library only) --
+
+
+def rank_unit(values: np.ndarray) -> np.ndarray:
+    """Tie-kept percentile rank into (0, 1): (rank_average - 0.5) / n, rank_average being
+    scipy's `rankdata(values, "average")` (1-based, ties share the mean of their ranks);
+    numpy only, since the upload image need not have scipy."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts_group = np.empty(n, dtype=bool)
+    starts_group[:1] = True
+    starts_group[1:] = ordered[1:] != ordered[:-1]
+    group = np.cumsum(starts_group) - 1
+    first = np.flatnonzero(starts_group)  # 0-based position of each tie group's first row
+    last = np.append(first[1:], n) - 1
+    ranks = np.empty(n)
+    ranks[order] = ((first + last) / 2 + 1)[group]
+    return (ranks - 0.5) / n
+
+
+def live_feature_matrix(live_features: pd.DataFrame, feature_names: list[str],
+                        chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """The model's feature columns of `live_features`, by name and in training order, as
+    an int8 (n, k) matrix; converted `chunk_rows` rows at a time so that a non-int8 frame
+    never has a whole float copy. NumerlabError for a missing column or a value that is
+    not a whole number within int8."""
+    present = set(live_features.columns)
+    missing = [name for name in feature_names if name not in present]
+    if missing:
+        raise NumerlabError(
+            f"live_features lacks {len(missing)} of the model's {len(feature_names)} feature "
+            f"columns, e.g. {missing[0]!r}")
+    selected = live_features[feature_names]
+    all_int8 = all(dtype == np.int8 for dtype in selected.dtypes)
+    out = np.empty((len(selected), len(feature_names)), dtype=np.int8)
+    for start in range(0, len(selected), chunk_rows):
+        block = selected.iloc[start:start + chunk_rows]
+        if all_int8:
+            out[start:start + len(block)] = block.to_numpy()
+            continue
+        values = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < -128) | (
+            values > 127)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            value = float(values[row, column])
+            raise NumerlabError(
+                f"live_features column {feature_names[column]!r} holds {value!r} at row "
+                f"{start + row}: features must be whole numbers (Numerai bins 0..4)")
+        out[start:start + len(block)] = values.astype(np.int8)
+    return out
+
+
+class Neutralization:
+    """values - proportion * X b within one era, X = [features[:, columns], 1] and b the
+    least-squares fit of values on X (singular values below rcond * largest dropped): the
+    projection `postprocess.neutralize_per_era` removes, for a single era."""
+
+    def __init__(self, proportion: float, columns: list[int], rcond: float):
+        self.proportion = float(proportion)
+        self.columns = [int(c) for c in columns]
+        self.rcond = float(rcond)
+
+    def __call__(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if not len(values):
+            return values
+        x = np.empty((len(values), len(self.columns) + 1))
+        x[:, :-1] = features[:, self.columns]
+        x[:, -1] = 1.0
+        b = np.linalg.lstsq(x, values, rcond=self.rcond)[0]
+        return values - self.proportion * (x @ b)
+
+
+class LazyModel:
+    """A scorer that holds its model as bytes or text (what is pickled) and builds the live
+    model object from them on first use (never pickled: `_model` is left out)."""
+
+    _model: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_model"}
+
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = self.load()
+        return self._model
+
+    def load(self) -> Any:
+        raise NotImplementedError
+
+
+class LightGBMScorer(LazyModel):
+    """A LightGBM booster kept as its model text; predicts float32 rows as `LGBMModel`."""
+
+    def __init__(self, model_text: str, chunk_rows: int = CHUNK_ROWS):
+        self.model_text = model_text
+        self.chunk_rows = chunk_rows
+
+    def load(self) -> Any:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=self.model_text)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        booster = self.model()
+        out = np.empty(len(features), dtype=np.float32)
+        for start in range(0, len(features), self.chunk_rows):
+            rows = slice(start, start + self.chunk_rows)
+            out[rows] = booster.predict(features[rows].astype(np.float32))
+        return out
+
+
+class XGBoostScorer(LazyModel):
+    """An XGBoost booster kept as its raw (UBJSON) model; predicts int8 rows as `XGBModel`."""
+
+    def __init__(self, raw_model: bytes, chunk_rows: int = CHUNK_ROWS):
+        self.raw_model = raw_model
+        self.chunk_rows = chunk_rows
+
+    def load(self) -> Any:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(self.raw_model))
+        return booster
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        booster = self.model()
+        out = np.empty(len(features), dtype=np.float32)
+        for start in range(0, len(features), self.chunk_rows):
+            rows = slice(start, start + self.chunk_rows)
+            out[rows] = booster.predict(xgb.DMatrix(features[rows]))
+        return out
+
+
+class TorchScorer(LazyModel):
+    """A torch network kept as (class, constructor arguments, state-dict bytes); predicts
+    as `NeuralModel`: batches of `batch_rows` int8 rows, `to_float` applied, the first output
+    column (of the first element where the network returns a pair, as TabNet does)."""
+
+    def __init__(self, network_class: type, network_kwargs: dict[str, Any], state: bytes,
+                 batch_rows: int, to_float: Callable[[Any], Any]):
+        self.network_class = network_class
+        self.network_kwargs = network_kwargs
+        self.state = state
+        self.batch_rows = int(batch_rows)
+        self.to_float = to_float
+
+    def load(self) -> Any:
+        import torch
+
+        network = self.network_class(**self.network_kwargs)
+        state = torch.load(io.BytesIO(self.state), map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+        return network.eval()
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        network = self.model()
+        out = np.empty(len(features), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(features), self.batch_rows):
+                rows = np.ascontiguousarray(features[start:start + self.batch_rows])
+                output = network(self.to_float(torch.from_numpy(rows)))
+                output = output[0] if isinstance(output, tuple) else output
+                out[start:start + len(rows)] = output[:, 0].float().numpy()
+        return out
+
+
+class LivePredictor:
+    """live_features (one era) -> DataFrame `prediction` in (0, 1), indexed like the input:
+    the trained columns by name -> int8 -> scorer -> neutralization (if any) -> rank_unit."""
+
+    def __init__(self, feature_names: list[str], scorer: Scorer,
+                 neutralization: Neutralization | None, chunk_rows: int = CHUNK_ROWS):
+        self.feature_names = [str(name) for name in feature_names]
+        self.scorer = scorer
+        self.neutralization = neutralization
+        self.chunk_rows = int(chunk_rows)
+
+    def raw(self, live_features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(int8 features, the scorer's predictions as float64) for `live_features`."""
+        features = live_feature_matrix(live_features, self.feature_names, self.chunk_rows)
+        values = np.asarray(self.scorer(features), dtype=np.float64)
+        if values.shape != (len(features),):
+            raise NumerlabError(f"the model returned {values.shape} predictions for "
+                                f"{len(features)} rows")
+        return features, values
+
+    def __call__(self, live_features: pd.DataFrame) -> pd.DataFrame:
+        features, values = self.raw(live_features)
+        if self.neutralization is not None:
+            values = self.neutralization(values, features)
+        bad = int((~np.isfinite(values)).sum())
+        if bad:
+            raise NumerlabError(f"the model produced {bad} non-finite predictions "
+                                f"of {len(values)}")
+        return pd.DataFrame({"prediction": rank_unit(values)}, index=live_features.index)
+
+
+# -- export-time code ------------------------------------------------------------------------
+
+
+def model_dir(run_dir: Path) -> Path:
+    path = Path(run_dir) / MODEL_DIR
+    if not path.is_dir():
+        raise NumerlabError(f"{run_dir}: no {MODEL_DIR}/ directory (not a trained numerlab run)")
+    return path
+
+
+def read_postprocess(run_dir: Path) -> Mapping[str, Any]:
+    """The run's `postprocess` config, from `<run_dir>/.hydra/config.yaml`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise NumerlabError(f"{path}: missing, so the run's postprocess config is unknown")
+    try:
+        cfg = OmegaConf.load(path)
+        if "postprocess" not in cfg:
+            raise NumerlabError(f"{path}: has no 'postprocess' key")
+        return OmegaConf.to_container(cfg.postprocess, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise NumerlabError(f"{path}: {message_line(exc)}") from None
+
+
+def neutralization_of(pp_cfg: Mapping[str, Any], feature_names: list[str]
+                      ) -> Neutralization | None:
+    """The live post-processing that `pp_cfg` (the `postprocess` config group) asks for,
+    over the model's `feature_names`: None for `kind: none`; for `kind: neutralize`, the
+    proportion and the positions of `columns` (null: every model feature). Mirrors the
+    checks of `postprocess.apply`; the one place that reads post-processing config here."""
+    from numerlab.scoring import NEUTRALIZE_RCOND
+
+    kind = pp_cfg.get("kind")
+    if kind == "none":
+        return None
+    if kind != "neutralize":
+        raise NumerlabError(f"postprocess.kind={kind!r} is not one of: none, neutralize")
+    proportion = float(pp_cfg["proportion"])
+    if not 0.0 <= proportion <= 1.0:
+        raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
+    names = list(pp_cfg.get("columns") or feature_names)
+    missing = [name for name in names if name not in feature_names]
+    if missing:
+        raise NumerlabError(
+            f"postprocess.columns: {missing[0]!r} is not among the model's features")
+    position = {name: j for j, name in enumerate(feature_names)}
+    return Neutralization(proportion, [position[name] for name in names], NEUTRALIZE_RCOND)
+
+
+def _lightgbm_scorer(model: Any) -> LightGBMScorer:
+    return LightGBMScorer(model.booster.model_to_string())
+
+
+def _xgboost_scorer(model: Any) -> XGBoostScorer:
+    return XGBoostScorer(bytes(model.booster.save_raw("ubj")))
+
+
+def _torch_scorer(model: Any) -> TorchScorer:
+    import torch
+
+    from numerlab.models.nn.lightning_module import features_to_float
+
+    module = model.module
+    network_config = model.config["network"]
+    kwargs = {k: v for k, v in network_config.items() if not (k.startswith("_") and
+                                                                k.endswith("_"))}
+    nested = [k for k, v in kwargs.items() if isinstance(v, Mapping) and "_target_" in v]
+    if nested:
+        raise NumerlabError(f"model.network.{nested[0]}: a nested _target_ config cannot be "
+                            f"exported (the network is rebuilt from plain arguments)")
+    kwargs["in_features"] = int(module.hparams.in_features)
+    kwargs["out_features"] = int(module.hparams.out_features)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in module.net.state_dict().items()}, buffer)
+    return TorchScorer(type(module.net), kwargs, buffer.getvalue(),
+                       model.config["eval_batch_size"], features_to_float)
+
+
+SCORERS: dict[str, Callable[[Any], Scorer]] = {
+    "numerlab.models.gbdt.LGBMModel": _lightgbm_scorer,
+    "numerlab.models.gbdt.XGBModel": _xgboost_scorer,
+    "numerlab.models.nn.model.NeuralModel": _torch_scorer,
+}
+
+
+def scorer_for(model: Any) -> Scorer:
+    """A picklable, self-contained scorer predicting as `model.predict` does. A model class
+    may provide its own through an `export_scorer()` method (an ensemble can build its
+    members' with this function); the built-in classes are served by `SCORERS`."""
+    from numerlab.models.base import class_path
+
+    own = getattr(model, "export_scorer", None)
+    if own is not None:
+        return own()
+    name = class_path(model)
+    if name not in SCORERS:
+        raise NumerlabError(f"model class {name} cannot be exported "
+                            f"(exportable: {', '.join(SCORERS)})")
+    return SCORERS[name](model)
+
+
+def check_scorer(scorer: Scorer, model: Any, n_features: int, where: Path) -> None:
+    """The scorer, rebuilt from its bytes, must predict what the loaded model predicts, on
+    random 0..4 rows: catches a network that its plain arguments do not rebuild. (The
+    tolerance allows a model that predicts on a GPU here; the scorer runs on the CPU.)"""
+    probe = np.random.default_rng(0).integers(0, 5, size=(PROBE_ROWS, n_features),
+                                              dtype=np.int8)
+    expected = np.asarray(model.predict(probe), dtype=np.float64)
+    got = np.asarray(scorer(probe), dtype=np.float64)
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        gap = float(np.max(np.abs(got - expected)))
+        raise NumerlabError(f"{where}: the exported model predicts differently from the saved "
+                            f"one (max abs difference {gap:.3g})")
+
+
+def build_predict(run_dir: Path, postprocess: Mapping[str, Any] | None = None
+                  ) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
+    """Numerai's `predict(live_features, live_benchmark_models)` for the model saved in
+    `<run_dir>/model/`, post-processed as `postprocess` says (default: the run's own
+    `.hydra/config.yaml`). Benchmark models are accepted and not used."""
+    from numerlab.models.base import load_model
+
+    path = model_dir(run_dir)
+    model, feature_names = load_model(path)
+    pp_cfg = read_postprocess(run_dir) if postprocess is None else postprocess
+    neutralization = neutralization_of(pp_cfg, feature_names)
+    scorer = scorer_for(model)
+    check_scorer(scorer, model, len(feature_names), path)
+    predictor = LivePredictor(feature_names, scorer, neutralization)
+
+    def predict(live_features: pd.DataFrame,
+                live_benchmark_models: pd.DataFrame | None = None) -> pd.DataFrame:
+        return predictor(live_features)
+
+    return predict
+
+
+def pickle_by_value(obj: Any) -> bytes:
+    """cloudpickle `obj` with numerlab's code stored by value, so that loading it needs no
+    numerlab installed."""
+    import cloudpickle
+
+    import numerlab
+
+    registered = "numerlab" in cloudpickle.list_registry_pickle_by_value()
+    if not registered:
+        cloudpickle.register_pickle_by_value(numerlab)
+    try:
+        return cloudpickle.dumps(obj)
+    finally:
+        if not registered:
+            cloudpickle.unregister_pickle_by_value(numerlab)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary sibling, then rename over `path`: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def export_model(run_dir: Path, out_path: Path,
+                 postprocess: Mapping[str, Any] | None = None) -> Path:
+    """Write the model upload pickle of the run in `run_dir` to `out_path` (see
+    `build_predict`); returns `out_path`."""
+    out_path = Path(out_path)
+    write_atomically(out_path, pickle_by_value(build_predict(Path(run_dir), postprocess)))
+    return out_path

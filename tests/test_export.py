@@ -1,0 +1,317 @@
+"""Model upload export: real small fits saved as run dirs, exported, then unpickled and run
+in a fresh Python where numerlab (and the libraries the upload image may lack) cannot be
+imported, compared with the live predictions numerlab itself computes for the same rows."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from scipy.stats import rankdata
+
+from numerlab import export, pipeline, postprocess
+from numerlab.data.dataset import Dataset
+from numerlab.data.synthetic import feature_names
+from numerlab.errors import NumerlabError
+from numerlab.models.base import FitContext, load_model, save_model
+from numerlab.models.gbdt import LGBMModel, XGBModel
+
+N_FEATURES = 12
+LIVE_ROWS = 400
+NONE = {"kind": "none"}
+NEUTRALIZE_ALL = {"kind": "neutralize", "proportion": 1.0, "columns": None}
+# a subset, in an order other than the model's, at half strength
+NEUTRALIZE_SOME = {"kind": "neutralize", "proportion": 0.5,
+                   "columns": feature_names(N_FEATURES)[5::-2]}
+# What the upload image does not need: numerlab and its config, data and training stack.
+BLOCKED = ["numerlab", "polars", "hydra", "omegaconf", "lightning", "pytorch_lightning"]
+# LightGBM and XGBoost depend on scipy; a torch-only image need not have it.
+BLOCKED_FOR = {"lgbm": BLOCKED, "xgboost": BLOCKED, "mlp": [*BLOCKED, "scipy"],
+               "tabnet": [*BLOCKED, "scipy"]}
+NETWORKS = {  # TabNet: batch norms and autograd Functions of numerlab's, pickled by value
+    "mlp": {"_target_": "numerlab.models.nn.modules.MLP", "n_layers": 2, "d_hidden": 16},
+    "tabnet": {"_target_": "numerlab.models.nn.modules.TabNet", "n_steps": 2,
+               "virtual_batch_size": 64, "mask_type": "entmax"},
+}
+
+
+# -- data and models ------------------------------------------------------------------------
+
+
+def make_dataset(n_eras: int, rows: int, seed: int, era: str | None = None) -> Dataset:
+    """int8 bins 0..4 with a partly nonlinear signal in the first five features."""
+    rng = np.random.default_rng(seed)
+    n = n_eras * rows
+    features = rng.integers(0, 5, size=(n, N_FEATURES), dtype=np.int8)
+    z = (features.astype(np.float32) - 2) / 2
+    latent = z[:, 0] + z[:, 1] - z[:, 2] + z[:, 3] * z[:, 4] + 0.5 * rng.standard_normal(n)
+    target = (np.digitize(latent, np.quantile(latent, [0.05, 0.25, 0.75, 0.95])) / 4)
+    eras = [era] * n if era else np.repeat([f"{e:04d}" for e in range(n_eras)], rows)
+    return Dataset(
+        ids=np.array([f"n{seed:03d}{i:012x}" for i in range(n)], dtype=object),
+        eras=np.asarray(eras, dtype=object),
+        features=features,
+        feature_names=feature_names(N_FEATURES),
+        target=target.astype(np.float32) if not era else np.full(n, np.nan, np.float32),
+        target_name="target",
+    )
+
+
+def fit_model(name: str, train: Dataset, work: Path):
+    if name == "lgbm":
+        model = LGBMModel({"objective": "regression", "learning_rate": 0.1, "num_leaves": 15,
+                           "max_bin": 5, "num_threads": 1}, num_boost_round=30)
+    elif name == "xgboost":
+        model = XGBModel({"eta": 0.1, "max_depth": 4, "max_bin": 5, "nthread": 1},
+                         num_boost_round=20)
+    else:
+        from numerlab.models.nn.model import NeuralModel
+
+        model = NeuralModel(
+            network=NETWORKS[name],
+            optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3},
+            batch_size=128, eval_batch_size=256, patience=None)
+    trainer = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
+               "enable_progress_bar": False, "enable_model_summary": False,
+               "enable_checkpointing": False, "num_sanity_val_steps": 0}
+    model.fit(train, None, FitContext(seed=0, run_dir=work, trainer=trainer))
+    return model
+
+
+@pytest.fixture(scope="module")
+def live() -> Dataset:
+    return make_dataset(1, LIVE_ROWS, seed=7, era="X")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    train = make_dataset(20, 100, seed=0)
+    work = tmp_path_factory.mktemp("fits")
+    return {name: fit_model(name, train, work / name) for name in ("lgbm", "xgboost", "mlp", "tabnet")}
+
+
+def make_run(run_dir: Path, model, pp_cfg: dict) -> Path:
+    """A run dir as a finished `python run.py` leaves it: model/ and .hydra/config.yaml."""
+    save_model(model, run_dir / "model", feature_names(N_FEATURES))
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"seed": 0, "postprocess": pp_cfg,
+                                     "scoring": {"fnc": True, "exposure": True}}),
+                   run_dir / ".hydra" / "config.yaml")
+    return run_dir
+
+
+def live_frame(live: Dataset) -> pd.DataFrame:
+    """Numerai's live_features: indexed by id, feature columns in another order than the
+    model's, an extra feature and the era/data_type columns."""
+    columns = {name: live.features[:, j] for j, name in enumerate(live.feature_names)}
+    columns = dict(reversed(list(columns.items())))
+    columns["feature_not_in_the_model"] = np.zeros(len(live), dtype=np.int8)
+    frame = pd.DataFrame(columns, index=pd.Index(live.ids.astype(str), name="id"))
+    frame.insert(0, "era", live.eras.astype(str))
+    frame.insert(1, "data_type", "live")
+    return frame
+
+
+def numerlab_live_predictions(run_dir: Path, live: Dataset) -> pd.Series:
+    """The ranked live predictions of numerlab's own pipeline for the saved run, by id."""
+    model, names = load_model(run_dir / "model")
+    assert names == live.feature_names
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    _, frame = pipeline.predict_splits(cfg, model, live, live, None)
+    return pd.Series(frame["prediction"].to_numpy(), index=frame["id"].to_list())
+
+
+UPLOAD_RUNNER = textwrap.dedent("""
+    import importlib.abc, inspect, sys
+
+    pickle_path, live_path, out_path, blocked = sys.argv[1:5]
+    blocked = blocked.split(",")
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in blocked:
+                raise ImportError(f"{name} is not installed here")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    for name in blocked:
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        sys.exit(f"{name} is importable")
+
+    import pandas as pd  # as numerai-predict does: pd.read_pickle, then one call per era
+
+    predict = pd.read_pickle(pickle_path)
+    assert len(inspect.signature(predict).parameters) == 2, inspect.signature(predict)
+    live_features = pd.read_pickle(live_path)
+    benchmarks = pd.DataFrame({"v53_lgbm_ender20": 0.5}, index=live_features.index)
+    out = predict(live_features, benchmarks)
+    assert type(out) is pd.DataFrame, type(out)
+    out.to_pickle(out_path)
+""")
+
+
+def run_like_numerai(pickle_path: Path, live: pd.DataFrame, blocked: list[str],
+                     work: Path) -> pd.DataFrame:
+    live.to_pickle(work / "live.pkl")
+    (work / "runner.py").write_text(UPLOAD_RUNNER)
+    done = subprocess.run(
+        [sys.executable, str(work / "runner.py"), str(pickle_path), str(work / "live.pkl"),
+         str(work / "out.pkl"), ",".join(blocked)],
+        cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_pickle(work / "out.pkl")
+
+
+# -- the exported pickle, run as Numerai runs it -----------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "pp_cfg"), [
+    ("lgbm", NONE), ("lgbm", NEUTRALIZE_SOME), ("xgboost", NEUTRALIZE_ALL),
+    ("mlp", NONE), ("mlp", NEUTRALIZE_SOME), ("tabnet", NONE),
+])
+def test_pickle_runs_without_numerlab_and_matches_numerlab(name, pp_cfg, models, live,
+                                                           tmp_path):
+    run_dir = make_run(tmp_path / "run", models[name], pp_cfg)
+    expected = numerlab_live_predictions(run_dir, live)
+    assert expected.nunique() > LIVE_ROWS // 2  # a real model, not a constant
+
+    out_path = export.export_model(run_dir, tmp_path / "upload" / "model.pkl")
+    assert out_path == tmp_path / "upload" / "model.pkl"
+    assert [p.name for p in out_path.parent.iterdir()] == ["model.pkl"]  # no temp left
+    shutil.rmtree(run_dir)  # the pickle must carry the model, not point at its files
+
+    frame = live_frame(live)
+    work = tmp_path / "numerai"
+    work.mkdir()
+    out = run_like_numerai(out_path, frame, BLOCKED_FOR[name], work)
+
+    assert list(out.columns) == ["prediction"]
+    assert out.index.equals(frame.index) and out.index.name == "id"
+    values = out["prediction"].to_numpy()
+    assert values.shape == (LIVE_ROWS,) and np.isfinite(values).all()
+    assert values.min() > 0 and values.max() < 1
+    np.testing.assert_allclose(values, expected.loc[out.index].to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_neutralization_changes_the_exported_predictions(models, live, tmp_path):
+    # guards the test above: with a neutralizing config, the match is not the plain ranks'
+    frame = live_frame(live)
+    plain = export.build_predict(make_run(tmp_path / "a", models["lgbm"], NONE))(frame, None)
+    neutral = export.build_predict(make_run(tmp_path / "b", models["lgbm"], NEUTRALIZE_ALL))(
+        frame, None)
+    assert np.abs(plain["prediction"] - neutral["prediction"]).max() > 0.05
+
+
+def test_postprocess_argument_overrides_the_run_config(models, live, tmp_path):
+    frame = live_frame(live)
+    run_dir = make_run(tmp_path / "run", models["lgbm"], NONE)
+    given = export.build_predict(run_dir, postprocess=NEUTRALIZE_SOME)(frame, None)
+    saved = make_run(tmp_path / "run2", models["lgbm"], NEUTRALIZE_SOME)
+    pd.testing.assert_frame_equal(given, export.build_predict(saved)(frame, None))
+
+
+# -- live features the model cannot use -------------------------------------------------------
+
+
+def test_missing_feature_column_is_named(models, live, tmp_path):
+    predict = export.build_predict(make_run(tmp_path / "run", models["lgbm"], NONE))
+    dropped = live.feature_names[3]
+    with pytest.raises(NumerlabError) as err:
+        predict(live_frame(live).drop(columns=[dropped]), None)
+    message = str(err.value)
+    assert f"lacks 1 of the model's {N_FEATURES} feature columns, e.g. {dropped!r}" in message
+    assert "\n" not in message
+
+
+def test_float_feature_columns_are_converted_and_checked(models, live, tmp_path):
+    predict = export.build_predict(make_run(tmp_path / "run", models["mlp"], NONE))
+    frame = live_frame(live)
+    as_float = frame.astype({name: np.float64 for name in live.feature_names})
+    pd.testing.assert_frame_equal(predict(as_float, None), predict(frame, None))
+    name = live.feature_names[2]
+    as_float.loc[as_float.index[5], name] = 2.5
+    with pytest.raises(NumerlabError, match=rf"column '{name}' holds 2.5 at row 5"):
+        predict(as_float, None)
+    as_float.loc[as_float.index[5], name] = np.nan
+    with pytest.raises(NumerlabError, match=rf"column '{name}' holds nan at row 5"):
+        predict(as_float, None)
+
+
+# -- bad run dirs and configs: one line each, no file written --------------------------------
+
+
+def test_run_dir_without_model_is_one_line_and_writes_nothing(tmp_path):
+    out_path = tmp_path / "model.pkl"
+    out_path.write_bytes(b"previous upload")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(NumerlabError) as err:
+        export.export_model(tmp_path / "run", out_path)
+    assert str(err.value) == f"{tmp_path / 'run'}: no model/ directory (not a trained numerlab run)"
+    assert out_path.read_bytes() == b"previous upload"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pkl", "run"]
+
+
+def test_bad_postprocess_configs_are_named(models, tmp_path):
+    cases = [
+        ({"kind": "winsorize"}, "postprocess.kind='winsorize' is not one of: none, neutralize"),
+        ({"kind": "neutralize", "proportion": 1.5, "columns": None},
+         "postprocess.proportion=1.5 must be within [0, 1]"),
+        ({"kind": "neutralize", "proportion": 1.0, "columns": ["feature_nope"]},
+         "postprocess.columns: 'feature_nope' is not among the model's features"),
+    ]
+    for i, (pp_cfg, message) in enumerate(cases):
+        run_dir = make_run(tmp_path / f"run{i}", models["lgbm"], pp_cfg)
+        with pytest.raises(NumerlabError) as err:
+            export.export_model(run_dir, tmp_path / "model.pkl")
+        assert str(err.value) == message
+    run_dir = tmp_path / "run0"
+    (run_dir / ".hydra" / "config.yaml").unlink()
+    with pytest.raises(NumerlabError, match=r"config.yaml: missing"):
+        export.build_predict(run_dir)
+    assert not (tmp_path / "model.pkl").exists()
+
+
+# -- the numpy pieces against their references --------------------------------------------------
+
+
+def test_rank_unit_is_scipys_average_rank():
+    rng = np.random.default_rng(3)
+    for values in (rng.integers(0, 6, 300).astype(float), rng.standard_normal(257),
+                   np.array([0.3]), np.array([1.0, 1.0, 1.0])):
+        expected = (rankdata(values, method="average") - 0.5) / len(values)
+        np.testing.assert_allclose(export.rank_unit(values), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(export.rank_unit(values), postprocess.rank_unit(values),
+                                   rtol=0, atol=1e-12)
+
+
+def test_neutralization_matches_postprocess_on_one_era():
+    rng = np.random.default_rng(4)
+    features = rng.integers(0, 5, size=(200, 6), dtype=np.int8)
+    features[:, 5] = features[:, 0]  # a collinear column: the rcond cut-off matters
+    values = features[:, :3].sum(axis=1) + rng.standard_normal(200)
+    columns = [5, 0, 2, 4]
+    expected = postprocess.neutralize_per_era(values, features[:, columns],
+                                              np.array(["X"] * 200), proportion=0.7)
+    neutral = export.Neutralization(0.7, columns, rcond=1e-6)(values, features)
+    np.testing.assert_allclose(neutral, expected, rtol=0, atol=1e-9)
+
+
+def test_export_refuses_a_scorer_that_predicts_differently(models, tmp_path, monkeypatch):
+    # a rebuilt model that drifted from the saved one must never reach the upload
+    lgbm = "numerlab.models.gbdt.LGBMModel"
+    monkeypatch.setitem(export.SCORERS, lgbm, lambda model: lambda x: np.zeros(len(x)))
+    run_dir = make_run(tmp_path / "run", models["lgbm"], NONE)
+    with pytest.raises(NumerlabError, match=r"model: the exported model predicts differently"):
+        export.export_model(run_dir, tmp_path / "model.pkl")
+    assert not (tmp_path / "model.pkl").exists()
