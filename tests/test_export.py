@@ -22,13 +22,16 @@ from numerlab.data.synthetic import feature_names
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, load_model, save_model
 from numerlab.models.gbdt import LGBMModel, XGBModel
+from numerlab.postprocess import PostProcess
+from numerlab.registry import build
 
 N_FEATURES = 12
 LIVE_ROWS = 400
-NONE = {"kind": "none"}
-NEUTRALIZE_ALL = {"kind": "neutralize", "proportion": 1.0, "columns": None}
+NONE = {"_target_": "numerlab.postprocess.NoPostProcess"}
+NEUTRALIZE = "numerlab.postprocess.Neutralize"
+NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None}
 # a subset, in an order other than the model's, at half strength
-NEUTRALIZE_SOME = {"kind": "neutralize", "proportion": 0.5,
+NEUTRALIZE_SOME = {"_target_": NEUTRALIZE, "proportion": 0.5,
                    "columns": feature_names(N_FEATURES)[5::-2]}
 # What the upload image does not need: numerlab and its config, data and training stack.
 BLOCKED = ["numerlab", "polars", "hydra", "omegaconf", "lightning", "pytorch_lightning"]
@@ -72,12 +75,15 @@ def fit_model(name: str, train: Dataset, work: Path):
         model = XGBModel({"eta": 0.1, "max_depth": 4, "max_bin": 5, "nthread": 1},
                          num_boost_round=20)
     else:
-        from numerlab.models.nn.model import NeuralModel
+        from conftest import compose
+        from omegaconf import OmegaConf
 
-        model = NeuralModel(
-            network=NETWORKS[name],
-            optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3},
-            batch_size=128, eval_batch_size=256, patience=None)
+        from numerlab.pipeline import build_model
+
+        model_cfg = compose([f"model={name}", "model.lr=3e-3", "model.batch_size=128",
+                             "model.eval_batch_size=256", "model.patience=null"]).model
+        model_cfg.network = OmegaConf.create(NETWORKS[name])
+        model = build_model(model_cfg)
     trainer = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
                "enable_progress_bar": False, "enable_model_summary": False,
                "enable_checkpointing": False, "num_sanity_val_steps": 0}
@@ -124,7 +130,8 @@ def numerlab_live_predictions(run_dir: Path, live: Dataset) -> pd.Series:
     model, names = load_model(run_dir / "model")
     assert names == live.feature_names
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    _, frame = pipeline.predict_splits(cfg, model, live, live, None)
+    postprocess = build(cfg.postprocess, "postprocess", PostProcess)
+    _, frame = pipeline.predict_splits(postprocess, model, live, live, None)
     return pd.Series(frame["prediction"].to_numpy(), index=frame["id"].to_list())
 
 
@@ -264,17 +271,18 @@ def test_run_dir_without_model_is_one_line_and_writes_nothing(tmp_path):
 
 def test_bad_postprocess_configs_are_named(models, tmp_path):
     cases = [
-        ({"kind": "winsorize"}, "postprocess.kind='winsorize' is not one of: none, neutralize"),
-        ({"kind": "neutralize", "proportion": 1.5, "columns": None},
+        ({"_target_": "numerlab.postprocess.Winsorize"},
+         "postprocess._target_=numerlab.postprocess.Winsorize cannot be imported"),
+        ({"_target_": NEUTRALIZE, "proportion": 1.5, "columns": None},
          "postprocess.proportion=1.5 must be within [0, 1]"),
-        ({"kind": "neutralize", "proportion": 1.0, "columns": ["feature_nope"]},
+        ({"_target_": NEUTRALIZE, "proportion": 1.0, "columns": ["feature_nope"]},
          "postprocess.columns: 'feature_nope' is not among the model's features"),
     ]
     for i, (pp_cfg, message) in enumerate(cases):
         run_dir = make_run(tmp_path / f"run{i}", models["lgbm"], pp_cfg)
         with pytest.raises(NumerlabError) as err:
             export.export_model(run_dir, tmp_path / "model.pkl")
-        assert str(err.value) == message
+        assert str(err.value).startswith(message)
     run_dir = tmp_path / "run0"
     (run_dir / ".hydra" / "config.yaml").unlink()
     with pytest.raises(NumerlabError, match=r"config.yaml: missing"):

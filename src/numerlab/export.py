@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from numerlab.errors import NumerlabError, message_line
+from numerlab.postprocess import rank_unit
 
 MODEL_DIR = "model"
 RUN_CONFIG = Path(".hydra") / "config.yaml"
@@ -45,25 +46,6 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 # -- predict-time code (pickled by value; needs numpy, pandas and the model library only) --
-
-
-def rank_unit(values: np.ndarray) -> np.ndarray:
-    """Tie-kept percentile rank into (0, 1): (rank_average - 0.5) / n, rank_average being
-    scipy's `rankdata(values, "average")` (1-based, ties share the mean of their ranks);
-    numpy only, since the upload image need not have scipy."""
-    values = np.asarray(values, dtype=np.float64)
-    n = len(values)
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts_group = np.empty(n, dtype=bool)
-    starts_group[:1] = True
-    starts_group[1:] = ordered[1:] != ordered[:-1]
-    group = np.cumsum(starts_group) - 1
-    first = np.flatnonzero(starts_group)  # 0-based position of each tie group's first row
-    last = np.append(first[1:], n) - 1
-    ranks = np.empty(n)
-    ranks[order] = ((first + last) / 2 + 1)[group]
-    return (ranks - 0.5) / n
 
 
 def live_feature_matrix(live_features: pd.DataFrame, feature_names: list[str],
@@ -277,29 +259,15 @@ def read_postprocess(run_dir: Path) -> Mapping[str, Any]:
         raise NumerlabError(f"{path}: {message_line(exc)}") from None
 
 
-def neutralization_of(pp_cfg: Mapping[str, Any], feature_names: list[str]
-                      ) -> Neutralization | None:
+def neutralization_of(pp_cfg: Mapping[str, Any], feature_names: list[str]) -> Any:
     """The live post-processing that `pp_cfg` (the `postprocess` config group) asks for,
-    over the model's `feature_names`: None for `kind: none`; for `kind: neutralize`, the
-    proportion and the positions of `columns` (null: every model feature). Mirrors the
-    checks of `postprocess.apply`; the one place that reads post-processing config here."""
-    from numerlab.scoring import NEUTRALIZE_RCOND
+    over the model's `feature_names`: the post-process it names builds its own picklable
+    live transform (`PostProcess.live_transform`), or None for none. The one place that
+    reads post-processing config here."""
+    from numerlab.postprocess import PostProcess
+    from numerlab.registry import build
 
-    kind = pp_cfg.get("kind")
-    if kind == "none":
-        return None
-    if kind != "neutralize":
-        raise NumerlabError(f"postprocess.kind={kind!r} is not one of: none, neutralize")
-    proportion = float(pp_cfg["proportion"])
-    if not 0.0 <= proportion <= 1.0:
-        raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
-    names = list(pp_cfg.get("columns") or feature_names)
-    missing = [name for name in names if name not in feature_names]
-    if missing:
-        raise NumerlabError(
-            f"postprocess.columns: {missing[0]!r} is not among the model's features")
-    position = {name: j for j, name in enumerate(feature_names)}
-    return Neutralization(proportion, [position[name] for name in names], NEUTRALIZE_RCOND)
+    return build(pp_cfg, "postprocess", PostProcess).live_transform(feature_names)
 
 
 def _lightgbm_scorer(model: Any) -> LightGBMScorer:

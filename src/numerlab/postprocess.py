@@ -7,13 +7,13 @@ import polars as pl
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
+from numerlab.scoring import EraSegments, tie_kept_rank
 
 
 def rank_unit(values: np.ndarray) -> np.ndarray:
     """Tie-kept percentile rank into (0, 1): (average_rank - 0.5) / n, the one rank
-    function of numerlab (`scoring.tie_kept_rank` over a single group)."""
-    from numerlab.scoring import EraSegments, tie_kept_rank
-
+    function of numerlab (`scoring.tie_kept_rank` over a single group; numpy only, so the
+    exported model pickles it by value)."""
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
         return values.copy()
@@ -49,12 +49,21 @@ class PostProcess:
         """`frame["prediction"]` transformed; rows are aligned with `dataset`."""
         raise NotImplementedError
 
+    def live_transform(self, feature_names: list[str]):
+        """For `task=export`: a small picklable callable `(predictions, features) ->
+        predictions` over one live era, needing numpy only (None: nothing to do)."""
+        raise NumerlabError(f"{type(self).__name__} cannot be exported for Numerai's model "
+                            f"upload (it defines no live_transform)")
+
 
 class NoPostProcess(PostProcess):
     """postprocess=none: the model's predictions as they are."""
 
     def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         return frame
+
+    def live_transform(self, feature_names: list[str]):
+        return None
 
 
 class Neutralize(PostProcess):
@@ -85,3 +94,15 @@ class Neutralize(PostProcess):
         neutral = neutralize_per_era(frame["prediction"].to_numpy(), features,
                                      dataset.eras, proportion=self.proportion)
         return frame.with_columns(prediction=pl.Series(neutral))
+
+    def live_transform(self, feature_names: list[str]):
+        from numerlab.export import Neutralization
+        from numerlab.scoring import NEUTRALIZE_RCOND
+
+        names = self.columns or feature_names
+        missing = [name for name in names if name not in feature_names]
+        if missing:
+            raise NumerlabError(
+                f"postprocess.columns: {missing[0]!r} is not among the model's features")
+        position = {name: j for j, name in enumerate(feature_names)}
+        return Neutralization(self.proportion, [position[n] for n in names], NEUTRALIZE_RCOND)

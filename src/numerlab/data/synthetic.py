@@ -281,7 +281,6 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
 def _id_indexed(table: pa.Table) -> pa.Table:
     """`table` with pandas metadata naming `id` its index, as Numerai's files store it:
     `pandas.read_parquet` gives an `id` index; pyarrow and polars still see an `id` column."""
-    import pandas as pd
 
     frame = table.to_pandas().set_index("id")
     return pa.Table.from_pandas(frame, preserve_index=True)
