@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from numerlab.errors import NumerlabError
 
-ERROR_FILE = "error.txt"  # a failed job's one-line error, in its run dir (sweep summaries)
+ERROR_FILE = "error.txt"  # a failed sweep job's one-line error, in its dir (sweep summaries)
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -59,19 +59,24 @@ def numeric_keys(metrics: dict[str, Any]) -> list[str]:
 
 
 def run_hydra_job(cfg: DictConfig) -> float | None:
-    """Run one Hydra job; a NumerlabError becomes `error: ...` on stderr (and in the run
-    dir's error.txt) and exit status 2."""
+    """Run one Hydra job; a NumerlabError becomes `error: ...` on stderr and exit status 2
+    (in a sweep, the job's error.txt, and the sweep goes on)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return objective(cfg, run_job(cfg, run_dir))
     except NumerlabError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
             (run_dir / ERROR_FILE).write_text(message + "\n")
-        except OSError:
-            pass
+            raise JobFailed(message) from None
         sys.exit(2)
+
+
+class JobFailed(RuntimeError):
+    """A sweep job that failed with a one-line error (already printed and saved in its
+    error.txt): raised so the sweeper records the trial as failed and goes on."""

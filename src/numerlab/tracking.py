@@ -109,7 +109,11 @@ class WandbTracker(Tracker):
             return
         import wandb
 
-        if not wandb.api.api_key:
+        try:
+            key = wandb.api.api_key
+        except Exception:  # noqa: BLE001 - an unreadable settings file means no usable key
+            key = None
+        if not key:
             raise NumerlabError("logger.mode=online but no W&B API key: set WANDB_API_KEY or "
                                 "run `wandb login` (or use logger.mode=offline)")
 

@@ -1,0 +1,89 @@
+"""Every config value that can be checked without data is checked before data is loaded: one
+line `error: ...` naming the key and what is allowed, exit status 2, nothing written but
+Hydra's own `.hydra/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
+
+MISSING_DIR = "data.dir=/nonexistent/numerlab-never-created"
+
+
+def assert_config_error(proc, run_dir: Path, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    written = sorted(p.relative_to(run_dir).parts[0] for p in run_dir.rglob("*") if p.is_file())
+    assert set(written) <= {".hydra", "run.log"}, written  # Hydra's own config and job log
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (["seed=abc"], ["seed='abc' must be an integer"]),
+    (["data.era_stride=0"], ["data.era_stride must be an integer >= 1, got 0"]),
+    (["data.embargo_eras=-1"], ["data.embargo_eras must be an integer >= 0"]),
+    (["data.synthetic.rows_per_era=3"], ["rows_per_era"]),
+    (["postprocess=neutralize", "postprocess.proportion=-0.1"],
+     ["postprocess.proportion=-0.1 must be within [0, 1]"]),
+    (["postprocess=neutralize", "postprocess.proportion=abc"], ["postprocess.proportion='abc'"]),
+    (["fit.holdout_eras=-2"], ["fit.holdout_eras=-2 must be null or an integer >= 0"]),
+    (["model.early_stopping_rounds=20"], ["model.early_stopping_rounds=20 needs a holdout",
+                                          "fit.holdout_eras"]),
+    (["model.num_boost_round=0"], ["model.num_boost_round=0 must be an integer >= 1"]),
+    (["ckpt_path=/tmp/x.ckpt"], ["ckpt_path=/tmp/x.ckpt", "cannot resume"]),
+    (["model=mlp", "ckpt_path=/nonexistent/last.ckpt"], ["no such checkpoint file"]),
+    (["trainer=cpu", "trainer.accelerator=tpu"], ["applies to neural models"]),
+    (["+logger.kind=mlflow"], ["logger.kind is not a setting of numerlab.tracking.NoTracker"]),
+    (["logger=wandb", "logger.mode=sometimes"], ["logger.mode=sometimes is not one of",
+                                                  "offline"]),
+    (["logger._target_=numerlab.tracking.MLflowTracker"],
+     ["logger._target_=numerlab.tracking.MLflowTracker cannot be imported", "none, wandb"]),
+    (["task._target_=numerlab.tasks.nope.run"], ["task._target_=numerlab.tasks.nope.run",
+                                                  "options: "]),
+    (["staking=fixed", "staking.caps.max_change=-1"], ["staking.caps.max_change=-1"]),
+    (["optimized_metric=corr_nope"], ["optimized_metric=corr_nope is not a key"]),
+])
+def test_bad_config_values_are_one_line_before_data(tmp_path, overrides, needles):
+    run_dir = tmp_path / "run"
+    # data.dir points nowhere: any attempt to load data would fail with another message,
+    # except for optimized_metric, which can only be judged against a finished run's keys
+    data_dir = (f"data.dir={tmp_path / 'data'}" if overrides[0].startswith("optimized")
+                else MISSING_DIR)
+    gbdt = [] if any(o.startswith("model=") for o in overrides) else FAST_GBDT
+    proc = run_cli([*SMALL_DATA, *gbdt, data_dir, f"hydra.run.dir={run_dir}", *overrides])
+    if overrides[0].startswith("optimized"):
+        assert proc.returncode == 2 and "optimized_metric=corr_nope" in proc.stderr
+        return
+    assert_config_error(proc, run_dir, *needles)
+
+
+def test_gbdt_with_an_absent_device_fails_instead_of_training_on_cpu(tmp_path):
+    # CUDA hidden, so the test means the same on a GPU machine
+    run_dir = tmp_path / "run"
+    proc = run_cli([*SMALL_DATA, MISSING_DIR, f"hydra.run.dir={run_dir}", "trainer=cuda"],
+                   env={"CUDA_VISIBLE_DEVICES": ""})
+    assert_config_error(proc, run_dir, "trainer.accelerator=cuda")
+
+
+def test_wandb_online_without_a_key_fails_before_training(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*SMALL_DATA, MISSING_DIR, f"hydra.run.dir={run_dir}", "logger=wandb",
+                    "logger.mode=online"],
+                   env={"WANDB_API_KEY": "", "HOME": str(tmp_path),
+                        "NETRC": str(tmp_path / "none")})
+    assert_config_error(proc, run_dir, "logger.mode=online but no W&B API key",
+                        "WANDB_API_KEY")
+
+
+@pytest.mark.parametrize("search", ["lgbm_optuna", "mlp_optuna"])
+def test_search_configs_keep_their_optimized_metric(search):
+    cfg = compose([f"hparams_search={search}"])
+    assert cfg.optimized_metric == "corr_sharpe"
+    assert compose([]).optimized_metric == "corr_sharpe"
+    assert compose([f"hparams_search={search}", "optimized_metric=mmc_mean"]
+                   ).optimized_metric == "mmc_mean"
