@@ -653,6 +653,25 @@ def _remote_file(response: requests.Response) -> RemoteFile:
                       last_modified=headers.get("Last-Modified"))
 
 
+def _body_chunks(response: requests.Response, timeout_s: float) -> Iterator[bytes]:
+    """The raw body, chunk by chunk as it arrives. `read1` hands over what came before a
+    connection breaks (requests' iter_content drops the unfinished chunk, up to
+    DOWNLOAD_CHUNK_BYTES a break), so the next attempt resumes from the last byte
+    received. A broken or stalled stream raises _IncompleteBody (transient)."""
+    import urllib3
+
+    while True:
+        try:
+            chunk = response.raw.read1(DOWNLOAD_CHUNK_BYTES, decode_content=False)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise _IncompleteBody(f"no data within {timeout_s:g}s") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise _IncompleteBody(f"connection broken ({message_line(exc)[:120]})") from None
+        if not chunk:
+            return
+        yield chunk
+
+
 def _range_start(response: requests.Response) -> int | None:
     match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
@@ -1046,7 +1065,7 @@ class TournamentClient:
         manifest.save()
         bar.update(task, total=remote.size, completed=have)
         with open(temp, "ab" if have else "wb") as out:
-            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+            for chunk in _body_chunks(response, self.policy.timeout_s):
                 out.write(chunk)
                 bar.advance(task, len(chunk))
         got = temp.stat().st_size
