@@ -188,7 +188,7 @@ def _check_values(where: str, ids: np.ndarray, predictions: np.ndarray) -> None:
     if outside.any():
         first = int(np.argmax(outside))
         raise NumerlabError(f"{where}: {int(outside.sum())} predictions are outside [0, 1] "
-                            f"(e.g. {predictions[first]!r} for id {str(ids[first])!r})")
+                            f"(e.g. {float(predictions[first])!r} for id {str(ids[first])!r})")
     std = float(np.std(predictions, ddof=1)) if len(predictions) > 1 else 0.0
     if not std > CONSTANT_STD:
         raise NumerlabError(f"{where}: predictions are constant (std {std:.3g}); Numerai "
