@@ -446,6 +446,18 @@ def test_hanging_server_gives_a_timeout_message(fake_numerai):
         make_client(fake_numerai, timeout_s=0.3, max_attempts=2).list_datasets()
 
 
+def test_unreachable_server_is_retried_even_for_a_mutation(fake_numerai):
+    fake_numerai.add_model("alpha_model", stake=1)
+    client = make_client(fake_numerai, max_attempts=2)
+    client.models()  # model ids known; now the server goes away
+    fake_numerai.stop()
+    with pytest.raises(NumerlabError, match=r"v2ChangeStake: cannot connect to 127\.0\.0\.1:"
+                                            r"\d+/ \(\[Errno 111\] Connection refused\) \(2 "
+                                            r"attempts\); check your network and "
+                                            r"tournament.api_url$"):
+        client.change_stake("alpha_model", 1)  # never sent, so safe to retry
+
+
 @pytest.mark.parametrize("status", [200, 401, 403])
 def test_rejected_keys_name_the_variables_and_are_not_retried(fake_numerai, status):
     fake_numerai.add_model("alpha_model")
@@ -459,7 +471,7 @@ def test_rejected_keys_name_the_variables_and_are_not_retried(fake_numerai, stat
 def test_missing_keys_name_the_variables_and_send_nothing(fake_numerai):
     client = make_client(fake_numerai, environ={"NUMERAI_PUBLIC_ID": PUBLIC_ID},
                          secret_key_env="MY_SECRET")
-    with pytest.raises(NumerlabError, match="the secret key not set; set the environment "
+    with pytest.raises(NumerlabError, match="the secret key is not set; set the environment "
                                             "variables NUMERAI_PUBLIC_ID and MY_SECRET"):
         client.models()
     assert fake_numerai.operations() == []

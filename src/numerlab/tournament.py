@@ -246,10 +246,11 @@ def _missing_keys_message(public_id: str | None, secret_key: str | None,
     """One line naming what is missing, or None when both keys are there."""
     if public_id and secret_key:
         return None
-    missing = ("the public id" if not public_id else "") + (
-        " and " if not public_id and not secret_key else "") + (
-        "the secret key" if not secret_key else "")
-    return f"Numerai API keys incomplete: {missing} not set; set {keys_hint}"
+    if not public_id and not secret_key:
+        missing = "the public id and the secret key are"
+    else:
+        missing = "the public id is" if not public_id else "the secret key is"
+    return f"Numerai API keys missing: {missing} not set; set {keys_hint}"
 
 
 # --- transport --------------------------------------------------------------------------
@@ -380,7 +381,7 @@ class Transport:
         if isinstance(exc, requests.Timeout):
             return f"no answer within {self.policy.timeout_s:g}s"
         if isinstance(exc, requests.ConnectionError):
-            return f"connection failed ({self._redact(message_line(exc))[:160]})"
+            return self._redact(_connection_failure(exc))
         return self._redact(message_line(exc))[:200]
 
     def _give_up_message(self, what: str, exc: BaseException, attempts: int,
@@ -398,6 +399,17 @@ class Transport:
             return (f"{what}: {self._describe(exc)} ({tries}); check your network and "
                     f"tournament.api_url")
         return f"{what}: {self._describe(exc)} ({tries}, tournament.max_attempts)"
+
+
+def _connection_failure(exc: requests.ConnectionError) -> str:
+    """"cannot connect to HOST ([Errno 111] Connection refused)" from what requests raises
+    (urllib3's MaxRetryError wrapped: its "Max retries exceeded" is not ours to report)."""
+    request = getattr(exc, "request", None)
+    host = _where(request.url) if request is not None and request.url else "Numerai"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = message_line(reason if isinstance(reason, BaseException) else exc)
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return f"cannot connect to {host} ({errno.group() if errno else text[:120]})"
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
@@ -1053,7 +1065,7 @@ class TournamentClient:
                                   f"{_where(response.url)}")
         remote = _remote_file(response)
         if status == 206 and _range_start(response) != have:
-            have = 0  # not the range we asked for: take nothing from it
+            # Not the range we asked for: take nothing from it, start over next attempt.
             temp.unlink(missing_ok=True)
             manifest.partial.pop(dest.name, None)
             raise _IncompleteBody(f"{name}: server resumed at the wrong offset")

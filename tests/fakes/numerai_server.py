@@ -24,10 +24,12 @@ or from tests/conftest.py):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -171,6 +173,7 @@ class FakeNumerai:
         self.state = FakeState(public_id=public_id, secret_key=secret_key)
         self.lock = threading.RLock()
         self.release = threading.Event()  # set by stop(): hanging answers end
+        self.connections: set[socket.socket] = set()  # open client connections
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -186,9 +189,15 @@ class FakeNumerai:
         return self
 
     def stop(self) -> None:
+        """Stop serving and drop every open connection (keep-alive ones included), so
+        that clients see the server gone."""
         self.release.set()
         self._server.shutdown()
         self._server.server_close()
+        with self.lock:
+            for connection in list(self.connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -480,10 +489,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet
 
     def handle(self) -> None:
+        with self.fake.lock:
+            self.fake.connections.add(self.connection)
         try:
             super().handle()
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away (timeouts, truncation tests)
+        except (ConnectionError, TimeoutError, OSError):
+            pass  # the client went away (timeouts, truncation tests) or stop() cut it
+        finally:
+            with self.fake.lock:
+                self.fake.connections.discard(self.connection)
 
     # -- dispatch ----------------------------------------------------------------------
 
