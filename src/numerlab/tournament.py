@@ -189,12 +189,18 @@ def _name(cfg: Mapping[str, Any], key: str) -> str:
     return value.strip()
 
 
-def retry_policy(cfg: Mapping[str, Any]) -> RetryPolicy:
-    """The RetryPolicy of a `tournament` config (keys checked, one-line errors)."""
-    for key in CLIENT_KEYS:
+def require_keys(cfg: Mapping[str, Any], keys: Sequence[str] = CLIENT_KEYS) -> None:
+    """NumerlabError naming the first of `keys` missing from a `tournament` config."""
+    for key in keys:
         if key not in cfg:
             raise NumerlabError(f"tournament.{key} is missing from the tournament config "
                                 f"(see conf/tournament/default.yaml)")
+
+
+def retry_policy(cfg: Mapping[str, Any]) -> RetryPolicy:
+    """The RetryPolicy of a `tournament` config (values checked, one-line errors)."""
+    require_keys(cfg, ("timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
+                       "breaker_reset_s"))
     return RetryPolicy(timeout_s=_number(cfg, "timeout_s", 0, strict=True),
                        max_attempts=_integer(cfg, "max_attempts", 1),
                        backoff_s=_number(cfg, "backoff_s", 0, strict=False),
@@ -844,6 +850,7 @@ class TournamentClient:
         dotenv-style file outside the repository, holding the two variables named by
         `public_id_env` / `secret_key_env`), else from those environment variables.
         Missing keys are only an error when a call needs them."""
+        require_keys(cfg)
         policy = retry_policy(cfg)
         public_env, secret_env = _name(cfg, "public_id_env"), _name(cfg, "secret_key_env")
         keys_file = cfg["keys_file"]
