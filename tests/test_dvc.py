@@ -255,6 +255,8 @@ def test_interrupted_stage_leaves_no_out(repo, reproduced, tmp_path, monkeypatch
 
     shutil.copytree(repo / "data", tmp_path / "data")
     shutil.copy2(repo / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "artifacts").mkdir()
+    shutil.copy2(repo / "artifacts" / "data.json", tmp_path / "artifacts" / "data.json")
     monkeypatch.chdir(tmp_path)
     art = tmp_path / "artifacts"
     real_write_split, written = stages.write_split, []
@@ -280,7 +282,8 @@ def test_interrupted_stage_leaves_no_out(repo, reproduced, tmp_path, monkeypatch
     monkeypatch.setattr(numerlab.report, "plot_scores", plotting_dies)
     with pytest.raises(KeyboardInterrupt):
         stages.main(["evaluate"])
-    assert sorted(p.name for p in art.iterdir()) == ["features", "model", "predictions"]
+    assert sorted(p.name for p in art.iterdir()) == ["data.json", "features", "model",
+                                                     "predictions"]
 
 
 # --- experiments --------------------------------------------------------------------------

@@ -111,7 +111,9 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
 
     source = build_source(cfg.data)
     postprocess = build(cfg.postprocess, "postprocess", PostProcess)
-    staking = build(cfg.staking, "staking") if "_target_" in cfg.get("staking", {}) else None
+    from numerlab.staking import build_policy
+
+    staking = build_policy(cfg.staking)
     model = build_model(cfg.model)
     name = model_name(cfg.model)
     check_ready(model, fit_context(cfg, run_dir))

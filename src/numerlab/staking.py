@@ -381,23 +381,8 @@ def propose(policy: StakePolicy, current_stake: float, wallet: float,
 
 
 def build_policy(staking_cfg: Any) -> StakePolicy:
-    """`hydra.utils.instantiate(staking_cfg)`, checked to be a StakePolicy; a NumerlabError
-    raised by the constructor comes out as itself, not wrapped in Hydra's exception (whose
-    last line is only `full_key: staking`)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+    """The policy a `staking` option names (`_target_`), built with its settings checked:
+    a bad value or an unknown key is one line (`numerlab.registry.build`)."""
+    from numerlab.registry import build
 
-    from numerlab.errors import message_line
-
-    try:
-        policy = instantiate(staking_cfg)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, NumerlabError):
-            raise exc.__cause__ from None
-        raise NumerlabError(f"{CONFIG_PREFIX}: {message_line(exc)}") from exc
-    if not isinstance(policy, StakePolicy):
-        target = getattr(staking_cfg, "_target_", None) if not isinstance(
-            staking_cfg, Mapping) else staking_cfg.get("_target_")
-        raise NumerlabError(f"{CONFIG_PREFIX}._target_={target}: not a "
-                            "numerlab.staking.StakePolicy")
-    return policy
+    return build(staking_cfg, "staking", StakePolicy)
