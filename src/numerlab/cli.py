@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from numerlab.artifacts import ERROR_FILE
 from numerlab.errors import NumerlabError
 
-ERROR_FILE = "error.txt"  # a failed sweep job's one-line error, in its dir (sweep summaries)
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -72,11 +72,9 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         if hydra_cfg.mode == RunMode.MULTIRUN:
+            # the sweep goes on: Optuna records the trial as failed (no value), the summary
+            # lists the job with this line
+            run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / ERROR_FILE).write_text(message + "\n")
-            raise JobFailed(message) from None
+            return None
         sys.exit(2)
-
-
-class JobFailed(RuntimeError):
-    """A sweep job that failed with a one-line error (already printed and saved in its
-    error.txt): raised so the sweeper records the trial as failed and goes on."""

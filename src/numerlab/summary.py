@@ -27,12 +27,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from numerlab.artifacts import METRICS
+from numerlab.artifacts import ERROR_FILE, METRICS
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
 
-ERROR_FILE = "error.txt"  # written into a job dir by the CLI when the job fails
 OVERRIDES_FILE = ".hydra/overrides.yaml"
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into every sweep dir
 SUMMARY_CSV = "summary.csv"
