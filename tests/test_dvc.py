@@ -303,7 +303,7 @@ def xgboost_exp(repo, reproduced) -> tuple[subprocess.CompletedProcess, dict]:
 def test_exp_run_with_another_model_reuses_data_and_features(xgboost_exp):
     proc, m = xgboost_exp
     assert ran(proc) == ["train", "predict", "evaluate"]
-    assert m["model"] == "XGBModel"
+    assert m["model"] == "xgboost"
 
 
 def assert_same_run(repo: Path, via_dvc: dict, run_dir: Path) -> None:
@@ -329,7 +329,7 @@ def test_exp_run_equals_run_py_for_a_neural_model(repo, xgboost_exp, tmp_path):
     overrides = ["model=tabnet", "trainer.max_epochs=1", "trainer.accelerator=cpu",
                  *SMALL_DATA]
     _, via_dvc = exp_run(repo, "tabnet", overrides)
-    assert via_dvc["model"] == "NeuralModel"
+    assert via_dvc["model"] == "tabnet"
     sh(repo, sys.executable, "run.py", *overrides, f"hydra.run.dir={tmp_path}")
     assert_same_run(repo, via_dvc, tmp_path)
 
@@ -346,11 +346,11 @@ def test_exp_show_json_has_params_and_metrics(repo, xgboost_exp):
     data = found["xgb"]
     shown_metrics = data["metrics"]["artifacts/metrics.json"]["data"]
     assert shown_metrics["corr_mean"] == m["corr_mean"]
-    assert shown_metrics["model"] == "XGBModel"
+    assert shown_metrics["model"] == "xgboost"
     assert data["params"]["params.yaml"]["data"]["model"]["_target_"].endswith("XGBModel")
     # the baseline commit shows its metrics too: metrics.json is committed to git
     (base,) = [c for c in shown if c["rev"] != "workspace"]
-    assert base["data"]["metrics"]["artifacts/metrics.json"]["data"]["model"] == "LGBMModel"
+    assert base["data"]["metrics"]["artifacts/metrics.json"]["data"]["model"] == "lgbm"
 
 
 def test_plots_show_writes_per_era_and_cumulative_charts(repo, xgboost_exp):
@@ -382,7 +382,7 @@ def test_queued_sweep_runs_with_two_workers(repo, xgboost_exp):
         for c in shown for exp in c.get("experiments") or [] for rev in exp["revs"]
         if (rev.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data", {})
         .get("seed") == 7)
-    assert models == ["LGBMModel", "XGBModel"]
+    assert models == ["lgbm", "xgboost"]
 
 
 # --- bad input ----------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def test_missing_params_key_is_one_clear_line(repo, reproduced, tmp_path):
 
 
 @pytest.mark.parametrize("stage, missing, maker", [
-    ("features", "data/synthetic", "data"),
+    ("features", "artifacts/data.json", "data"),
     ("train", "artifacts/features/manifest.json", "features"),
     ("predict", "artifacts/features/manifest.json", "features"),
     ("evaluate", "artifacts/features/manifest.json", "features"),

@@ -40,7 +40,7 @@ def data_pair(tmp_path_factory, small_data_dir) -> tuple[Path, Path]:
     frame = pd.read_parquet(permuted / "validation.parquet")
     targets = [c for c in frame.columns if c.startswith("target")]
     rng = np.random.default_rng(0)
-    for _, rows in frame.groupby("era").indices.items():
+    for rows in frame.groupby("era").indices.values():
         for column in targets:
             values = frame[column].to_numpy().copy()
             values[rows] = values[rng.permutation(rows)]

@@ -13,7 +13,6 @@ from numerlab.artifacts import ERROR_FILE
 from numerlab.errors import NumerlabError
 
 
-
 def task_name(cfg: DictConfig) -> str:
     """The task option's name (`task=cv` -> "cv"), for W&B's job_type."""
     try:

@@ -217,11 +217,10 @@ def stage_features(cfg: DictConfig) -> None:
     column names and the params used."""
     from numerlab import data
 
-    data_dir = Path(str(cfg.data.dir)).expanduser()
     need(DATA_MANIFEST, "data")
-    if not data_dir.exists():
-        raise NumerlabError(f"{data_dir} is missing: run the 'data' stage first "
-                            f"(`dvc repro -f data`)")
+    # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
+    # dir is regenerated here from its seed (same bytes), v5 files are checked
+    data.prepare(cfg.data)
     splits = data.load_splits(cfg.data, cfg.features, cfg.target)
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,
