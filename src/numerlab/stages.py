@@ -383,8 +383,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_stage(args.command, args.params)
     except NumerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        restore_params_after_failed_experiment()
         return 2
+    except BaseException:
+        restore_params_after_failed_experiment()
+        raise
     return 0
+
+
+def restore_params_after_failed_experiment(path: str | Path = PARAMS_FILE) -> None:
+    """Under `dvc exp run` in the workspace, put params.yaml back as the experiment's baseline
+    commit has it when a stage fails: DVC writes the `-S` composition into the workspace's
+    params.yaml before it runs the stages and leaves it there after a failure, so a failed
+    experiment would silently become the params of the next `dvc repro`. (Edits belong in
+    conf/ or `-S`: params.yaml is always recomposed from them.)"""
+    import os
+    import subprocess
+
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV")
+    root = os.environ.get("DVC_ROOT")
+    if not baseline or not root or Path(root).resolve() != Path.cwd().resolve():
+        return  # not an experiment, or one in a temporary copy (queue, --temp)
+    shown = subprocess.run(["git", "show", f"{baseline}:{Path(path).as_posix()}"],
+                           capture_output=True, check=False)
+    if shown.returncode != 0 or not Path(path).is_file():
+        return
+    if Path(path).read_bytes() != shown.stdout:
+        Path(path).write_bytes(shown.stdout)
+        print(f"{path} restored as commit {baseline[:7]} has it (the experiment failed)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
