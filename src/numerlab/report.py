@@ -19,7 +19,7 @@ HEADLINE = [
     ("mmc_sharpe", "MMC sharpe"),
     ("fnc_mean", "FNC mean"),
     ("max_feature_exposure", "max feature exposure"),
-    ("n_eras", "validation eras"),
+    ("n_eras", "eras scored"),
     ("mmc_n_eras", "eras with meta model"),
 ]
 
@@ -95,3 +95,55 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
     return written
+
+
+def print_folds(folds: pl.DataFrame) -> None:
+    """The CV folds and their scores as a terminal table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="walk-forward CV folds", show_header=True, header_style="bold")
+    for name in ("fold", "train eras", "n", "test eras", "n", "CORR mean", "CORR sharpe",
+                 "MMC mean"):
+        table.add_column(name, justify="left" if "eras" in name else "right")
+    for row in folds.iter_rows(named=True):
+        table.add_row(str(row["fold"]), f"{row['train_first_era']}..{row['train_last_era']}",
+                      str(row["n_train_eras"]),
+                      f"{row['test_first_era']}..{row['test_last_era']}",
+                      str(row["n_test_eras"]), _fmt(row["corr_mean"]),
+                      _fmt(row["corr_sharpe"]), _fmt(row["mmc_mean"]))
+    Console().print(table)
+
+
+def plot_folds(per_era: pl.DataFrame, folds: pl.DataFrame, out_dir: Path) -> Path:
+    """Cumulative out-of-fold CORR over all test eras, fold boundaries marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eras = per_era["era"].to_list()
+    x = np.arange(len(eras))
+    corr = np.nan_to_num(per_era["corr"].to_numpy().astype(float))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot(x, np.cumsum(corr), label="cumulative out-of-fold CORR")
+    position = {era: i for i, era in enumerate(eras)}
+    for row in folds.iter_rows(named=True):
+        start = position.get(row["test_first_era"])
+        if start is not None:
+            ax.axvline(start - 0.5, color="grey", linestyle=":", linewidth=0.8)
+            ax.annotate(f"fold {row['fold']}", (start, 0), xytext=(2, 4),
+                        textcoords="offset points", fontsize=8, color="grey")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    step = max(1, len(eras) // 10)
+    ax.set_xticks(x[::step], eras[::step], rotation=45)
+    ax.set_xlabel("era")
+    ax.set_ylabel("cumulative CORR")
+    ax.set_title("Walk-forward CV: cumulative out-of-fold CORR by era")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "cv_folds.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -197,17 +197,31 @@ def stage_data(cfg: DictConfig) -> None:
     artifacts/data.json listing them.
 
     data.dir is never a DVC output (DVC removes outputs before it reruns a stage and on
-    checkout): the features stage depends on it directly, so your downloaded files are only
-    ever read. The synthetic dir is kept while its manifest matches data.synthetic, else
+    checkout), so your downloaded files are only ever read. The stage always runs (it takes
+    a moment) and the manifest fingerprints the files: what reads them reruns only when
+    they changed, and a fresh copy (`dvc queue`, a clone) regenerates synthetic data. The
+    synthetic dir is kept while its manifest matches data.synthetic, else
     regenerated into a temporary sibling and renamed into place (`data.prepare`)."""
     from numerlab import data
 
     data_dir = data.prepare(cfg.data)
-    files = {p.name: p.stat().st_size for p in sorted(data_dir.iterdir()) if p.is_file()}
-    manifest = {"source": str(cfg.data._target_), "dir": str(cfg.data.dir), "files": files}
+    manifest = {"source": str(cfg.data._target_), "dir": str(cfg.data.dir),
+                "files": data_fingerprint(data_dir)}
     with artifacts.staged(ARTIFACTS) as stage:
         (stage / DATA_MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")
-    log.info("data ready in %s (%d files)", data_dir, len(files))
+    log.info("data ready in %s", data_dir)
+
+
+def data_fingerprint(data_dir: Path) -> dict[str, Any]:
+    """What changes when the data does, without reading it: the generator's manifest of a
+    synthetic dir (the same bytes wherever it is regenerated), else each file's size and
+    modification time (a new live.parquet shows, 10 GB are never hashed)."""
+    from numerlab.data.synthetic import MANIFEST
+
+    if (data_dir / MANIFEST).is_file():
+        return {MANIFEST: json.loads((data_dir / MANIFEST).read_text())}
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(data_dir.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 def stage_features(cfg: DictConfig) -> None:

@@ -92,11 +92,50 @@ class Dataset:
         )
 
     def take_eras(self, eras: list[str]) -> Dataset:
-        """The rows of the given eras (labels of this dataset)."""
+        """The rows of the given eras (labels of this dataset). Rows are sorted by era, so
+        a run of consecutive eras is a slice: a view of the feature matrix, not a copy
+        (walk-forward folds and holdouts cost no memory)."""
         position = {era: i for i, era in enumerate(self.era_labels)}
+        codes = sorted({position[e] for e in eras if e in position})
+        if codes and codes[-1] - codes[0] == len(codes) - 1 and self._era_sorted():
+            start, stop = np.searchsorted(self.era_index, [codes[0], codes[-1] + 1])
+            return self._slice(int(start), int(stop), codes[0], codes[-1] + 1)
         wanted = np.zeros(len(self.era_labels), dtype=bool)
-        wanted[[position[e] for e in eras if e in position]] = True
+        wanted[codes] = True
         return self.take(wanted[self.era_index])
+
+    def concat(self, later: Dataset) -> Dataset:
+        """This dataset's rows, then `later`'s (same columns; its eras come after these)."""
+        if later.feature_names != self.feature_names or later.aux_names != self.aux_names:
+            raise ValueError("datasets with different columns cannot be concatenated")
+        offset = len(self.era_labels)
+        return Dataset(
+            ids=np.concatenate([self.ids, later.ids]),
+            eras=np.concatenate([self.eras, later.eras]),
+            features=np.concatenate([self.features, later.features]),
+            feature_names=self.feature_names,
+            target=np.concatenate([self.target, later.target]),
+            target_name=self.target_name,
+            aux=np.concatenate([self.aux, later.aux]),
+            aux_names=self.aux_names,
+            era_labels=[*self.era_labels, *later.era_labels],
+            era_index=np.concatenate([self.era_index, later.era_index + offset]),
+        )
+
+    def _era_sorted(self) -> bool:
+        if not hasattr(self, "_sorted"):
+            self._sorted = bool((np.diff(self.era_index) >= 0).all())
+        return self._sorted
+
+    def _slice(self, start: int, stop: int, first_era: int, end_era: int) -> Dataset:
+        rows = slice(start, stop)
+        return Dataset(
+            ids=self.ids[rows], eras=self.eras[rows], features=self.features[rows],
+            feature_names=self.feature_names, target=self.target[rows],
+            target_name=self.target_name, aux=self.aux[rows], aux_names=self.aux_names,
+            era_labels=self.era_labels[first_era:end_era],
+            era_index=self.era_index[rows] - first_era,
+        )
 
     def with_known_target(self) -> Dataset:
         """Rows whose target is not NaN: what a model may fit on."""
