@@ -314,11 +314,19 @@ def stage_predict(cfg: DictConfig) -> None:
 
 def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
     """Per-era scores with their running sums (`corr_cumulative`, ...) for `dvc plots`.
-    Running sums skip eras where a score is undefined, as report.plot_scores does."""
-    scores = [c for c in ("corr", "mmc", "fnc") if c in per_era.columns]
+    Running sums skip eras where a score is undefined, as report.plot_scores does, and are
+    empty before a score's first era (MMC's curve starts where the meta model does)."""
+    def running_sum(values: np.ndarray) -> np.ndarray:
+        out = np.nancumsum(values)
+        known = np.flatnonzero(~np.isnan(values))
+        out[: known[0] if len(known) else len(out)] = np.nan
+        return out
+
+    scores = [c for c in ("corr", "mmc", "bmc", "fnc") if c in per_era.columns]
     return per_era.with_columns(
         pl.Series(f"{c}_cumulative",
-                  np.nancumsum(per_era[c].cast(pl.Float64).fill_null(np.nan).to_numpy()))
+                  running_sum(per_era[c].cast(pl.Float64).fill_null(np.nan).to_numpy()),
+                  nan_to_null=True)
         for c in scores)
 
 

@@ -41,6 +41,13 @@ from numerlab.models.nn.device import resolve_accelerator, torch_device
 # Lightning advertises a cloud logger on every fit; a run's log is no place for ads.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage())
+# Lightning prints its info lines through handlers of its own *and* passes them on to the
+# root logger (Hydra's console and run.log): every line came out twice. Keep the root's.
+for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+    for _handler in list(logging.getLogger(_name).handlers):
+        logging.getLogger(_name).removeHandler(_handler)
+    logging.getLogger(_name).propagate = True
+log = logging.getLogger(__name__)
 from numerlab.models.nn.lightning_module import TabularLitModule
 
 CHECKPOINT_DIR = "checkpoints"
@@ -306,6 +313,20 @@ class NeuralModel:
         return model
 
 
+class ParameterSummary(L.Callback):
+    """One log line about the network instead of Lightning's summary table (whose FLOPs
+    column is 0 without an example input)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        params = list(pl_module.parameters())
+        total = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        size_mb = sum(p.numel() * p.element_size() for p in params) / 2**20
+        network = getattr(pl_module, "net", pl_module)
+        log.info("network %s: %s parameters (%s trainable), %.3f MB", type(network).__name__,
+                 f"{total:,}", f"{trainable:,}", size_mb)
+
+
 def csv_logger(run_dir: Path) -> CSVLogger:
     """Per-epoch metrics as CSV in <run dir>/lightning_logs/metrics.csv."""
     return CSVLogger(save_dir=str(run_dir), name="lightning_logs", version="")
@@ -341,6 +362,9 @@ def build_trainer(
     """A Lightning Trainer from the `trainer` config (see the module docstring)."""
     kwargs = dict(trainer_cfg)
     extra = kwargs.pop("callbacks", None) or []
+    if kwargs.pop("enable_model_summary", True):
+        callbacks = [*callbacks, ParameterSummary()]
+    kwargs["enable_model_summary"] = False  # Lightning's table ends in "Total FLOPs: 0"
     logger = kwargs.pop("logger", True)
     if logger is True or logger is None:
         logger = csv_logger(run_dir)

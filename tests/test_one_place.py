@@ -1,0 +1,56 @@
+"""One place per fact: what the DVC stages read is what dvc.yaml declares; row alignment is by
+id, not by the order of a file's rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose
+
+from numerlab import stages
+from numerlab.cli import run_job
+
+
+def declared_params(stage: str) -> set[str]:
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    return {p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])}
+
+
+def covered(key: str, declared: set[str]) -> bool:
+    """`key` is declared itself or under a declared parent (`model` covers `model._target_`)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in declared for i in range(1, len(parts) + 1))
+
+
+def test_every_key_a_stage_requires_is_declared_in_dvc_yaml():
+    for stage, keys in stages.REQUIRED.items():
+        declared = declared_params(stage)
+        for key in keys:
+            assert covered(key, declared), f"stage {stage} reads {key}; dvc.yaml lacks it"
+
+
+def test_the_features_manifest_records_exactly_the_declared_keys():
+    assert set(stages.FEATURE_PARAMS) == declared_params("features")
+
+
+def test_meta_model_rows_in_any_order_give_the_same_scores(tmp_path, small_data_dir):
+    from numerlab import data
+
+    data.prepare(compose([*SMALL_DATA, f"data.dir={small_data_dir}"]).data)
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(small_data_dir, shuffled)
+    meta = pd.read_parquet(shuffled / "meta_model.parquet")
+    meta.sample(frac=1.0, random_state=0).to_parquet(shuffled / "meta_model.parquet")
+    assert not pd.read_parquet(shuffled / "meta_model.parquet").index.equals(meta.index)
+
+    def run(data_dir: Path, name: str) -> dict:
+        return run_job(compose(["data=v5", f"data.dir={data_dir}", "data.era_stride=1",
+                                *FAST_GBDT]), tmp_path / name)
+
+    plain, mixed = run(small_data_dir, "plain"), run(shuffled, "mixed")
+    assert plain["mmc_n_eras"] > 0
+    for key in ("corr_mean", "mmc_mean", "mmc_sharpe", "fnc_mean", "max_feature_exposure"):
+        assert plain[key] == mixed[key], key
