@@ -203,6 +203,18 @@ def test_a_v5_source_downloads_into_an_empty_dir_and_refetches_another_version(
     assert sources == {f"v5.4/{name}" for name in V5_FILES}
 
 
+def test_a_failed_download_names_the_missing_file(fake_numerai, tmp_path):
+    fake_numerai.add_dataset("v5.2/train.parquet", b"not the version asked for")
+    source = V5Source(str(tmp_path / "fresh"), 1, 4, version=VERSION, download=True)
+    with pytest.raises(NumerlabError) as caught:
+        source.prepare(fetcher(fake_numerai))
+    message = str(caught.value)
+    assert message.startswith(f"missing {tmp_path / 'fresh' / 'train.parquet'}; fetching "
+                              f"{VERSION} from Numerai failed: ")
+    assert "no files for data version 'v5.3' (versions: v5.2)" in message
+    assert "\n" not in message
+
+
 def test_a_v5_dir_of_your_own_is_never_written(fake_numerai, tmp_path, v5_source):
     register(fake_numerai, v5_source)
     own = tmp_path / "own"

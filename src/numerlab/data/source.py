@@ -90,13 +90,23 @@ class V5Source(DataSource):
         from numerlab.data.v5 import check_layout
 
         if self.download and fetch is not None and self.managed():
-            stale = self.stale_files()
-            if self.missing_files() or stale:
-                fetch(self.version, self.dir)
+            missing, stale = self.missing_files(), self.stale_files()
+            wanted = self.version or "the newest version"
+            if missing or stale:
+                why = (f"missing {self.dir / missing[0]}" if missing
+                       else f"{stale[0]} is not of {wanted}")
+                self._fetch(fetch, None, f"{why}; fetching {wanted} from Numerai failed")
             elif fresh:
-                fetch(self.version, self.dir, list(fresh))
+                self._fetch(fetch, list(fresh), f"bringing {', '.join(fresh)} in {self.dir} up "
+                            f"to date failed (data.download=false uses the local files)")
         check_layout(self.dir)
         return self.dir
+
+    def _fetch(self, fetch: Fetch, files: list[str] | None, failure: str) -> None:
+        try:
+            fetch(self.version, self.dir, files)
+        except NumerlabError as exc:
+            raise NumerlabError(f"{failure}: {exc}") from None
 
     def missing_files(self) -> list[str]:
         from numerlab.data.v5 import REQUIRED_FILES
