@@ -123,8 +123,43 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
 
 # --- data ---------------------------------------------------------------------------------
 
+def tournament_client(cfg: DictConfig) -> Any:
+    """A `numerlab.tournament.TournamentClient` of `cfg.tournament` (keys from the
+    environment or the keys file it names; never from config values)."""
+    from numerlab.tournament import TournamentClient
+
+    if "tournament" not in cfg:
+        raise NumerlabError("the config has no tournament group (conf/tournament/)")
+    return TournamentClient.from_config(OmegaConf.to_container(cfg.tournament, resolve=True))
+
+
+def tournament_switch(cfg: DictConfig, key: str) -> bool:
+    """`tournament.<key>` (submit, execute_stake) as a bool: only true acts on Numerai."""
+    value = OmegaConf.select(cfg, f"tournament.{key}")
+    if not isinstance(value, bool):
+        raise NumerlabError(f"tournament.{key}={value!r} must be true or false")
+    return value
+
+
+def data_fetcher(cfg: DictConfig) -> Any:
+    """`fetch(version, data_dir, files=None) -> (version, paths)`: sync Numerai data
+    `version` (None = the newest listed) into `data_dir` over `cfg.tournament`, only what
+    is missing or changed (`data.source.Fetch`). None without a tournament group."""
+    if "tournament" not in cfg:
+        return None
+
+    def fetch(version: str | None, data_dir: Path, files: list[str] | None = None
+              ) -> tuple[str, list[Path]]:
+        client = tournament_client(cfg)
+        version = version or client.latest_version()
+        log.info("Numerai data %s -> %s", version, data_dir)
+        return version, client.sync_dataset(version, data_dir, files)
+
+    return fetch
+
+
 def load_data(cfg: DictConfig, source: DataSource) -> data.Splits:
-    data_dir = source.prepare()
+    data_dir = source.prepare(fetch=data_fetcher(cfg))
     splits = data.load_splits(cfg.data, cfg.features, cfg.target)
     log.info("data %s: train %d rows / %d eras, validation %d rows / %d eras, %d features",
              data_dir, len(splits.train), splits.train.n_eras, len(splits.validation),
@@ -197,10 +232,13 @@ def predict_splits(postprocess: PostProcess, model: Model, validation: Dataset,
     if live is None or not len(live):
         return frame, pl.DataFrame(schema={"id": pl.String, "era": pl.String,
                                            "prediction": pl.Float64})
+    return frame, predict_live(postprocess, model, live)
+
+
+def predict_live(postprocess: PostProcess, model: Model, live: Dataset) -> pl.DataFrame:
+    """`id era prediction` for the live rows: post-processed, then ranked into (0, 1)."""
     live_frame = postprocess.apply(predict_frame(model, live).drop("target"), live)
-    live_frame = live_frame.with_columns(
-        prediction=rank_unit(live_frame["prediction"].to_numpy()))
-    return frame, live_frame
+    return live_frame.with_columns(prediction=rank_unit(live_frame["prediction"].to_numpy()))
 
 
 def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFrame) -> None:
@@ -208,6 +246,63 @@ def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFram
     validation.write_parquet(out_dir / artifacts.VALIDATION_PREDICTIONS)
     live.write_parquet(out_dir / artifacts.LIVE_PREDICTIONS)
     live.select("id", "prediction").write_csv(out_dir / artifacts.SUBMISSION)
+
+
+# --- a finished run (`run_dir=`), for task=live|stake|backtest|export -----------------
+
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+
+
+def finished_run(cfg: DictConfig, needs: str) -> Path:
+    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract)."""
+    task = cfg.task.get("_target_", "task").rsplit(".", 2)[-2]
+    value = cfg.get("run_dir")
+    if not value:
+        raise NumerlabError(f"run_dir is not set: task={task} needs a finished run's dir "
+                            f"(run_dir=outputs/<date>/<time>-<model>)")
+    path = Path(str(value)).expanduser()
+    if not path.is_dir():
+        raise NumerlabError(f"run_dir={path} does not exist")
+    if not (path / needs).exists():
+        raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
+                            f"run that wrote it)")
+    return path
+
+
+def saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The config a finished run ran with (`<run_dir>/.hydra/config.yaml`); the current
+    `cfg` where the run has none (e.g. DVC's artifacts/)."""
+    path = Path(run_dir) / SAVED_CONFIG
+    if not path.is_file():
+        log.info("%s has no %s: using the current config's data, features, target and "
+                 "postprocess", run_dir, SAVED_CONFIG)
+        return cfg
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - any parse error means the same here
+        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
+
+
+def option_name(cfg: DictConfig, group: str) -> str:
+    """The chosen option of a config group (`staking=sharpe_scaled` -> "sharpe_scaled"),
+    or its `_target_`'s class name outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        name = HydraConfig.get().runtime.choices.get(group)
+        if name:
+            return str(name)
+    except ValueError:  # not under Hydra
+        pass
+    return str(OmegaConf.select(cfg, f"{group}._target_", default=group)).rsplit(".", 1)[-1]
+
+
+def read_per_era(path: Path) -> pl.DataFrame:
+    """A run's per_era.parquet (one row per scored era: era corr mmc ...)."""
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - polars/arrow/OS errors all mean "unreadable"
+        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
 
 
 # --- scores -------------------------------------------------------------------------------

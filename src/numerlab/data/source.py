@@ -7,10 +7,17 @@ embargo. A new source is one yaml file in conf/data/ naming a `DataSource` subcl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from numerlab.errors import NumerlabError
+
+Fetch = Callable[..., Any]
+"""`fetch(version, data_dir, files=None)`: bring data `version` (None = the newest) of
+Numerai's dataset list into `data_dir`, only files missing or changed (`files`: these base
+names, else the version's default set). `pipeline.data_fetcher` builds one from
+`cfg.tournament`; sources that download call it, others ignore it."""
 
 
 def int_setting(key: str, value: Any, minimum: int) -> int:
@@ -29,8 +36,10 @@ class DataSource:
         self.era_stride = int_setting("data.era_stride", era_stride, 1)
         self.embargo_eras = int_setting("data.embargo_eras", embargo_eras, 0)
 
-    def prepare(self) -> Path:
-        """Make `dir` ready to load and return it."""
+    def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
+        """Make `dir` ready to load and return it. `fetch` lets a source that downloads do
+        so; `fresh` names files that must be current, not merely present (live.parquet
+        before live predictions: it changes every round)."""
         raise NotImplementedError
 
 
@@ -49,7 +58,7 @@ class SyntheticSource(DataSource):
         self.seed = params.pop("seed")
         self.params = manifest(params, self.seed)["params"]  # checked before any data
 
-    def prepare(self) -> Path:
+    def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
         from numerlab.data import synthetic
 
         return synthetic.ensure(self.dir, self.params, self.seed)
@@ -57,13 +66,82 @@ class SyntheticSource(DataSource):
 
 class V5Source(DataSource):
     """data=v5: Numerai's files in `dir` (train, validation, live, features.json and, when
-    there, meta_model and benchmark models); checked, never modified."""
+    there, meta_model and benchmark models).
 
-    def prepare(self) -> Path:
+    version:  Numerai data version ("v5.3"); null = the newest the API lists.
+    download: before a run, fetch the version's files when required ones are missing, and
+              bring `fresh` files up to date. Only into a dir numerlab manages: one with its
+              download manifest (`task=download` or an earlier run wrote it) or one holding
+              none of the v5 files yet. A dir of your own files is read, never modified: a
+              missing file there is named (fetch it with `task=download`)."""
+
+    def __init__(self, dir: str, era_stride: int, embargo_eras: int,
+                 version: str | None = None, download: bool = False) -> None:
+        super().__init__(dir, era_stride, embargo_eras)
+        if version is not None and (not isinstance(version, str) or not version.strip()):
+            raise NumerlabError(f"data.version must be a Numerai data version such as "
+                                f"'v5.3' or null (the newest), got {version!r}")
+        if not isinstance(download, bool):
+            raise NumerlabError(f"data.download must be true or false, got {download!r}")
+        self.version = version.strip() if version else None
+        self.download = download
+
+    def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
         from numerlab.data.v5 import check_layout
 
+        if self.download and fetch is not None and self.managed():
+            missing, stale = self.missing_files(), self.stale_files()
+            wanted = self.version or "the newest version"
+            if missing or stale:
+                why = (f"missing {self.dir / missing[0]}" if missing
+                       else f"{stale[0]} is not of {wanted}")
+                self._fetch(fetch, None, f"{why}; fetching {wanted} from Numerai failed")
+            elif fresh:
+                self._fetch(fetch, list(fresh), f"bringing {', '.join(fresh)} in {self.dir} up "
+                            f"to date failed (data.download=false uses the local files)")
         check_layout(self.dir)
         return self.dir
+
+    def _fetch(self, fetch: Fetch, files: list[str] | None, failure: str) -> None:
+        try:
+            fetch(self.version, self.dir, files)
+        except NumerlabError as exc:
+            raise NumerlabError(f"{failure}: {exc}") from None
+
+    def missing_files(self) -> list[str]:
+        from numerlab.data.v5 import REQUIRED_FILES
+
+        return [name for name in REQUIRED_FILES if not (self.dir / name).is_file()]
+
+    def managed(self) -> bool:
+        """True when numerlab may write into `dir`: it holds the download manifest, or
+        none of the required v5 files."""
+        from numerlab.data.v5 import REQUIRED_FILES
+
+        return self.download_records() is not None or len(self.missing_files()) == len(
+            REQUIRED_FILES)
+
+    def download_records(self) -> dict[str, Any] | None:
+        """file name -> what it was downloaded from (the download manifest), or None."""
+        import json
+
+        from numerlab.tournament import MANIFEST_FILE
+
+        try:
+            records = json.loads((self.dir / MANIFEST_FILE).read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return records if isinstance(records, dict) else {}
+
+    def stale_files(self) -> list[str]:
+        """Downloaded files of another version than `version` (none when version is null:
+        the newest is whatever the dir holds until `task=download` refreshes it)."""
+        records = self.download_records() or {}
+        if self.version is None:
+            return []
+        return sorted(name for name, record in records.items()
+                      if isinstance(record, dict)
+                      and not str(record.get("source", "")).startswith(f"{self.version}/"))
 
 
 def build_source(data_cfg: Any) -> DataSource:

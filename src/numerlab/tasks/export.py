@@ -1,0 +1,59 @@
+"""task=export: the finished run's model as the cloudpickle Numerai's model upload runs.
+
+    python run.py task=export run_dir=outputs/...
+    python run.py task=export run_dir=outputs/... tournament.model_name=my_model \
+        tournament.submit=true
+
+Writes `model.pkl` (`export.export_model`: `predict(live_features, live_benchmark_models)`,
+numerlab's code pickled by value, post-processed as the run was: its `.hydra/config.yaml`,
+else the current config) into the job dir, and uploads it for `tournament.model_name` only
+with `tournament.submit=true`. `export.json` records the file, its sha256, the Python
+version the pickle needs, and the upload id (or "dry run").
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from numerlab import artifacts, pipeline
+from numerlab.export import export_model
+from numerlab.tasks.live import DRY_RUN, sha256
+
+log = logging.getLogger(__name__)
+
+PICKLE_FILE = "model.pkl"
+EXPORT_FILE = "export.json"
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    job_dir = Path(run_dir)
+    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR)
+    submit = pipeline.tournament_switch(cfg, "submit")
+    model_name = cfg.tournament.get("model_name")
+    client = None
+    if submit:  # keys and model checked before the export
+        client = pipeline.tournament_client(cfg)
+        client.model_id(model_name)
+    postprocess = OmegaConf.to_container(pipeline.saved_config(cfg, saved).postprocess,
+                                         resolve=True)
+    with artifacts.staged(job_dir) as stage:
+        export_model(saved, stage / PICKLE_FILE, postprocess)
+    pickle = job_dir / PICKLE_FILE
+    upload_id = client.upload_model(pickle, model_name) if submit else DRY_RUN
+    record = {"model": model_name, "run_dir": str(saved), "file": PICKLE_FILE,
+              "sha256": sha256(pickle), "bytes": pickle.stat().st_size,
+              "python": platform.python_version(), "upload_id": upload_id,
+              "time": datetime.now(UTC).isoformat()}
+    with artifacts.staged(job_dir) as stage:
+        artifacts.write_metrics(stage / EXPORT_FILE, record)
+    print(f"model upload pickle {pickle} ({record['bytes']} bytes, needs Python "
+          f"{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}): "
+          + (f"uploaded for {model_name}, id {upload_id}" if submit
+             else "dry run, not uploaded (tournament.submit=true uploads it)"))
+    return {}
