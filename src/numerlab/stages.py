@@ -62,14 +62,14 @@ PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
 
 # params.yaml keys the features stage reads: the manifest records them, so a later stage run
 # by hand after a params change is refused instead of silently using stale features.
-FEATURE_PARAMS = ("data.dir", "data.era_stride", "data.embargo_eras", "features", "target")
+FEATURE_PARAMS = ("data", "features", "target")
 # Keys each stage cannot run without (optional ones are read with a default).
 REQUIRED = {
     "data": ("data._target_", "data.dir"),
     "features": FEATURE_PARAMS,
-    "train": ("model._target_", "seed"),
-    "predict": (),
-    "evaluate": ("seed",),
+    "train": ("model._target_", "seed", "fit.holdout_eras", "data.embargo_eras"),
+    "predict": ("postprocess._target_",),
+    "evaluate": ("seed", "model.name"),
 }
 WRITE_ROWS = 100_000  # rows per parquet row group: bounds the transient copy when writing
 
@@ -162,12 +162,28 @@ def write_split(dataset: Dataset, path: Path) -> None:
             writer.write_table(pa.Table.from_arrays(columns, names=names))
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"data": {"dir": x}} -> {"data.dir": x}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def read_manifest(cfg: DictConfig) -> dict[str, Any]:
+    """The features stage's manifest; refused when the params file in hand holds other
+    values for the keys the features were made from (a stage run by hand after a change).
+    Keys the params file does not hold are not compared: a stage reads only its own."""
     manifest = json.loads(need(FEATURES_MANIFEST, "features").read_text())
-    made_from = manifest.get("params")
-    if made_from != selected(cfg, FEATURE_PARAMS):
-        changed = next((k for k in FEATURE_PARAMS
-                        if (made_from or {}).get(k) != selected(cfg, [k])[k]), "params")
+    made_from = flatten(manifest.get("params") or {})
+    in_hand = flatten(selected(cfg, [k for k in FEATURE_PARAMS
+                                     if OmegaConf.select(cfg, k) is not None]))
+    changed = next((k for k, v in in_hand.items() if made_from.get(k, v) != v), None)
+    if changed is not None:
         raise NumerlabError(f"{FEATURES_DIR} was made with another '{changed}' than "
                             f"params.yaml: rerun the 'features' stage (`dvc repro features`)")
     return manifest
