@@ -292,6 +292,22 @@ def check_ray_address(cfg: DictConfig, timeout_s: float = CONNECT_TIMEOUT_S) -> 
                             "for a local Ray") from None
 
 
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def serial_trials_warning(cfg: DictConfig) -> str | None:
+    """Optuna hands its launcher `hydra.sweeper.n_jobs` trials at a time: with 1, a parallel
+    launcher (joblib, Ray) runs one job at a time. The line to warn with, or None."""
+    sweeper_jobs = OmegaConf.select(cfg, "hydra.sweeper.n_jobs", default=None)
+    launcher = OmegaConf.select(cfg, "hydra.launcher._target_", default=BASIC_LAUNCHER)
+    if sweeper_jobs != 1 or launcher == BASIC_LAUNCHER:
+        return None
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.hydra/launcher", default=launcher)
+    return (f"hydra.sweeper.n_jobs=1: Optuna passes one trial at a time to hydra/launcher="
+            f"{choice}, so trials run one after another; set hydra.sweeper.n_jobs to the number "
+            "of jobs to run at once")
+
+
 # --- tracking -------------------------------------------------------------------------------
 
 def check_tracker(cfg: DictConfig) -> None:
@@ -332,4 +348,7 @@ class SweepChecksCallback(Callback):
         except NumerlabError as exc:
             print(f"error: {message_line(exc)}", file=sys.stderr)
             sys.exit(2)
+        warning = serial_trials_warning(config)
+        if warning:
+            log.warning(warning)
         save_sweep_config(config)
