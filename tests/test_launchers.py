@@ -253,6 +253,8 @@ def test_joblib_runs_two_optuna_trials_at_once(tmp_path: Path, small_data_dir: P
     for job in jobs:
         assert read_metrics(job)["model"] == "mlp"
     assert "Ranked by" in (sweep_dir / "summary.md").read_text()
+    # saved by the checks (Optuna's sweeper writes none): `python -m numerlab.summary` reads it
+    assert (sweep_dir / "multirun.yaml").is_file()
 
 
 def test_serial_optuna_with_a_parallel_launcher_is_warned_about():
@@ -319,3 +321,19 @@ def test_ray_launcher_runs_a_sweep_on_a_local_head(tmp_path: Path, small_data_di
     ranked = pl.read_csv(sweep_dir / "summary.csv")
     assert sorted(ranked["name"].to_list()) == ["0-lgbm", "1-xgboost"]
     assert ranked["status"].to_list() == ["ok", "ok"]
+
+
+# --- SLURM (submitit): configuration only -------------------------------------------------
+
+def test_slurm_preset_composes_onto_the_submitit_launcher():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_with_hydra(["hparams_search=lgbm_optuna", "hydra/launcher=slurm",
+                              "hydra.launcher.partition=cpu", "hydra.launcher.cpus_per_task=4"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == ("hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+                                 "SlurmLauncher")
+    assert launcher.partition == "cpu" and launcher.timeout_min == 240
+    assert list(launcher.setup) == ["export OMP_NUM_THREADS=4"]
+    from numerlab.sweep_checks import check_sweep
+
+    check_sweep(cfg)  # the plugin is there, the search space and metric are fine
