@@ -38,9 +38,43 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def sweep_overrides(sweep_dir: Path) -> list[str]:
+    """The multirun's own command-line overrides (`model=lgbm,xgboost`, `logger=wandb`), from
+    the `multirun.yaml` Hydra's sweeper (or numerlab's sweep checks) saved in the sweep dir;
+    [] when it is not there (a worker that does not share the sweep dir)."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    try:
+        saved = OmegaConf.load(path)
+        return [str(o) for o in OmegaConf.select(saved, "hydra.overrides.task", default=[])]
+    except Exception:  # noqa: BLE001 - a missing or unreadable file only makes names longer
+        return []
+
+
+def override_meanings(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """(key, value) of each override as Hydra parses it, so `a=false` and the `a=False` a
+    sweeper passes on to its jobs are the same; a sweep (`a=1,2`) has a sweep value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [(o.get_key_element(), repr(o.value())) for o in parsed]
+
+
+def job_name(job_overrides: Sequence[str], shared: Sequence[str]) -> str:
+    """A job's W&B name: its overrides minus Hydra's own and those the whole sweep was
+    given with one value (`logger=wandb`, `data.dir=...`), joined by commas:
+    `model=xgboost,features=medium`."""
+    try:
+        same = set(override_meanings(shared))
+        meanings = override_meanings(job_overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot parse here: keep it in the name
+        same, meanings = set(), [(o, None) for o in job_overrides]
+    return ",".join(o for o, meaning in zip(job_overrides, meanings, strict=True)
+                    if not o.lstrip("+~").startswith("hydra") and meaning not in same)
+
+
 def job_identity(run_dir: Path) -> dict[str, str | None]:
-    """group (the sweep dir's name in a multirun, else the run dir's), name (the job's
-    overrides, e.g. `model=xgboost,features=medium`) and the Hydra job's number."""
+    """group (the sweep dir's name in a multirun, else the run dir's), name (`job_name`) and
+    the Hydra job's number."""
     run_dir = Path(run_dir)
     group, name, job_num = run_dir.name, run_dir.name, None
     try:
@@ -48,13 +82,14 @@ def job_identity(run_dir: Path) -> dict[str, str | None]:
         from hydra.types import RunMode
 
         hydra_cfg = HydraConfig.get()
-        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+        overrides = list(hydra_cfg.overrides.task)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             group = Path(hydra_cfg.sweep.dir).name
             job_num = str(hydra_cfg.job.num)
-            name = ",".join(overrides) or f"job-{job_num}"
-        elif overrides:
-            name = ",".join(overrides)
+            name = job_name(overrides, sweep_overrides(Path(hydra_cfg.sweep.dir))) or (
+                f"job-{job_num}")
+        else:
+            name = job_name(overrides, ()) or name
     except ValueError:  # not under Hydra (DVC stages, tests)
         pass
     return {"group": group, "name": name, "job_num": job_num}
@@ -110,10 +145,11 @@ class WandbTracker(Tracker):
         import wandb
 
         try:
-            key = wandb.api.api_key
+            # env, settings file or .netrc; no prompt, no server round trip
+            has_key = wandb.login(prompt=False, verify=False)
         except Exception:  # noqa: BLE001 - an unreadable settings file means no usable key
-            key = None
-        if not key:
+            has_key = False
+        if not has_key:
             raise NumerlabError("logger.mode=online but no W&B API key: set WANDB_API_KEY or "
                                 "run `wandb login` (or use logger.mode=offline)")
 
