@@ -4,8 +4,14 @@ Hydra composes conf/; the task it names (`task=train` by default, conf/task/) do
 `-m` sweeps.
 """
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
+
+# conf/hydra/launcher/ray.yaml replaces the Ray plugin's preset of the same name (which cannot
+# join an existing cluster); Hydra warns about schema matching for that, to no purpose here.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, SMALL_DATA, read_metrics, run_cli
 
 SRC_ENV = {"PYTHONPATH": str(ROOT / "src")}  # this checkout's numerlab from any cwd
-CALLBACK = "+hydra.callbacks.summary._target_=numerlab.summary.SweepSummaryCallback"
+CALLBACK = "++hydra.callbacks.summary._target_=numerlab.summary.SweepSummaryCallback"
 # Seconds per trial: small data, no FNC/exposure scoring (and few trees, below).
 QUICK = [*SMALL_DATA, "scoring.fnc=false", "scoring.exposure=false"]
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from numerlab import summary
 from numerlab.errors import NumerlabError
 
-CALLBACK = "+hydra.callbacks.summary._target_=numerlab.summary.SweepSummaryCallback"
+CALLBACK = "++hydra.callbacks.summary._target_=numerlab.summary.SweepSummaryCallback"
 VENV_BIN = Path(sys.executable).parent
 SRC_ENV = {"PYTHONPATH": str(ROOT / "src")}  # this checkout's numerlab from any cwd
 

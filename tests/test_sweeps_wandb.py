@@ -111,14 +111,8 @@ def test_lightning_run_logs_a_row_per_epoch(tmp_path: Path, small_data_dir: Path
         [r["holdout_corr"] for r in history])
 
 
-# XGBoost with a holdout fails today: gbdt.py builds the holdout QuantileDMatrix without the
-# training one's max_bin ("Inconsistent `max_bin`"). Drop the mark with that fix.
-XGB_MAX_BIN = pytest.mark.xfail(strict=True, reason="gbdt.py: holdout QuantileDMatrix needs "
-                                                    "max_bin=max_bin")
-
-
 @pytest.mark.parametrize("model,metric", [
-    ("lgbm", "holdout/l2"), pytest.param("xgboost", "holdout/rmse", marks=XGB_MAX_BIN)])
+    ("lgbm", "holdout/l2"), ("xgboost", "holdout/rmse")])
 def test_gbdt_run_logs_a_row_per_iteration(tmp_path: Path, small_data_dir: Path, model: str,
                                            metric: str):
     run_dir = tmp_path / model

@@ -20,6 +20,7 @@ Pure: numpy and polars; matplotlib is imported inside `plot`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from omegaconf import OmegaConf
 
 from numerlab.errors import NumerlabError
 from numerlab.staking import StakeInputs, StakePolicy, config_number, propose
@@ -252,3 +254,34 @@ def plot(sim: pl.DataFrame, fixed_sim: pl.DataFrame, path: str | Path,
     plt.close(fig)
     return path
 
+
+# --- the payout metric of a run (metrics.json `payout`, a sweep objective) ---------------
+
+PAYOUT_METRIC = "payout"
+
+
+def payout_mean(per_era: pl.DataFrame, payout_cfg: Mapping[str, Any]) -> float | None:
+    """Mean over eras of Numerai's per-round payout as a fraction of the stake:
+
+        mean_e clip(payout_factor * (corr_mult * CORR_e + mmc_mult * MMC_e), -clip, +clip)
+
+    with the multipliers of `payout_cfg` (conf/payout/). As in the backtest, an era without
+    MMC (no meta model for it, or no `mmc` column) pays on CORR alone; eras without CORR are
+    left out. None when no era has a CORR."""
+    if OmegaConf.is_config(payout_cfg):
+        payout_cfg = OmegaConf.to_container(payout_cfg, resolve=True)
+    rule = PayoutRule.from_config(payout_cfg)
+    if "corr" not in per_era.columns:
+        raise NumerlabError(f"per-era scores: no `corr` column (columns: {per_era.columns})")
+    corr = per_era["corr"].cast(pl.Float64).fill_null(math.nan).to_numpy()
+    mmc = (per_era["mmc"].cast(pl.Float64).fill_null(math.nan).to_numpy()
+           if "mmc" in per_era.columns else np.full(per_era.height, math.nan))
+    known = ~np.isnan(corr)
+    if not known.any():
+        return None
+    return float(np.mean(payout_score(corr[known], mmc[known], rule)))
+
+
+def payout_metrics(per_era: pl.DataFrame, payout_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """{"payout": payout_mean(...)}, to merge into a run's metrics.json."""
+    return {PAYOUT_METRIC: payout_mean(per_era, payout_cfg)}

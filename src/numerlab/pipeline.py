@@ -338,7 +338,10 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
 def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: str
           ) -> tuple[dict[str, Any], pl.DataFrame]:
     """`evaluate` plus what identifies the run in metrics.json."""
+    from numerlab.backtest import payout_metrics
+
     metrics, per_era = evaluate(cfg, frame, features)
+    metrics.update(payout_metrics(per_era, cfg.payout))
     metrics["model"] = model_name
     metrics["n_features"] = len(features.feature_names)
     metrics["target"] = features.target_name

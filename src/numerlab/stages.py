@@ -69,7 +69,7 @@ REQUIRED = {
     "features": FEATURE_PARAMS,
     "train": ("model._target_", "seed", "fit.holdout_eras", "data.embargo_eras"),
     "predict": ("postprocess._target_",),
-    "evaluate": ("seed", "model.name"),
+    "evaluate": ("seed", "model.name", "payout.corr_mult"),
 }
 WRITE_ROWS = 100_000  # rows per parquet row group: bounds the transient copy when writing
 

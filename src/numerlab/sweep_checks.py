@@ -23,61 +23,28 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import math
 import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.backtest import PAYOUT_METRIC, payout_mean, payout_metrics  # noqa: F401
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
 
-PAYOUT_METRIC = "payout"
 TRAIN_TASK = "numerlab.tasks.train.run"
 CONNECT_TIMEOUT_S = 5.0         # how long a Ray head or database gets to answer
 RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 MULTIRUN_FILE = "multirun.yaml"
 _ABSENT = object()
-
-
-# --- payout ---------------------------------------------------------------------------------
-
-def payout_mean(per_era: pl.DataFrame, payout_cfg: Mapping[str, Any]) -> float | None:
-    """Mean over eras of Numerai's per-round payout as a fraction of the stake:
-
-        mean_e clip(payout_factor * (corr_mult * CORR_e + mmc_mult * MMC_e), -clip, +clip)
-
-    with the multipliers of `payout_cfg` (conf/payout/). As in the backtest, an era without
-    MMC (no meta model for it, or no `mmc` column) pays on CORR alone; eras without CORR are
-    left out. None when no era has a CORR."""
-    from numerlab.backtest import PayoutRule, payout_score
-
-    if OmegaConf.is_config(payout_cfg):
-        payout_cfg = OmegaConf.to_container(payout_cfg, resolve=True)
-    rule = PayoutRule.from_config(payout_cfg)
-    if "corr" not in per_era.columns:
-        raise NumerlabError(f"per-era scores: no `corr` column (columns: {per_era.columns})")
-    corr = per_era["corr"].cast(pl.Float64).fill_null(math.nan).to_numpy()
-    mmc = (per_era["mmc"].cast(pl.Float64).fill_null(math.nan).to_numpy()
-           if "mmc" in per_era.columns else np.full(per_era.height, math.nan))
-    known = ~np.isnan(corr)
-    if not known.any():
-        return None
-    return float(np.mean(payout_score(corr[known], mmc[known], rule)))
-
-
-def payout_metrics(per_era: pl.DataFrame, payout_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """{"payout": payout_mean(...)}, to merge into a run's metrics.json."""
-    return {PAYOUT_METRIC: payout_mean(per_era, payout_cfg)}
 
 
 # --- what a run produces --------------------------------------------------------------------

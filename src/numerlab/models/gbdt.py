@@ -192,8 +192,8 @@ class XGBModel(GBDTModel):
         evals, kwargs = [], {}
         if valid is not None:
             known = valid.with_known_target()
-            evals = [(xgb.QuantileDMatrix(known.features, label=known.target, ref=dtrain),
-                      "holdout")]
+            evals = [(xgb.QuantileDMatrix(known.features, label=known.target, ref=dtrain,
+                                          max_bin=max_bin), "holdout")]
             if self._stops_early(valid):
                 kwargs["early_stopping_rounds"] = self.early_stopping_rounds
             if ctx.tracker is not None:
