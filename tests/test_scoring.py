@@ -377,6 +377,12 @@ def awkward_era(kind: str, rng: np.random.Generator) -> np.ndarray:
         x[:, 6] = x[:, 0] + x[:, 2] - 1
     elif kind == "fewer rows than columns":
         x = x[:9]
+    elif kind == "int8":  # the Numerai case: X'X is summed exactly in float32
+        return x.astype(np.int8)
+    elif kind == "large integers":  # X'X too large for float32 sums, and ill-conditioned
+        x = rng.integers(-3000, 3000, (n, k)).astype(np.int16)
+        x[:, 4] = x[:, 0] + rng.integers(-1, 2, n)
+        return x
     elif kind == "below rcond":  # a direction lstsq drops: sigma < 1e-6 sigma_max
         x[:, 4] = x[:, 0] + 1e-9 * rng.standard_normal(n)
     elif kind == "ill conditioned":  # cond([x, 1]) ~ 1e4: Cholesky must stay accurate
@@ -386,7 +392,7 @@ def awkward_era(kind: str, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-AWKWARD_KINDS = ["well conditioned", "constant columns", "duplicate columns",
+AWKWARD_KINDS = ["well conditioned", "int8", "large integers", "constant columns", "duplicate columns",
                  "collinear columns", "fewer rows than columns", "below rcond",
                  "ill conditioned", "just above rcond"]
 
@@ -403,15 +409,15 @@ def test_least_squares_fit_is_numerai_tools_neutralize(kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "certified"),
-    [("well conditioned", True), ("constant columns", True), ("duplicate columns", False),
+    [("well conditioned", True), ("int8", True), ("large integers", True),
+     ("constant columns", True), ("duplicate columns", False),
      ("collinear columns", False), ("fewer rows than columns", False),
      ("below rcond", False), ("ill conditioned", True)],
 )
 def test_cholesky_path_is_taken_only_where_it_equals_lstsq(kind: str, certified: bool) -> None:
     rng = np.random.default_rng(22)
     x = awkward_era(kind, rng)
-    a, stretch = scoring._design_matrix(x)
-    fitted = scoring._cholesky_fit(a, stretch, rng.standard_normal(len(x)))
+    fitted = scoring._cholesky_fit(x, rng.standard_normal(len(x)))
     assert (fitted is not None) == certified
 
 

@@ -32,6 +32,9 @@ CONDITION_MARGIN = 100.0
 """How far below NEUTRALIZE_RCOND^-2 the Cholesky path's estimated bound on cond([X, 1])^2
 must stay: LAPACK's condition estimate is a lower bound, rarely off by more than 3x."""
 
+FLOAT32_EXACT = 2**24
+"""Integers up to this magnitude are exact in float32 (24-bit significand)."""
+
 MIN_BLOCK_FILL = 0.8
 """A padded block only takes eras at least this fraction as long as its longest."""
 
@@ -240,43 +243,67 @@ def contribution_of_gaussian(
 # --- least squares against an era's features ------------------------------------------
 
 
-def _design_matrix(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """(A, stretch) for one era's features x: A = [the columns of x that vary, 1] as float64,
-    stretch = 1 + the sum of squares of the constant columns' values.
+def _constant_columns(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mask of the columns of x that vary, stretch = 1 + the sum of squares of the values
+    of the constant columns).
 
-    A constant column c is c times the ones column, so [x, 1] = A E spans what A spans, with
-    E E' = diag(1, .., 1, stretch): the nonzero singular values of [x, 1] lie within
-    [sigma_min(A), sigma_max(A) sqrt(stretch)]. (Eras where a feature is constant are real:
-    Numerai fills features missing in early eras with one value.)
+    A constant column c is c times the ones column, so [x, 1] = A E with A = [the varying
+    columns, 1] spans what [x, 1] spans, and E E' = diag(1, .., 1, stretch): the nonzero
+    singular values of [x, 1] lie within [sigma_min(A), sigma_max(A) sqrt(stretch)]. (Eras
+    where a feature is constant are real: Numerai fills features missing in early eras with
+    one value.)
     """
     low, high = x.min(axis=0), x.max(axis=0)
     varying = low != high
-    n_varying = int(varying.sum())
-    a = np.empty((x.shape[0], n_varying + 1))
-    a[:, :n_varying] = x if n_varying == x.shape[1] else x[:, varying]
-    a[:, n_varying] = 1.0
     constants = low[~varying].astype(np.float64)
-    return a, 1.0 + float(constants @ constants)
+    return varying, 1.0 + float(constants @ constants)
 
 
-def _cholesky_fit(a: np.ndarray, stretch: float, y: np.ndarray) -> np.ndarray | None:
-    """A (A'A)^-1 A' y from the Cholesky factor of A'A, or None where that is not certified
-    to equal the rcond-truncated least squares fit of [x, 1] (see `_design_matrix`).
+def _with_ones(x: np.ndarray, columns: np.ndarray, dtype: type) -> np.ndarray:
+    """[x[:, columns], 1] as a C-ordered array of `dtype`."""
+    n_columns = int(columns.sum())
+    a = np.empty((x.shape[0], n_columns + 1), dtype=dtype)
+    a[:, :n_columns] = x if n_columns == x.shape[1] else x[:, columns]
+    a[:, n_columns] = 1
+    return a
+
+
+def _gram(x: np.ndarray, columns: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A'A for A = [x[:, columns], 1] (given as `a`, float64), by BLAS syrk (numpy hands it
+    the transposed pair).
+
+    For integer features with rows * max|x|^2 <= FLOAT32_EXACT, every partial sum of A'A
+    is an integer float32 holds exactly, whatever order BLAS adds in: single precision,
+    twice as fast, then gives the float64 result bit for bit.
+    """
+    if x.dtype.kind in "iu" and x.size:
+        largest = max(abs(int(x.min())), abs(int(x.max())), 1)  # 1: the ones column
+    if x.dtype.kind in "iu" and x.size and a.shape[0] * largest**2 <= FLOAT32_EXACT:
+        single = _with_ones(x, columns, np.float32)
+        return (single.T @ single).astype(np.float64)
+    return a.T @ a
+
+
+def _cholesky_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """A (A'A)^-1 A' y with A = [the varying columns of x, 1], from the Cholesky factor of
+    A'A; or None where that is not certified to equal the rcond-truncated least squares fit
+    of [x, 1].
 
     Certified when A'A is positive definite and kappa * stretch * CONDITION_MARGIN <
     NEUTRALIZE_RCOND^-2, kappa being LAPACK's estimate of the 1-norm condition number of A'A
-    (>= its 2-norm one, which is cond(A)^2). Then every nonzero singular value of [x, 1] is
-    above rcond times the largest, lstsq drops none of them, and its fit is the orthogonal
-    projection onto the column space, which this computes. One step of iterative refinement
-    (refit the residual) brings the normal equations' error, ~eps cond(A)^2, down to ~eps
-    cond(A), that of an orthogonal factorization.
+    (>= its 2-norm one, cond(A)^2; stretch from `_constant_columns`). Then every nonzero
+    singular value of [x, 1] is above rcond times the largest, lstsq drops none of them,
+    and its fit is the orthogonal projection onto the column space, which this computes.
+    One step of iterative refinement (refit the residual) brings the normal equations'
+    error, ~eps cond(A)^2, down to ~eps cond(A), that of an orthogonal factorization.
     """
     from scipy.linalg import lapack
 
-    n_rows, width = a.shape
-    if n_rows < width:
+    varying, stretch = _constant_columns(x)
+    if x.shape[0] <= int(varying.sum()):
         return None
-    gram = a.T @ a  # numpy hands the transposed pair to BLAS syrk
+    a = _with_ones(x, varying, np.float64)
+    gram = _gram(x, varying, a)
     norm_1 = float(np.max(np.sum(np.abs(gram), axis=0)))
     # gram is symmetric: its transpose is the Fortran-ordered array LAPACK takes without a copy
     factor, info = lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
@@ -309,8 +336,7 @@ def least_squares_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     times faster than an SVD; eras where that cannot be certified equal (rank-deficient:
     fewer rows than columns, duplicate or collinear features, or near it) take lstsq.
     """
-    a, stretch = _design_matrix(x)
-    fitted = _cholesky_fit(a, stretch, y)
+    fitted = _cholesky_fit(x, y)
     return _lstsq_fit(x, y) if fitted is None else fitted
 
 
