@@ -1,10 +1,15 @@
-"""Per-era Numerai scores (CORR, MMC, FNC, feature exposure) and their summaries.
+"""Per-era Numerai scores (CORR, MMC, BMC, FNC, feature exposure) and their summaries.
 
 Every score is computed for all eras at once. Rows are regrouped era by era once
 (`EraSegments`); per-era sums are then `np.add.reduceat` over contiguous segments, and
 within-era ranks come from sorting the rows of a padded (eras x rows) grid. The numbers
-agree with numerai-tools (`numerai_corr`, `correlation_contribution`,
-`feature_neutral_corr`, `max_feature_correlation`) called era by era, to rounding.
+agree with numerai-tools (`numerai_corr`, `correlation_contribution` against the meta
+model or a benchmark, `feature_neutral_corr`, `neutralize`, `max_feature_correlation`)
+called era by era, to rounding.
+
+FNC and neutralization share one least-squares solver (`least_squares_fit`): per era a
+Cholesky factorization of X'X, certified against numerai-tools' rcond-truncated SVD by a
+condition estimate, with the SVD itself for the eras it cannot certify.
 
 Pure: numpy, scipy and polars only (a pandas DataFrame is accepted and converted).
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -278,9 +284,9 @@ def _gram(x: np.ndarray, columns: np.ndarray, a: np.ndarray) -> np.ndarray:
     """
     if x.dtype.kind in "iu" and x.size:
         largest = max(abs(int(x.min())), abs(int(x.max())), 1)  # 1: the ones column
-    if x.dtype.kind in "iu" and x.size and a.shape[0] * largest**2 <= FLOAT32_EXACT:
-        single = _with_ones(x, columns, np.float32)
-        return (single.T @ single).astype(np.float64)
+        if a.shape[0] * largest**2 <= FLOAT32_EXACT:
+            single = _with_ones(x, columns, np.float32)
+            return (single.T @ single).astype(np.float64)
     return a.T @ a
 
 
@@ -357,7 +363,7 @@ def _take_rows(features: pl.DataFrame | np.ndarray, rows: np.ndarray) -> np.ndar
     return taken.to_numpy()
 
 
-def era_feature_rows(
+def _era_feature_rows(
     segments: EraSegments,
     features: pl.DataFrame | np.ndarray,
     memory_budget: int = MEMORY_BUDGET_BYTES,
@@ -403,7 +409,7 @@ def neutralize(
     turned into NaN: their fit is the constant itself.
     """
     neutral = np.empty(np.shape(values))
-    for rows, x in era_feature_rows(segments, features, memory_budget):
+    for rows, x in _era_feature_rows(segments, features, memory_budget):
         y = values[rows]
         neutral[rows] = y - proportion * least_squares_fit(x, y)
     return neutral
@@ -792,7 +798,7 @@ def _in_era_order(per_era: pl.DataFrame) -> pl.DataFrame:
 def _recent_summary(per_era: pl.DataFrame, recent_eras: int) -> dict[str, float | int | None]:
     """recent_<score>_mean and recent_<score>_sharpe for corr, mmc and bmc (those present)
     over the last `recent_eras` eras of the frame (all if fewer), and recent_n_eras."""
-    if isinstance(recent_eras, bool) or not isinstance(recent_eras, int) or recent_eras < 1:
+    if isinstance(recent_eras, bool) or not isinstance(recent_eras, Integral) or recent_eras < 1:
         raise NumerlabError(f"recent_eras={recent_eras!r} must be a positive number of eras")
     recent = per_era.tail(recent_eras)
     summary: dict[str, float | int | None] = {}
