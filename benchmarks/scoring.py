@@ -1,10 +1,11 @@
-"""Per-era CORR + MMC: numerlab's vectorized scorer versus numerai-tools era by era.
+"""Per-era CORR + MMC (+ BMC): numerlab's vectorized scorer versus numerai-tools era by era.
 
-    python benchmarks/scoring.py [--rows 1000000] [--eras 200] [--seed 0] [--repeat 3]
+    python benchmarks/scoring.py [--rows 1000000] [--eras 200] [--seed 0] [--repeat 3] [--bmc]
 
-Builds Numerai-like rows (continuous prediction and meta model, target in 5 bins, eras of
-uneven size), scores them both ways in the same process, and prints both timings, the
-speed-up and the largest absolute difference between the two sets of scores.
+Builds Numerai-like rows (continuous prediction, meta model and benchmark model, target in
+5 bins, eras of uneven size), scores them both ways in the same process, and prints both
+timings, the speed-up and the largest absolute difference between the two sets of scores.
+With --bmc both sides also score BMC (`correlation_contribution` against the benchmark).
 """
 
 from __future__ import annotations
@@ -34,24 +35,28 @@ def synthetic_rows(n_rows: int, n_eras: int, seed: int) -> pl.DataFrame:
             "era": pl.Series([f"{e:04d}" for e in range(n_eras)]).gather(era),
             "prediction": 0.1 * signal + rng.standard_normal(n_rows),
             "meta_model": 0.2 * signal + rng.standard_normal(n_rows),
+            "benchmark": 0.15 * signal + rng.standard_normal(n_rows),
             "target": target,
         }
     )
 
 
-def numerai_tools_per_era(df: pd.DataFrame) -> pd.DataFrame:
+def numerai_tools_per_era(df: pd.DataFrame, bmc: bool = False) -> pd.DataFrame:
     """The baseline: pandas groupby-apply calling numerai-tools on each era."""
 
     def score(era_rows: pd.DataFrame) -> pd.Series:
         predictions = era_rows[["prediction"]]
-        return pd.Series(
-            {
-                "corr": numerai_corr(predictions, era_rows["target"]).iloc[0],
-                "mmc": correlation_contribution(
-                    predictions, era_rows["meta_model"], era_rows["target"]
-                ).iloc[0],
-            }
-        )
+        scores = {
+            "corr": numerai_corr(predictions, era_rows["target"]).iloc[0],
+            "mmc": correlation_contribution(
+                predictions, era_rows["meta_model"], era_rows["target"]
+            ).iloc[0],
+        }
+        if bmc:
+            scores["bmc"] = correlation_contribution(
+                predictions, era_rows["benchmark"], era_rows["target"]
+            ).iloc[0]
+        return pd.Series(scores)
 
     return df.groupby("era").apply(score)
 
@@ -75,25 +80,28 @@ def main() -> None:
     parser.add_argument("--eras", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each side")
+    parser.add_argument("--bmc", action="store_true", help="also score BMC on both sides")
     args = parser.parse_args()
+    benchmark = "benchmark" if args.bmc else None
+    columns = ["corr", "mmc", "bmc"] if args.bmc else ["corr", "mmc"]
 
     rows = synthetic_rows(args.rows, args.eras, args.seed)
     pandas_rows = rows.to_pandas()
     print(f"{rows.height:,} rows, {args.eras} eras")
 
     fast_wall, fast_cpu, fast = best_times(
-        lambda: per_era_scores(rows, meta_model="meta_model"), args.repeat
+        lambda: per_era_scores(rows, meta_model="meta_model", benchmark=benchmark), args.repeat
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas' groupby-apply deprecation chatter
         base_wall, base_cpu, base = best_times(
-            lambda: numerai_tools_per_era(pandas_rows), args.repeat
+            lambda: numerai_tools_per_era(pandas_rows, args.bmc), args.repeat
         )
 
     ours = fast.to_pandas().set_index("era")
-    max_diff = float(np.max(np.abs(ours[["corr", "mmc"]].to_numpy() - base.to_numpy())))
+    max_diff = float(np.max(np.abs(ours[columns].to_numpy() - base[columns].to_numpy())))
     print(f"best of {args.repeat}                               wall        CPU")
-    print(f"numerlab per_era_scores (CORR+MMC): {fast_wall * 1e3:8.1f} ms {fast_cpu * 1e3:8.1f} ms")
+    print(f"numerlab per_era_scores ({'+'.join(columns).upper():8s}): {fast_wall * 1e3:8.1f} ms {fast_cpu * 1e3:8.1f} ms")
     print(f"numerai-tools groupby-apply:        {base_wall * 1e3:8.1f} ms {base_cpu * 1e3:8.1f} ms")
     print(
         f"speed-up:                           {base_wall / fast_wall:8.1f}x  "

@@ -26,17 +26,16 @@ def rank_unit(values: np.ndarray) -> np.ndarray:
 def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarray,
                        proportion: float = 1.0) -> np.ndarray:
     """values - proportion * X pinv(X) values within each era, X = [features, 1]: numerai-tools
-    `neutralize` applied era by era (all eras batched, see `scoring.neutralize`)."""
+    `neutralize` applied era by era (one least-squares solve per era, see
+    `scoring.least_squares_fit`). The int8 features are cast to float64 one era at a time."""
     from numerlab.scoring import EraSegments, neutralize
 
     values = np.asarray(values, dtype=np.float64)
     labels, codes = np.unique(eras, return_inverse=True)
     segments = EraSegments.of(codes, len(labels))
-    ordered = values[segments.order]
-    feature_frame = pl.from_numpy(features, orient="row")
-    fitted = ordered - neutralize(segments, ordered, feature_frame)
     out = np.empty_like(values)
-    out[segments.order] = ordered - proportion * fitted
+    out[segments.order] = neutralize(segments, values[segments.order], np.asarray(features),
+                                     proportion=proportion)
     return out
 
 

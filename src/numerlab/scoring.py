@@ -1,10 +1,15 @@
-"""Per-era Numerai scores (CORR, MMC, FNC, feature exposure) and their summaries.
+"""Per-era Numerai scores (CORR, MMC, BMC, FNC, feature exposure) and their summaries.
 
 Every score is computed for all eras at once. Rows are regrouped era by era once
 (`EraSegments`); per-era sums are then `np.add.reduceat` over contiguous segments, and
 within-era ranks come from sorting the rows of a padded (eras x rows) grid. The numbers
-agree with numerai-tools (`numerai_corr`, `correlation_contribution`,
-`feature_neutral_corr`, `max_feature_correlation`) called era by era, to rounding.
+agree with numerai-tools (`numerai_corr`, `correlation_contribution` against the meta
+model or a benchmark, `feature_neutral_corr`, `neutralize`, `max_feature_correlation`)
+called era by era, to rounding.
+
+FNC and neutralization share one least-squares solver (`least_squares_fit`): per era a
+Cholesky factorization of X'X, certified against numerai-tools' rcond-truncated SVD by a
+condition estimate, with the SVD itself for the eras it cannot certify.
 
 Pure: numpy, scipy and polars only (a pandas DataFrame is accepted and converted).
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -28,8 +34,18 @@ MEMORY_BUDGET_BYTES = 256 * 2**20
 NEUTRALIZE_RCOND = 1e-6
 """Singular values below rcond * largest are dropped, as in numerai-tools `neutralize`."""
 
+CONDITION_MARGIN = 100.0
+"""How far below NEUTRALIZE_RCOND^-2 the Cholesky path's estimated bound on cond([X, 1])^2
+must stay: LAPACK's condition estimate is a lower bound, rarely off by more than 3x."""
+
+FLOAT32_EXACT = 2**24
+"""Integers up to this magnitude are exact in float32 (24-bit significand)."""
+
 MIN_BLOCK_FILL = 0.8
 """A padded block only takes eras at least this fraction as long as its longest."""
+
+RECENT_ERAS = 200
+"""Eras `summarize` reports recent_* over by default: Numerai's diagnostics show the last 200."""
 
 
 # --- rows regrouped era by era ------------------------------------------------------------
@@ -230,32 +246,172 @@ def contribution_of_gaussian(
     return segments.sums(t * neutral) / segments.counts
 
 
+# --- least squares against an era's features ------------------------------------------
+
+
+def _constant_columns(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mask of the columns of x that vary, stretch = 1 + the sum of squares of the values
+    of the constant columns).
+
+    A constant column c is c times the ones column, so [x, 1] = A E with A = [the varying
+    columns, 1] spans what [x, 1] spans, and E E' = diag(1, .., 1, stretch): the nonzero
+    singular values of [x, 1] lie within [sigma_min(A), sigma_max(A) sqrt(stretch)]. (Eras
+    where a feature is constant are real: Numerai fills features missing in early eras with
+    one value.)
+    """
+    low, high = x.min(axis=0), x.max(axis=0)
+    varying = low != high
+    constants = low[~varying].astype(np.float64)
+    return varying, 1.0 + float(constants @ constants)
+
+
+def _with_ones(x: np.ndarray, columns: np.ndarray, dtype: type) -> np.ndarray:
+    """[x[:, columns], 1] as a C-ordered array of `dtype`."""
+    n_columns = int(columns.sum())
+    a = np.empty((x.shape[0], n_columns + 1), dtype=dtype)
+    a[:, :n_columns] = x if n_columns == x.shape[1] else x[:, columns]
+    a[:, n_columns] = 1
+    return a
+
+
+def _gram(x: np.ndarray, columns: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A'A for A = [x[:, columns], 1] (given as `a`, float64), by BLAS syrk (numpy hands it
+    the transposed pair).
+
+    For integer features with rows * max|x|^2 <= FLOAT32_EXACT, every partial sum of A'A
+    is an integer float32 holds exactly, whatever order BLAS adds in: single precision,
+    twice as fast, then gives the float64 result bit for bit.
+    """
+    if x.dtype.kind in "iu" and x.size:
+        largest = max(abs(int(x.min())), abs(int(x.max())), 1)  # 1: the ones column
+        if a.shape[0] * largest**2 <= FLOAT32_EXACT:
+            single = _with_ones(x, columns, np.float32)
+            return (single.T @ single).astype(np.float64)
+    return a.T @ a
+
+
+def _cholesky_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """A (A'A)^-1 A' y with A = [the varying columns of x, 1], from the Cholesky factor of
+    A'A; or None where that is not certified to equal the rcond-truncated least squares fit
+    of [x, 1].
+
+    Certified when A'A is positive definite and kappa * stretch * CONDITION_MARGIN <
+    NEUTRALIZE_RCOND^-2, kappa being LAPACK's estimate of the 1-norm condition number of A'A
+    (>= its 2-norm one, cond(A)^2; stretch from `_constant_columns`). Then every nonzero
+    singular value of [x, 1] is above rcond times the largest, lstsq drops none of them,
+    and its fit is the orthogonal projection onto the column space, which this computes.
+    One step of iterative refinement (refit the residual) brings the normal equations'
+    error, ~eps cond(A)^2, down to ~eps cond(A), that of an orthogonal factorization.
+    """
+    from scipy.linalg import lapack
+
+    varying, stretch = _constant_columns(x)
+    if x.shape[0] <= int(varying.sum()):
+        return None
+    a = _with_ones(x, varying, np.float64)
+    gram = _gram(x, varying, a)
+    norm_1 = float(np.max(np.sum(np.abs(gram), axis=0)))
+    # gram is symmetric: its transpose is the Fortran-ordered array LAPACK takes without a copy
+    factor, info = lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        return None
+    reciprocal_condition, info = lapack.dpocon(factor, norm_1, uplo="U")
+    limit = stretch * CONDITION_MARGIN * NEUTRALIZE_RCOND**2
+    if info != 0 or not reciprocal_condition > limit:
+        return None
+    coefficients, _ = lapack.dpotrs(factor, a.T @ y, lower=0)
+    fitted = a @ coefficients
+    correction, _ = lapack.dpotrs(factor, a.T @ (y - fitted), lower=0)
+    fitted += a @ correction
+    return fitted
+
+
+def _lstsq_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """X lstsq(X, y, rcond) with X = [x, 1]: numerai-tools' own computation (an SVD)."""
+    design = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    coefficients = np.linalg.lstsq(design, y, rcond=NEUTRALIZE_RCOND)[0]
+    return design @ coefficients
+
+
+def least_squares_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The part of y explained by one era's features: X pinv(X) y with X = [x, 1] and
+    singular values below NEUTRALIZE_RCOND times the largest dropped, i.e. numerai-tools
+    `neutralize`'s `X lstsq(X, y, rcond=1e-6)`. y is (rows,) or (rows, columns).
+
+    Solved through a Cholesky factorization of X'X (constant columns set aside), several
+    times faster than an SVD; eras where that cannot be certified equal (rank-deficient:
+    fewer rows than columns, duplicate or collinear features, or near it) take lstsq.
+    """
+    fitted = _cholesky_fit(x, y)
+    return _lstsq_fit(x, y) if fitted is None else fitted
+
+
+def _row_bytes(features: pl.DataFrame | np.ndarray) -> int:
+    """Bytes one row of features takes (at least 1)."""
+    if isinstance(features, np.ndarray):
+        return max(1, features.itemsize * features.shape[1])
+    return max(1, int(features.estimated_size() // max(1, features.height)))
+
+
+def _take_rows(features: pl.DataFrame | np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """features[rows] as a 2-D numpy array; a slice, with no gather, for a run of rows."""
+    is_run = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1 and bool(
+        np.all(rows[1:] > rows[:-1]))
+    if isinstance(features, np.ndarray):
+        return features[rows[0] : rows[-1] + 1] if is_run else features[rows]
+    taken = features.slice(int(rows[0]), len(rows)) if is_run else features[rows]
+    return taken.to_numpy()
+
+
+def _era_feature_rows(
+    segments: EraSegments,
+    features: pl.DataFrame | np.ndarray,
+    memory_budget: int = MEMORY_BUDGET_BYTES,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows in segment order, that era's feature rows) for every segment.
+
+    Eras are visited in the order their rows come, and fetched a block at a time (at most
+    `memory_budget` bytes of features, at least one era): for rows grouped by era, as
+    Numerai ships them, a block is one slice of `features`, not a gather.
+    """
+    first, counts = segments.first, segments.counts
+    visit = np.argsort(segments.order[first], kind="stable") if len(counts) else counts
+    row_bytes = _row_bytes(features)
+    start = 0
+    while start < len(visit):
+        stop, n_rows = start + 1, int(counts[visit[start]])
+        while stop < len(visit) and (n_rows + counts[visit[stop]]) * row_bytes <= memory_budget:
+            n_rows += int(counts[visit[stop]])
+            stop += 1
+        block = visit[start:stop]
+        positions = np.concatenate([np.arange(first[s], first[s] + counts[s]) for s in block])
+        x = _take_rows(features, segments.order[positions])
+        offset = 0
+        for s in block:
+            yield slice(first[s], first[s] + counts[s]), x[offset : offset + counts[s]]
+            offset += int(counts[s])
+        start = stop
+
+
 def neutralize(
     segments: EraSegments,
     values: np.ndarray,
-    features: pl.DataFrame,
+    features: pl.DataFrame | np.ndarray,
     memory_budget: int = MEMORY_BUDGET_BYTES,
+    proportion: float = 1.0,
 ) -> np.ndarray:
-    """values - X pinv(X) values within each era, X = [the era's features, 1]: the
-    least-squares projection of numerai-tools `neutralize` (proportion 1, rcond 1e-6).
+    """values - proportion X pinv(X) values within each era, X = [the era's features, 1]:
+    numerai-tools `neutralize` (rcond 1e-6), era by era, through `least_squares_fit`.
 
-    `values` are in segment order; `features` in row order. Eras are stacked into
-    zero-padded (eras, rows, k + 1) blocks for the batched `np.linalg.pinv`; zero rows
-    change neither the singular values nor the projection. Only one block of features
-    is converted to float64 at a time.
+    `values` (1-D, or 2-D with a column per series) are in segment order; `features` (a
+    frame or a 2-D array) in row order, fetched `memory_budget` bytes at a time and cast to
+    float64 one era at a time. Unlike numerai-tools, values constant in an era are not
+    turned into NaN: their fit is the constant itself.
     """
-    n_columns = features.width + 1
-    # X, the SVD's U and pinv(X) are each (rows x columns) float64
-    max_rows = max(1, memory_budget // (3 * 8 * n_columns))
-    neutral = np.empty(len(values))
-    for rows, valid in segments.blocks(max_rows):
-        x = np.zeros((*valid.shape, n_columns))
-        x[valid, :-1] = features[segments.order[rows]].to_numpy()
-        x[valid, -1] = 1.0
-        y = np.zeros((*valid.shape, 1))
-        y[valid, 0] = values[rows]
-        fitted = x @ (np.linalg.pinv(x, rcond=NEUTRALIZE_RCOND) @ y)
-        neutral[rows] = values[rows] - fitted[valid, 0]
+    neutral = np.empty(np.shape(values))
+    for rows, x in _era_feature_rows(segments, features, memory_budget):
+        y = values[rows]
+        neutral[rows] = y - proportion * least_squares_fit(x, y)
     return neutral
 
 
@@ -300,7 +456,7 @@ def correlation_contribution_per_era(
 
 def feature_neutral_corr_per_era(
     predictions: np.ndarray,
-    features: pl.DataFrame,
+    features: pl.DataFrame | np.ndarray,
     target: np.ndarray,
     eras: np.ndarray,
     n_eras: int,
@@ -311,11 +467,14 @@ def feature_neutral_corr_per_era(
     FNC = numerai_corr(neutralize(gaussianize(tie_kept_rank(pred)), [features, 1]), target)
     with the rank and the neutralization over all rows of the era, known target or not,
     as numerai-tools does. Its variance normalization is a positive per-era scale, which
-    cannot change the ranks CORR takes, so it is skipped.
+    cannot change the ranks CORR takes, so it is skipped. Eras without a known target
+    (NaN FNC) are not neutralized. `features`: a frame or a 2-D array, in row order.
     """
-    segments = EraSegments.of(eras, n_eras)
+    has_target = np.zeros(n_eras, dtype=bool)
+    has_target[eras[~np.isnan(target)]] = True
+    segments = EraSegments.of(eras, n_eras, where=has_target[eras])
     g = gaussian_rank(segments, predictions[segments.order])
-    neutral = np.empty(len(predictions))
+    neutral = np.zeros(len(predictions))  # rows outside `segments` are never read
     neutral[segments.order] = neutralize(segments, g, features, memory_budget)
     return numerai_corr_per_era(neutral, target, eras, n_eras)
 
@@ -394,17 +553,25 @@ def per_era_scores(
     era: str = "era",
     meta_model: str | None = None,
     features: Sequence[str] | None = None,
+    benchmark: str | None = None,
 ) -> pl.DataFrame:
     """One row per era with a known target, sorted by era: `era`, `corr`, plus `mmc` when
-    `meta_model` names a column (NaN on eras it does not cover) and `fnc` when `features`
-    lists columns.
+    `meta_model` names a column (NaN on eras it does not cover), `fnc` when `features`
+    lists columns, and, when `benchmark` names a column (e.g. Numerai's `v53_lgbm_ender20`):
+
+    - `bmc`: correlation_contribution(prediction, benchmark, target), as MMC is against
+      the meta model (rows where the benchmark is null are left out; NaN on eras it misses);
+    - `corr_with_benchmark`: raw Pearson correlation of the prediction with the benchmark
+      (no ranking), over the same rows as `bmc`: how much the model is the benchmark;
+    - `benchmark_corr`: numerai_corr(benchmark, target): the benchmark's own CORR.
 
     Eras without any known target (e.g. Numerai's test eras) are left out. Raises
     NumerlabError for a missing column, NaN predictions, or an era with a single target.
     """
     frame = _as_polars(df)
-    required = [era, prediction, target]
-    required += [meta_model] if meta_model is not None else []
+    references = {"mmc": meta_model, "bmc": benchmark}
+    references = {score: name for score, name in references.items() if name is not None}
+    required = [era, prediction, target, *references.values()]
     required += list(features) if features is not None else []
     _require_columns(frame, required)
 
@@ -421,32 +588,63 @@ def per_era_scores(
         single = labels[int(segments.eras[segments.counts == 1].min())]
         raise NumerlabError(f"era '{single}' has 1 row with a target; CORR needs at least 2")
 
-    mm = _float_column(frame, meta_model) if meta_model is not None else None
-    mm_rows = _meta_model_rows(segments, mm) if mm is not None else None
+    reference_values = {score: _float_column(frame, name) for score, name in references.items()}
+    reference_rows = {
+        score: _reference_rows(segments, values) for score, values in reference_values.items()
+    }
     target_sorted = tgt[segments.order]
 
     def prediction_side() -> tuple[np.ndarray, np.ndarray]:
         g = gaussian_rank(segments, pred[segments.order])
         return g, power_1_5(g)
 
-    def meta_model_and_target_side() -> tuple[np.ndarray | None, np.ndarray]:
-        m = None if mm_rows is None else gaussian_rank(mm_rows[0], mm[segments.order][mm_rows[1]])
-        return m, power_1_5(segments.center(target_sorted))
+    def target_side() -> np.ndarray:
+        return power_1_5(segments.center(target_sorted))
 
-    # The two halves are independent and numpy sorts without the GIL: one core each.
-    (g_pred, g_pred_15), (g_mm, target_15) = _concurrently(
-        prediction_side, meta_model_and_target_side)
+    def reference_side(score: str):
+        def rank() -> np.ndarray | None:
+            rows = reference_rows[score]
+            if rows is None:
+                return None
+            kept, selected = rows
+            return gaussian_rank(kept, reference_values[score][segments.order][selected])
+
+        return rank
+
+    # The tasks are independent and numpy sorts without the GIL: they share the cores.
+    (g_pred, g_pred_15), target_15, *g_references = _concurrently(
+        prediction_side, target_side, *(reference_side(score) for score in references))
+    g_reference = dict(zip(references, g_references, strict=True))
     corr = pearson(segments, g_pred_15, target_15)  # = corr_of_gaussian(segments, g_pred, tgt)
     scores = {"corr": segments.by_era(corr, n_eras)}
-    if mm is not None and mm_rows is None:
-        scores["mmc"] = correlation_contribution_per_era(pred, mm, tgt, codes, n_eras)
-    elif mm is not None:
-        kept, rows = mm_rows
-        mmc = contribution_of_gaussian(kept, g_pred[rows], g_mm, tgt[kept.order])
-        scores["mmc"] = kept.by_era(mmc, n_eras)
+
+    def contribution(score: str) -> np.ndarray:
+        values, rows = reference_values[score], reference_rows[score]
+        if rows is None:  # some era covered only partly: rank again on the rows it covers
+            return correlation_contribution_per_era(pred, values, tgt, codes, n_eras)
+        kept, selected = rows
+        return kept.by_era(
+            contribution_of_gaussian(kept, g_pred[selected], g_reference[score],
+                                     tgt[kept.order]), n_eras)
+
+    if "mmc" in references:
+        scores["mmc"] = contribution("mmc")
     if features is not None:
         feature_frame = _feature_frame(frame, features)
         scores["fnc"] = feature_neutral_corr_per_era(pred, feature_frame, tgt, codes, n_eras)
+    if "bmc" in references:
+        bench = reference_values["bmc"]
+        scores["bmc"] = contribution("bmc")
+        both = EraSegments.of(codes, n_eras, where=known & ~np.isnan(bench))
+        scores["corr_with_benchmark"] = both.by_era(
+            pearson(both, pred[both.order], bench[both.order]), n_eras)
+        rows = reference_rows["bmc"]
+        if rows is None:
+            scores["benchmark_corr"] = _numerai_corr_of_partial(bench, tgt, codes, n_eras)
+        else:  # the benchmark covers every target of its eras: CORR's target side applies
+            kept, selected = rows
+            benchmark_corr = pearson(kept, power_1_5(g_reference["bmc"]), target_15[selected])
+            scores["benchmark_corr"] = kept.by_era(benchmark_corr, n_eras)
 
     scored = np.zeros(n_eras, dtype=bool)
     scored[segments.eras] = True
@@ -457,17 +655,33 @@ def per_era_scores(
     return pl.DataFrame(columns)
 
 
-def _meta_model_rows(
-    segments: EraSegments, mm: np.ndarray
+def _numerai_corr_of_partial(
+    values: np.ndarray, target: np.ndarray, eras: np.ndarray, n_eras: int
+) -> np.ndarray:
+    """numerai_corr(values, target) per era code where `values` may be NaN: as
+    numerai-tools, the target is centered over all its known rows of the era first, then
+    the rows where `values` is NaN are dropped (before ranking and the power 1.5)."""
+    known_target = ~np.isnan(target)
+    target_rows = EraSegments.of(eras, n_eras, where=known_target)
+    era_mean = target_rows.by_era(target_rows.means(target[target_rows.order]), n_eras)
+    both = EraSegments.of(eras, n_eras, where=known_target & ~np.isnan(values))
+    g = gaussian_rank(both, values[both.order])
+    centered = target[both.order] - era_mean[eras[both.order]]
+    return both.by_era(pearson(both, power_1_5(g), power_1_5(centered)), n_eras)
+
+
+def _reference_rows(
+    segments: EraSegments, reference: np.ndarray
 ) -> tuple[EraSegments, np.ndarray | slice] | None:
-    """The eras (and their rows, in CORR's segment order) on which MMC can reuse CORR's
-    prediction ranks: those where the meta model is known on every scored row, which is
-    the usual case. None when it covers some era only partly (then MMC ranks on its own)."""
-    mm_known = ~np.isnan(mm[segments.order])
-    if mm_known.all():
+    """The eras (and their rows, in CORR's segment order) on which a contribution score
+    (MMC against the meta model, BMC against a benchmark) can reuse CORR's prediction ranks:
+    those where the reference is known on every scored row, which is the usual case. None
+    when it covers some era only partly (then the score ranks on its own)."""
+    known = ~np.isnan(reference[segments.order])
+    if known.all():
         return segments, slice(None)
-    covered = segments.sums(mm_known.astype(np.float64)) > 0
-    if not np.array_equal(mm_known, segments.spread(covered)):
+    covered = segments.sums(known.astype(np.float64)) > 0
+    if not np.array_equal(known, segments.spread(covered)):
         return None
     return segments.keep(covered)
 
@@ -563,30 +777,77 @@ def _defined(per_era: pl.DataFrame, column: str) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def summarize(per_era: Any) -> dict[str, float | int | None]:
-    """Flat, JSON-ready summary of a `per_era_scores` frame (rows in era order).
+def _in_era_order(per_era: pl.DataFrame) -> pl.DataFrame:
+    """Rows ordered by era, numerically where the `era` labels are integers or integer
+    strings ("0575" -- also "9" before "10"), else as given. A `per_era_scores` frame of
+    Numerai's zero-padded eras is already in this order."""
+    if "era" not in per_era.columns:
+        return per_era
+    eras = per_era.get_column("era")
+    if eras.dtype.is_integer():
+        key = eras
+    elif eras.dtype == pl.String:
+        key = eras.str.to_integer(strict=False)
+        if key.null_count():
+            return per_era
+    else:
+        return per_era
+    return per_era if key.is_sorted() else per_era.sort(key, maintain_order=True)
+
+
+def _recent_summary(per_era: pl.DataFrame, recent_eras: int) -> dict[str, float | int | None]:
+    """recent_<score>_mean and recent_<score>_sharpe for corr, mmc and bmc (those present)
+    over the last `recent_eras` eras of the frame (all if fewer), and recent_n_eras."""
+    if isinstance(recent_eras, bool) or not isinstance(recent_eras, Integral) or recent_eras < 1:
+        raise NumerlabError(f"recent_eras={recent_eras!r} must be a positive number of eras")
+    recent = per_era.tail(recent_eras)
+    summary: dict[str, float | int | None] = {}
+    for score in ("corr", "mmc", "bmc"):
+        if score in recent.columns:
+            values = _defined(recent, score)
+            summary[f"recent_{score}_mean"] = _json_float(np.mean(values)) if len(values) else None
+            summary[f"recent_{score}_sharpe"] = _json_float(sharpe(values))
+    summary["recent_n_eras"] = recent.height
+    return summary
+
+
+def summarize(per_era: Any, recent_eras: int | None = RECENT_ERAS) -> dict[str, float | int | None]:
+    """Flat, JSON-ready summary of a `per_era_scores` frame, taken in era order (numeric
+    where eras are integer labels, see `_in_era_order`; otherwise the frame's row order).
 
     corr_mean corr_std corr_sharpe corr_max_drawdown n_eras; with an `mmc` column,
     mmc_mean mmc_std mmc_sharpe mmc_max_drawdown mmc_n_eras over the eras where MMC is
-    known; with `fnc`, fnc_mean; with `feature_exposure` (joined from
-    `per_era_feature_exposure`), max_feature_exposure = the mean over eras of the per-era
-    max |feature correlation| (the typical era's worst exposure, less noisy than the single
-    worst era). std is ddof=0, so sharpe == mean / std. Each score uses the eras where it
-    is defined; an undefined summary (no eras, zero std) is None.
+    known; with `bmc`, the same five bmc_* keys; with `corr_with_benchmark`, its mean under
+    that name; with `benchmark_corr`, benchmark_corr_mean; with `fnc`, fnc_mean; with
+    `feature_exposure` (joined from `per_era_feature_exposure`), max_feature_exposure = the
+    mean over eras of the per-era max |feature correlation| (the typical era's worst
+    exposure, less noisy than the single worst era). Unless `recent_eras` is None:
+    recent_corr_mean recent_corr_sharpe (and recent_mmc_*, recent_bmc_* with those columns)
+    over the last `recent_eras` eras, and recent_n_eras, their number (all if fewer;
+    Numerai's diagnostics look at the last 200). std is ddof=0, so sharpe == mean / std.
+    Each score uses the eras where it is defined; an undefined summary (no eras, zero std)
+    is None.
     """
-    frame = _as_polars(per_era)
+    frame = _in_era_order(_as_polars(per_era))
     _require_columns(frame, ["corr"])
     summary: dict[str, float | int | None] = {}
     summary.update(_score_summary("corr", _defined(frame, "corr")))
     summary["n_eras"] = frame.height
-    if "mmc" in frame.columns:
-        mmc = _defined(frame, "mmc")
-        summary.update(_score_summary("mmc", mmc))
-        summary["mmc_n_eras"] = len(mmc)
-    if "fnc" in frame.columns:
-        fnc = _defined(frame, "fnc")
-        summary["fnc_mean"] = _json_float(np.mean(fnc)) if len(fnc) else None
-    if "feature_exposure" in frame.columns:
-        exposure = _defined(frame, "feature_exposure")
-        summary["max_feature_exposure"] = _json_float(np.mean(exposure)) if len(exposure) else None
+    for score in ("mmc", "bmc"):
+        if score in frame.columns:
+            values = _defined(frame, score)
+            summary.update(_score_summary(score, values))
+            summary[f"{score}_n_eras"] = len(values)
+    means = {
+        "corr_with_benchmark": "corr_with_benchmark",
+        "benchmark_corr": "benchmark_corr_mean",
+        "fnc": "fnc_mean",
+        "feature_exposure": "max_feature_exposure",
+    }
+    for column, key in means.items():
+        if column in frame.columns:
+            values = _defined(frame, column)
+            summary[key] = _json_float(np.mean(values)) if len(values) else None
+    if recent_eras is not None:
+        summary.update(_recent_summary(frame, recent_eras))
     return summary
