@@ -2,7 +2,7 @@
 
     python benchmarks/neutralize.py [--rows 141000] [--eras 56] [--fnc-features 400]
         [--neutralize-rows 141000] [--neutralize-features 780] [--seed 0] [--repeat 3]
-        [--threads N] [--only fnc|neutralize]
+        [--threads 1] [--only fnc|neutralize]
 
 Builds Numerai-like eras (int8 features binned 0..4 within each era from a latent with
 factor structure, so features of a group move together; in the first quarter of the eras a
@@ -17,6 +17,11 @@ the same process:
 Prints both timings (best of --repeat for numerlab, one run for numerai-tools), the
 speed-up, the largest absolute difference, and the peak memory traced by tracemalloc
 (numpy allocations) during one call of each, numerai-tools over its first 4 eras only.
+
+Both sides run with one BLAS thread by default: on a machine whose cores other jobs share,
+OpenBLAS threads that wait on each other make multi-threaded timings swing 10-30x from run
+to run (numerai-tools' FNC took 4.8 s with one thread and 145 s with two on a loaded 2-core
+machine). `--threads 0` lets BLAS choose, as the library itself does.
 """
 
 from __future__ import annotations
@@ -167,15 +172,15 @@ def main() -> None:
     parser.add_argument("--neutralize-features", type=int, default=780)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for numerlab")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads for both sides (default: BLAS's own choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for both sides; 0: BLAS's own choice")
     parser.add_argument("--only", choices=["fnc", "neutralize"], default=None)
     args = parser.parse_args()
 
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        print(f"BLAS threads: {args.threads or 'default'}")
+    with threadpool_limits(limits=args.threads or None, user_api="blas"):
+        print(f"BLAS threads: {args.threads or 'BLAS default'}")
         failed = [name for name, case in (("fnc", fnc_case), ("neutralize", neutralize_case))
                   if args.only in (None, name) and not case(args)]
     if failed:
