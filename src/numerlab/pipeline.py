@@ -104,6 +104,13 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
         value = OmegaConf.select(cfg, f"scoring.{key}")
         if not isinstance(value, bool):
             raise NumerlabError(f"scoring.{key}={value!r} must be true or false")
+    recent = OmegaConf.select(cfg, "scoring.recent_eras")
+    if recent is not None and (isinstance(recent, bool) or not isinstance(recent, int)
+                               or recent < 1):
+        raise NumerlabError(f"scoring.recent_eras={recent!r} must be null or an integer >= 1")
+    benchmark = OmegaConf.select(cfg, "scoring.benchmark")
+    if benchmark is not None and not isinstance(benchmark, str):
+        raise NumerlabError(f"scoring.benchmark={benchmark!r} must be auto, null or a column")
     metric = cfg.get("optimized_metric")
     if not isinstance(metric, str) or not metric:
         raise NumerlabError(f"optimized_metric={metric!r} must name a metrics.json key")
@@ -164,6 +171,17 @@ def load_data(cfg: DictConfig, source: DataSource) -> data.Splits:
     log.info("data %s: train %d rows / %d eras, validation %d rows / %d eras, %d features",
              data_dir, len(splits.train), splits.train.n_eras, len(splits.validation),
              splits.validation.n_eras, len(splits.feature_names))
+    return with_benchmarks(cfg, splits)
+
+
+def with_benchmarks(cfg: DictConfig, splits: data.Splits) -> data.Splits:
+    """`splits` with the benchmark column `scoring.benchmark` names (BMC), when there is one."""
+    from numerlab.data.v5 import read_benchmarks, resolve_benchmark
+
+    name = resolve_benchmark(splits.data_dir, OmegaConf.select(cfg, "scoring.benchmark"))
+    if name is not None:
+        splits.benchmark_name = name
+        splits.benchmarks = read_benchmarks(splits.data_dir, name)
     return splits
 
 
@@ -222,13 +240,28 @@ def attach_meta_model(frame: pl.DataFrame, meta_model: pl.DataFrame | None) -> p
     return frame.join(mm, on="id", how="left", maintain_order="left")
 
 
+def attach_benchmark(frame: pl.DataFrame, benchmarks: pl.DataFrame | None) -> pl.DataFrame:
+    """`frame` with a `benchmark` column (the scoring.benchmark model's predictions) joined
+    by id, rows in order; an error when the benchmark file's ids match none of the rows."""
+    if benchmarks is None:
+        return frame
+    joined = frame.join(benchmarks.select("id", "benchmark"), on="id", how="left",
+                        maintain_order="left")
+    if frame.height and joined["benchmark"].is_null().all():
+        raise NumerlabError("the benchmark-models file's ids match none of the scored rows "
+                            "(is it from another data version?)")
+    return joined
+
+
 def predict_splits(postprocess: PostProcess, model: Model, validation: Dataset,
-                   live: Dataset | None, meta_model: pl.DataFrame | None
+                   live: Dataset | None, meta_model: pl.DataFrame | None,
+                   benchmarks: pl.DataFrame | None = None
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Post-processed validation predictions (with the meta model where known) and live
-    predictions rank-normalized into (0, 1), ready for submission (empty without live rows)."""
+    """Post-processed validation predictions (with the meta model and the benchmark where
+    known) and live predictions rank-normalized into (0, 1), ready for submission (empty
+    without live rows)."""
     frame = postprocess.apply(predict_frame(model, validation), validation)
-    frame = attach_meta_model(frame, meta_model)
+    frame = attach_benchmark(attach_meta_model(frame, meta_model), benchmarks)
     if live is None or not len(live):
         return frame, pl.DataFrame(schema={"id": pl.String, "era": pl.String,
                                            "prediction": pl.Float64})
@@ -312,6 +345,7 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
     """Per-era scores and their summary. `features` (aligned row for row with `frame`,
     checked by id) enables FNC and feature exposure."""
     has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
+    has_bm = "benchmark" in frame.columns and frame["benchmark"].is_not_null().any()
     feature_cols: list[str] | None = None
     scored = frame
     want_fnc = features is not None and bool(cfg.scoring.fnc)
@@ -327,21 +361,24 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
         scored,  # rows without a target are left out by the scorer, as numerai-tools does
         meta_model="meta_model" if has_mm else None,
         features=feature_cols if want_fnc else None,
+        benchmark="benchmark" if has_bm else None,
     )
     if want_exposure:
         exposure = scoring.per_era_feature_exposure(scored, features=feature_cols)
         per_era = per_era.join(exposure, on="era", how="left", maintain_order="left")
-    metrics = scoring.summarize(per_era)
+    metrics = scoring.summarize(per_era, recent_eras=cfg.scoring.recent_eras)
     return metrics, per_era
 
 
-def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: str
-          ) -> tuple[dict[str, Any], pl.DataFrame]:
+def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: str,
+          benchmark_name: str | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
     """`evaluate` plus what identifies the run in metrics.json."""
     from numerlab.backtest import payout_metrics
 
     metrics, per_era = evaluate(cfg, frame, features)
     metrics.update(payout_metrics(per_era, cfg.payout))
+    if "bmc_mean" in metrics:
+        metrics["benchmark"] = benchmark_name
     metrics["model"] = model_name
     metrics["n_features"] = len(features.feature_names)
     metrics["target"] = features.target_name

@@ -17,11 +17,18 @@ HEADLINE = [
     ("mmc_mean", "MMC mean"),
     ("mmc_std", "MMC std"),
     ("mmc_sharpe", "MMC sharpe"),
+    ("bmc_mean", "BMC mean"),
+    ("bmc_sharpe", "BMC sharpe"),
+    ("benchmark_corr_mean", "benchmark CORR mean"),
+    ("corr_with_benchmark", "corr with benchmark"),
     ("fnc_mean", "FNC mean"),
     ("max_feature_exposure", "max feature exposure"),
+    ("payout", "payout per era"),
     ("n_eras", "eras scored"),
     ("mmc_n_eras", "eras with meta model"),
+    ("bmc_n_eras", "eras with benchmark"),
 ]
+RECENT_PREFIX = "recent_"  # recent_corr_mean ...: the same over the last scoring.recent_eras
 
 
 def _fmt(value: Any) -> str:
@@ -33,14 +40,23 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "validation"):
+    """The headline metrics; a column for the recent eras when metrics.json has them and
+    they are fewer than all scored eras."""
     from rich.table import Table
 
+    recent_n = metrics.get("recent_n_eras")
+    show_recent = isinstance(recent_n, int) and recent_n < (metrics.get("n_eras") or 0)
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("all eras", justify="right")
+    if show_recent:
+        table.add_column(f"last {recent_n}", justify="right")
     for key, label in HEADLINE:
         if key in metrics:
-            table.add_row(label, _fmt(metrics[key]))
+            row = [label, _fmt(metrics[key])]
+            if show_recent:
+                row.append(_fmt(metrics.get(RECENT_PREFIX + key)))
+            table.add_row(*row)
     return table
 
 
@@ -64,10 +80,10 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     written = []
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for column in ("corr", "mmc", "fnc"):
+    for column in ("corr", "mmc", "bmc", "fnc"):
         if column in per_era.columns:
             values = per_era[column].to_numpy().astype(float)
-            known = ~np.isnan(values)  # MMC starts where the meta model does
+            known = ~np.isnan(values)  # MMC/BMC start where the meta model/benchmark does
             ax.plot(x[known], np.cumsum(values[known]), label=column.upper())
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)

@@ -51,6 +51,7 @@ FEATURES_MANIFEST = FEATURES_DIR / "manifest.json"
 SPLIT_FILES = {"train": "train.parquet", "validation": "validation.parquet",
                "live": "live.parquet"}
 META_MODEL_FILE = "meta_model.parquet"
+BENCHMARKS_FILE = "benchmarks.parquet"   # the scoring.benchmark column, validation rows
 MODEL_DIR = ARTIFACTS / artifacts.MODEL_DIR
 VALIDATION_PREDICTIONS = ARTIFACTS / artifacts.VALIDATION_PREDICTIONS
 LIVE_PREDICTIONS = ARTIFACTS / artifacts.LIVE_PREDICTIONS
@@ -62,7 +63,7 @@ PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
 
 # params.yaml keys the features stage reads: the manifest records them, so a later stage run
 # by hand after a params change is refused instead of silently using stale features.
-FEATURE_PARAMS = ("data", "features", "target")
+FEATURE_PARAMS = ("data", "features", "target", "scoring.benchmark")
 # Keys each stage cannot run without (optional ones are read with a default).
 REQUIRED = {
     "data": ("data._target_", "data.dir"),
@@ -200,6 +201,12 @@ def read_split(manifest: dict[str, Any], split: str) -> Dataset | None:
                       manifest["aux_names"])
 
 
+def read_benchmarks(manifest: dict[str, Any]) -> pl.DataFrame | None:
+    if not manifest.get("benchmark"):
+        return None
+    return pl.read_parquet(need(FEATURES_DIR / BENCHMARKS_FILE, "features"))
+
+
 def read_meta_model(manifest: dict[str, Any]) -> pl.DataFrame | None:
     if not manifest.get("meta_model"):
         return None
@@ -245,13 +252,14 @@ def stage_features(cfg: DictConfig) -> None:
 
     Rows are those `load_splits` keeps (era_stride, embargo); the manifest records the
     column names and the params used."""
-    from numerlab import data
+    from numerlab import data, pipeline
 
     need(DATA_MANIFEST, "data")
     # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
     # dir is regenerated here from its seed (same bytes), v5 files are checked
     data.prepare(cfg.data)
-    splits = data.load_splits(cfg.data, cfg.features, cfg.target)
+    splits = pipeline.with_benchmarks(cfg, data.load_splits(cfg.data, cfg.features,
+                                                            cfg.target))
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,
         "target_name": splits.target_name,
@@ -274,6 +282,11 @@ def stage_features(cfg: DictConfig) -> None:
             splits.meta_model.filter(pl.col("id").is_in(ids.implode())).write_parquet(
                 out / META_MODEL_FILE)
             manifest["meta_model"] = True
+        if splits.benchmarks is not None and splits.validation is not None:
+            ids = pl.Series("id", splits.validation.ids, dtype=pl.String)
+            splits.benchmarks.filter(pl.col("id").is_in(ids.implode())).write_parquet(
+                out / BENCHMARKS_FILE)
+            manifest["benchmark"] = splits.benchmark_name
         (out / FEATURES_MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("features: %d columns, %s", len(splits.feature_names),
              ", ".join(f"{k} {v['rows']} rows" for k, v in manifest["splits"].items()))
@@ -322,7 +335,8 @@ def stage_predict(cfg: DictConfig) -> None:
         raise NumerlabError(f"{FEATURES_DIR} has no validation split")
     postprocess = build(cfg.postprocess, "postprocess", PostProcess)
     validation, live = pipeline.predict_splits(postprocess, model, validation_ds, live_ds,
-                                               read_meta_model(manifest))
+                                               read_meta_model(manifest),
+                                               read_benchmarks(manifest))
     with artifacts.staged(ARTIFACTS) as stage:
         pipeline.write_predictions(stage, validation, live)
     log.info("predictions: %d validation rows, %d live rows", validation.height, live.height)
@@ -360,7 +374,8 @@ def stage_evaluate(cfg: DictConfig) -> None:
                             f"the 'predict' stage (`dvc repro predict`)")
     need(MODEL_DIR / MODEL_META, "train")
 
-    metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model))
+    metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model),
+                                      manifest.get("benchmark"))
     with artifacts.staged(ARTIFACTS) as stage:
         per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)

@@ -51,6 +51,9 @@ ID = "id"
 ERA = "era"
 DATA_TYPE = "data_type"
 META_MODEL_COLUMN = "numerai_meta_model"
+BENCHMARK_FILES = ("train_benchmark_models.parquet", "validation_benchmark_models.parquet")
+# `scoring.benchmark: auto` picks Numerai's main benchmark, the newest `v<N>_lgbm_ender20`
+MAIN_BENCHMARK = re.compile(r"^v(\d+)_lgbm_ender20$")
 FEATURE_MAX = 4  # features are bins 0..4
 SPLIT_NAMES = ("train", "validation", "live")
 
@@ -155,6 +158,8 @@ class Splits:
     target_name: str
     aux_names: list[str]
     data_dir: Path
+    benchmarks: pl.DataFrame | None = None  # id, benchmark: the scoring.benchmark column
+    benchmark_name: str | None = None
 
 
 def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
@@ -248,6 +253,57 @@ def read_meta_model(path: Path) -> pl.DataFrame | None:
     arrays = [_as_strings(table[ID]), *([_era_strings(table[ERA])] if ERA in columns else []),
               pc.cast(table[META_MODEL_COLUMN], pa.float64())]
     return pl.from_arrow(pa.table(arrays, names=columns))
+
+
+def benchmark_columns(data_dir: Path) -> tuple[Path | None, list[str]]:
+    """The validation (else train) benchmark-models file of `data_dir` and its model columns."""
+    for name in reversed(BENCHMARK_FILES):
+        path = Path(data_dir) / name
+        if path.is_file():
+            with _open(path) as pf:
+                return path, [c for c in pf.schema_arrow.names if c not in (ID, ERA, DATA_TYPE)]
+    return None, []
+
+
+def resolve_benchmark(data_dir: Path, setting: str | None) -> str | None:
+    """The benchmark column `scoring.benchmark` names: `auto` = the newest
+    `v<N>_lgbm_ender20` of the benchmark-models file when there is one (else no BMC), null =
+    none, a name = that column (an error listing the columns when the file lacks it)."""
+    if setting is None:
+        return None
+    path, columns = benchmark_columns(data_dir)
+    if str(setting) == "auto":
+        main = [(int(m.group(1)), c) for c in columns if (m := MAIN_BENCHMARK.match(c))]
+        return max(main)[1] if main else None
+    if path is None:
+        raise NumerlabError(f"scoring.benchmark={setting}: {data_dir} has no "
+                            f"{BENCHMARK_FILES[1]} (or {BENCHMARK_FILES[0]})")
+    if setting not in columns:
+        raise NumerlabError(f"scoring.benchmark={setting}: {path.name} has no such column "
+                            f"(it has {_some(columns, setting)})")
+    return str(setting)
+
+
+def read_benchmarks(data_dir: Path, column: str) -> pl.DataFrame:
+    """`id` and `benchmark` (the named column) over the train and validation benchmark
+    files of `data_dir` that exist."""
+    import polars as pl
+
+    frames = []
+    for name in BENCHMARK_FILES:
+        path = Path(data_dir) / name
+        if not path.is_file():
+            continue
+        with _open(path) as pf:
+            _require_columns(pf.schema_arrow, path, [ID, column])
+            table = _read(pf, path, columns=[ID, column])
+        frames.append(pl.from_arrow(pa.table(
+            [_as_strings(table[ID]), pc.cast(table[column], pa.float64())],
+            names=[ID, "benchmark"])))
+    frame = pl.concat(frames)
+    if frame[ID].is_duplicated().any():
+        raise NumerlabError(f"{data_dir}: the benchmark-models files repeat ids")
+    return frame
 
 
 def split_eras(path: str | Path, data_type: str | None = None) -> list[str]:

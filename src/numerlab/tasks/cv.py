@@ -44,7 +44,7 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     splits = data.load_splits(data_cfg, cfg.features, cfg.target, splits=wanted)
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
-    return rows, splits
+    return rows, pipeline.with_benchmarks(cfg, splits)
 
 
 def plan(cfg: DictConfig, rows: Dataset) -> list[cv.Fold]:
@@ -85,8 +85,7 @@ def fit_folds(cfg: DictConfig, rows: Dataset, folds: list[cv.Fold], run_dir: Pat
 
 
 def oof_frame(parts: pipeline.RunParts, rows: Dataset, folds: list[cv.Fold],
-              predictions: list[np.ndarray], meta_model: pl.DataFrame | None
-              ) -> tuple[pl.DataFrame, Dataset]:
+              predictions: list[np.ndarray], splits: Any) -> tuple[pl.DataFrame, Dataset]:
     """Post-processed out-of-fold predictions of every test row, in era order, and the
     test rows themselves (aligned row for row)."""
     frames = []
@@ -101,7 +100,8 @@ def oof_frame(parts: pipeline.RunParts, rows: Dataset, folds: list[cv.Fold],
         })
         frames.append(parts.postprocess.apply(frame, test))
     tested = rows.take_eras([era for fold in folds for era in fold.test_eras])
-    frame = pipeline.attach_meta_model(pl.concat(frames), meta_model)
+    frame = pipeline.attach_benchmark(
+        pipeline.attach_meta_model(pl.concat(frames), splits.meta_model), splits.benchmarks)
     return frame, tested
 
 
@@ -132,10 +132,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     cv.print_plan(folds)
     with artifacts.staged(run_dir) as stage:
         predictions = fit_folds(cfg, rows, folds, run_dir)
-        frame, tested = oof_frame(parts, rows, folds, predictions, splits.meta_model)
+        frame, tested = oof_frame(parts, rows, folds, predictions, splits)
         (stage / "predictions").mkdir()
         frame.write_parquet(stage / OOF_PREDICTIONS)
-        metrics, per_era = pipeline.score(cfg, frame, tested, parts.model_name)
+        metrics, per_era = pipeline.score(cfg, frame, tested, parts.model_name,
+                                          splits.benchmark_name)
         folds_frame = fold_table(folds, per_era)
         folds_frame.write_parquet(stage / FOLDS)
         fold_means = folds_frame["corr_mean"].drop_nulls().to_numpy()

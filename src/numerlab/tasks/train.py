@@ -25,9 +25,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         save_model(parts.model, stage / artifacts.MODEL_DIR, splits.feature_names)
         validation, live = pipeline.predict_splits(parts.postprocess, parts.model,
                                                    splits.validation, splits.live,
-                                                   splits.meta_model)
+                                                   splits.meta_model, splits.benchmarks)
         pipeline.write_predictions(stage, validation, live)
-        metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name)
+        metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name,
+                                          splits.benchmark_name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
     pipeline.show(metrics)
     pipeline.log_to_tracker(tracker, metrics, per_era, run_dir, plots)
