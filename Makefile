@@ -3,10 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test lint bench params clean
+.PHONY: install install-test run test lint bench params clean
 
 install: $(STAMP)
+
+# The tests also run sweeps on a local Ray head and compose the SLURM launcher config:
+# the `ray` and `slurm` extras, and the Ray launcher without its stale cloudpickle<3 pin.
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,slurm]'
+	$(PY) -m pip install --quiet --no-deps hydra-ray-launcher==1.2.2
+	touch $(TEST_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(PY) run.py
 
-test: install
+test: install-test
 	$(PY) -m pytest -q
 
 lint: install
