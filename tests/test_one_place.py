@@ -15,7 +15,10 @@ from numerlab.cli import run_job
 
 
 def declared_params(stage: str) -> set[str]:
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    specs = {}
+    for path in (ROOT / "dvc.yaml", ROOT / "pipelines" / "cv" / "dvc.yaml"):
+        specs.update(yaml.safe_load(path.read_text())["stages"])
+    spec = specs[stage]
     return {p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])}
 
 

@@ -60,6 +60,7 @@ METRICS = ARTIFACTS / artifacts.METRICS
 PER_ERA = ARTIFACTS / artifacts.PER_ERA
 PER_ERA_PLOT = ARTIFACTS / "per_era.csv"   # `dvc plots` data: per-era and cumulative scores
 PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
+CV_DIR = ARTIFACTS / "cv"     # pipelines/cv/dvc.yaml
 
 # params.yaml keys the features stage reads: the manifest records them, so a later stage run
 # by hand after a params change is refused instead of silently using stale features.
@@ -71,6 +72,7 @@ REQUIRED = {
     "train": ("model._target_", "seed", "fit.holdout_eras", "data.embargo_eras"),
     "predict": ("postprocess._target_",),
     "evaluate": ("seed", "model.name", "payout.corr_mult"),
+    "cv": ("cv.n_splits", "model._target_", "data._target_", "seed"),
 }
 WRITE_ROWS = 100_000  # rows per parquet row group: bounds the transient copy when writing
 
@@ -385,12 +387,20 @@ def stage_evaluate(cfg: DictConfig) -> None:
         pipeline.log_to_tracker(tracker, metrics, per_era, ARTIFACTS, plots)
 
 
+def stage_cv(cfg: DictConfig) -> None:
+    """Walk-forward CV (pipelines/cv/dvc.yaml): task=cv's steps into artifacts/cv/."""
+    from numerlab.tasks import cv
+
+    cv.run(cfg, CV_DIR)
+
+
 STAGES: dict[str, Callable[[DictConfig], None]] = {
     "data": stage_data,
     "features": stage_features,
     "train": stage_train,
     "predict": stage_predict,
     "evaluate": stage_evaluate,
+    "cv": stage_cv,
 }
 
 
