@@ -116,7 +116,9 @@ def _overrides_for(overrides: Mapping[str, Any] | None, index: int, name: str
     mapping or a list of `key=value` strings."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    overrides = overrides or {}
+    if isinstance(overrides, DictConfig):
+        overrides = OmegaConf.to_container(overrides, resolve=True)
+    overrides = dict(overrides or {})
     chosen: list[str | Mapping[str, Any]] = []
     for key in (name, str(index), index):
         value = overrides.get(key)
@@ -124,9 +126,7 @@ def _overrides_for(overrides: Mapping[str, Any] | None, index: int, name: str
             value = OmegaConf.to_container(value, resolve=True)
         if value is None:
             continue
-        if isinstance(value, Mapping):
-            chosen.append(value)
-        elif isinstance(value, str):
+        if isinstance(value, Mapping | str):
             chosen.append(value)
         elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
             chosen.extend(value)
@@ -293,7 +293,7 @@ class EnsembleModel:
             log.info("ensemble member %s: fitting on %s (%d rows), seed %d", self.label(i),
                      rows.target_name, len(rows), member_ctx.seed)
             self.models[i].fit(rows, on_target(valid, self.targets[i]), member_ctx)
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the member is named
+        except Exception as exc:
             log.debug("ensemble member %s failed", self.label(i), exc_info=True)
             raise NumerlabError(f"ensemble member {self.label(i)} failed to fit: "
                                 f"{message_line(exc, last=not isinstance(exc, NumerlabError))}"
@@ -392,3 +392,53 @@ def _affordable_jobs(train: Dataset) -> int:
     except (OSError, StopIteration, ValueError, IndexError):
         return 1 << 30  # unknown: trust model.n_jobs
     return max(1, int(available // max(1, 2 * train.features.nbytes)))
+
+
+# --- report -----------------------------------------------------------------------------
+
+def per_era_rank_correlation(a: np.ndarray, b: np.ndarray, era_codes: np.ndarray,
+                             n_eras: int) -> float:
+    """Mean over eras of the Pearson correlation of the within-era percentile ranks of a
+    and b (a per-era Spearman correlation); eras where it is undefined are skipped."""
+    from numerlab.scoring import EraSegments, pearson, tie_kept_rank
+
+    segments = EraSegments.of(np.asarray(era_codes), n_eras)
+    ra = tie_kept_rank(segments, np.asarray(a, dtype=np.float64)[segments.order])
+    rb = tie_kept_rank(segments, np.asarray(b, dtype=np.float64)[segments.order])
+    per_era = pearson(segments, ra, rb)
+    return float(np.nanmean(per_era)) if np.isfinite(per_era).any() else float("nan")
+
+
+def members_frame(model: EnsembleModel, dataset: Dataset, frame: Any) -> Any:
+    """members.parquet: one row per member: member (`<i>-<name>`), target (fitted), weight
+    (normalized), corr_mean, corr_sharpe, mmc_mean (its raw predictions scored on the run's
+    target, MMC where `frame` has a meta_model), corr_with_ensemble (per-era rank
+    correlation with the combined prediction before post-processing)."""
+    import polars as pl
+
+    from numerlab.scoring import per_era_scores, summarize
+
+    predictions = model.member_predictions(dataset.features)
+    combined = combine_per_era(predictions, model.weights, dataset.era_index,
+                               dataset.n_eras, model.combine)
+    has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
+    base = frame.select("era", "target", *(["meta_model"] if has_mm else []))
+    total = sum(model.weights)
+    rows = []
+    for i, member_prediction in enumerate(predictions):
+        scored = base.with_columns(prediction=pl.Series(member_prediction, dtype=pl.Float64))
+        summary = summarize(per_era_scores(scored, meta_model="meta_model" if has_mm else None))
+        rows.append({
+            "member": model.label(i),
+            "target": model.target_of(i, dataset.target_name),
+            "weight": model.weights[i] / total,
+            "corr_mean": summary["corr_mean"],
+            "corr_sharpe": summary["corr_sharpe"],
+            "mmc_mean": summary.get("mmc_mean"),
+            "corr_with_ensemble": per_era_rank_correlation(
+                member_prediction, combined, dataset.era_index, dataset.n_eras),
+        })
+    schema = {"member": pl.String, "target": pl.String, "weight": pl.Float64,
+              "corr_mean": pl.Float64, "corr_sharpe": pl.Float64, "mmc_mean": pl.Float64,
+              "corr_with_ensemble": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
