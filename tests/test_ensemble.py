@@ -15,6 +15,7 @@ from numerai_tools.scoring import gaussian, neutralize, numerai_corr, tie_kept_r
 
 from numerlab.data import load_splits
 from numerlab.data.dataset import Dataset
+from numerlab.data.v5 import prepare
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, load_model
 from numerlab.models.ensemble import EnsembleModel, combine_per_era, compose_member, on_target
@@ -47,6 +48,7 @@ def combine_oracle(predictions: np.ndarray, weights: list[float], eras: np.ndarr
 
 def validation_data(data_dir: Path, *aux: str):
     cfg = compose([*SMALL_DATA, f"data.dir={data_dir}"])
+    prepare(cfg.data)  # generated on first use
     target = {"name": "target", "aux": list(aux)}
     return load_splits(cfg.data, cfg.features, target)
 
@@ -167,7 +169,7 @@ def test_ensemble_run_saves_members_and_combines_them_per_era(ensemble_run, smal
                for i, name in enumerate(["lgbm", "xgboost", "mlp"])]
     raw = np.stack([m.predict(validation.features) for m in members])
     saved = pl.read_parquet(run_dir / "predictions/validation.parquet")
-    assert saved["id"].to_list() == validation.ids.astype(str).tolist()
+    assert saved["id"].to_list() == validation.ids.tolist()
     expected = combine_oracle(raw, [2, 1, 1], validation.eras.astype(str), "rank")
     np.testing.assert_allclose(saved["prediction"].to_numpy(), expected, atol=1e-6)
     assert read_metrics(run_dir)["model"] == "ensemble"
@@ -257,6 +259,7 @@ def test_bad_ensemble_input_exits_2_with_one_line(tmp_path, small_data_dir, over
 
 def test_loader_reads_only_the_missing_neutralization_columns(small_data_dir):
     cfg = compose([*SMALL_DATA, f"data.dir={small_data_dir}"])
+    prepare(cfg.data)
     meta = json.loads((small_data_dir / "features.json").read_text())
     splits = load_splits(cfg.data, cfg.features, cfg.target,
                          extra_features={"set": "medium", "key": "postprocess.features"})
@@ -284,7 +287,7 @@ def test_neutralize_on_another_feature_set_matches_numerai_tools(tmp_path, small
     raw = model.predict(np.ascontiguousarray(splits.validation.features[:, small_index]))
     eras = splits.validation.eras.astype(str)
     saved = pl.read_parquet(run_dir / "predictions/validation.parquet")
-    assert saved["id"].to_list() == splits.validation.ids.astype(str).tolist()
+    assert saved["id"].to_list() == splits.validation.ids.tolist()
     for era in np.unique(eras):
         rows = eras == era
         expected = neutralize(pd.DataFrame({"p": raw[rows].astype(np.float64)}),

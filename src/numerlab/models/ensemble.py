@@ -192,24 +192,76 @@ def member_label(index: int, name: str) -> str:
     return f"{index}-{name}"
 
 
-# What forked workers fit: (ensemble, train, holdout, context, scratch dir), inherited by
-# the fork, never pickled (the training features can be gigabytes).
-_FORK_WORK: list[tuple[Any, Dataset, Dataset | None, FitContext, Path]] = []
+def fit_member(model: Model, label: str, target: str | None, train: Dataset,
+               valid: Dataset | None, ctx: FitContext) -> None:
+    """Fit one member on the rows where its target is known; any failure is one line
+    naming the member."""
+    try:
+        rows = on_target(train, target)
+        log.info("ensemble member %s: fitting on %s (%d rows), seed %d", label,
+                 rows.target_name, len(rows), ctx.seed)
+        model.fit(rows, on_target(valid, target), ctx)
+    except Exception as exc:  # whatever failed, the member is named
+        log.debug("ensemble member %s failed", label, exc_info=True)
+        raise NumerlabError(f"ensemble member {label} failed to fit: "
+                            f"{message_line(exc, last=not isinstance(exc, NumerlabError))}"
+                            ) from None
 
 
-def _fit_forked(index: int) -> int:
-    """In a worker: fit member `index` and save it into the scratch dir."""
-    ensemble, train, valid, ctx, scratch = _FORK_WORK[0]
-    ensemble._fit_member(index, train, valid, ctx)
-    save_model(ensemble.models[index], scratch / ensemble.label(index), train.feature_names)
-    return index
+# --- members in other processes -----------------------------------------------------------
+# Workers are spawned, not forked: a fork after LightGBM/XGBoost/torch have started their
+# OpenMP thread pools in this process deadlocks. The data goes to them through a scratch
+# dir: feature matrices as .npy files each worker memory-maps (copy-on-write, so the pages
+# are shared until a library writes), everything else pickled.
+
+_ARRAYS = ("features", "extra_features")
+
+
+def dump_dataset(data: Dataset | None, path: Path) -> None:
+    """`data` into dir `path`: its int8 matrices as .npy, the rest as a pickle."""
+    import pickle
+
+    if data is None:
+        return
+    path.mkdir(parents=True)
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)
+              if f.name not in _ARRAYS}
+    fields["ids"] = np.asarray(data.ids, dtype=object)  # StringDType does not pickle on 2.1
+    for name in _ARRAYS:
+        np.save(path / f"{name}.npy", getattr(data, name), allow_pickle=False)
+    (path / "fields.pkl").write_bytes(pickle.dumps(fields))
+
+
+def read_dataset(path: Path) -> Dataset | None:
+    import pickle
+
+    if not path.is_dir():
+        return None
+    fields = pickle.loads((path / "fields.pkl").read_bytes())
+    arrays = {name: _load_npy(path / f"{name}.npy") for name in _ARRAYS}
+    return Dataset(**fields, **arrays)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A saved matrix, memory-mapped copy-on-write (an empty one cannot be mapped)."""
+    array = np.load(path, mmap_mode="c")
+    return np.load(path) if array.size == 0 else array
+
+
+def _fit_in_worker(model: Model, label: str, target: str | None, data_dir: Path,
+                   ctx: FitContext, out: Path) -> str:
+    """In a spawned worker: fit one member on the memory-mapped data and save it."""
+    train = read_dataset(data_dir / "train")
+    fit_member(model, label, target, train, read_dataset(data_dir / "valid"), ctx)
+    save_model(model, out, train.feature_names)
+    return label
 
 
 class EnsembleModel:
     """conf/model/ensemble.yaml. members: model config names; weights: one number >= 0 per
     member (null: equal); targets: one target column per member (null: the run's);
     combine: rank | gaussian; overrides: {member name or position: [key=value, ...]};
-    n_jobs: members fit at once in forked processes (1: one after another)."""
+    n_jobs: members fit at once in spawned processes (1: one after another)."""
 
     def __init__(self, members: Sequence[str], weights: Sequence[float] | None = None,
                  targets: Sequence[str | None] | None = None, combine: str = "rank",
@@ -286,44 +338,38 @@ class EnsembleModel:
 
     def _fit_member(self, i: int, train: Dataset, valid: Dataset | None,
                     ctx: FitContext) -> None:
-        """Member i on its target's known rows; a failure is one line naming the member."""
-        member_ctx = self.member_context(ctx, i)
-        try:
-            rows = on_target(train, self.targets[i])
-            log.info("ensemble member %s: fitting on %s (%d rows), seed %d", self.label(i),
-                     rows.target_name, len(rows), member_ctx.seed)
-            self.models[i].fit(rows, on_target(valid, self.targets[i]), member_ctx)
-        except Exception as exc:
-            log.debug("ensemble member %s failed", self.label(i), exc_info=True)
-            raise NumerlabError(f"ensemble member {self.label(i)} failed to fit: "
-                                f"{message_line(exc, last=not isinstance(exc, NumerlabError))}"
-                                ) from None
+        fit_member(self.models[i], self.label(i), self.targets[i], train, valid,
+                   self.member_context(ctx, i))
 
     def _fit_parallel(self, train: Dataset, valid: Dataset | None, ctx: FitContext,
                       jobs: int) -> list[Model]:
-        """Members fit in forked processes (the data is inherited, not pickled), each saved
-        into a scratch dir and loaded back here."""
+        """Members fit in `jobs` spawned processes from the data in a scratch dir, each saved
+        there and loaded back here; the first failure (in member order) is raised."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".ensemble-", dir=ctx.run_dir))
-        _FORK_WORK[:] = [(self, train, valid, ctx, scratch)]
         try:
+            dump_dataset(train, scratch / "data" / "train")
+            dump_dataset(valid, scratch / "data" / "valid")
             log.info("ensemble: fitting %d members in %d processes", len(self.members), jobs)
             with ProcessPoolExecutor(max_workers=jobs,
-                                     mp_context=multiprocessing.get_context("fork")) as pool:
-                futures = [pool.submit(_fit_forked, i) for i in range(len(self.members))]
-                for future in futures:
-                    try:
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_fit_in_worker, model, self.label(i), self.targets[i],
+                                       scratch / "data",
+                                       dataclasses.replace(self.member_context(ctx, i),
+                                                           tracker=None),
+                                       scratch / self.label(i))
+                           for i, model in enumerate(self.models)]
+                try:
+                    for future in futures:
                         future.result()
-                    except BaseException:
-                        for other in futures:
-                            other.cancel()
-                        raise
+                finally:
+                    for future in futures:
+                        future.cancel()
             return [load_model(scratch / self.label(i))[0] for i in range(len(self.members))]
         finally:
-            _FORK_WORK.clear()
             shutil.rmtree(scratch, ignore_errors=True)
 
     # -- predict --
@@ -383,8 +429,8 @@ class EnsembleModel:
 
 
 def _affordable_jobs(train: Dataset) -> int:
-    """How many members may fit at once: each forked worker is assumed to need up to twice
-    the training features (a library's own copy of them), out of MemAvailable."""
+    """How many members may fit at once: each worker is assumed to need up to twice the
+    training features (a library's own copy of them), out of MemAvailable."""
     try:
         with open("/proc/meminfo") as meminfo:
             line = next(x for x in meminfo if x.startswith("MemAvailable:"))
