@@ -60,6 +60,8 @@ def build_model(model_cfg: DictConfig) -> Model:
     try:
         return instantiate(settings, _recursive_=False)
     except InstantiationException as exc:
+        if isinstance(exc.__cause__, NumerlabError):  # the model's own one-line complaint
+            raise exc.__cause__ from None
         raise NumerlabError(f"model config: {message_line(exc, last=True)}") from None
 
 
@@ -165,9 +167,32 @@ def data_fetcher(cfg: DictConfig) -> Any:
     return fetch
 
 
+def target_config(cfg: DictConfig) -> dict[str, Any]:
+    """`cfg.target` with the targets the model config fits (`model.targets`, e.g. an
+    ensemble's members; null entries mean the run's target) added to its aux columns."""
+    target = OmegaConf.to_container(cfg.target, resolve=True)
+    fitted = OmegaConf.select(cfg, "model.targets", default=None) or []
+    extra = [str(t) for t in fitted if t is not None and t != target.get("name")]
+    target["aux"] = list(dict.fromkeys([*(target.get("aux") or []), *extra]))
+    return target
+
+
+def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
+    """The feature columns post-processing names (`postprocess.features`: a feature set,
+    or `postprocess.columns`), as a features config for the loader; None when it names none
+    (it then works on the model's features)."""
+    pp = cfg.get("postprocess") or {}
+    feature_set, columns = pp.get("features"), pp.get("columns")
+    if feature_set is None and not columns:
+        return None
+    return {"set": feature_set, "columns": None if not columns else list(columns),
+            "key": "postprocess.columns" if columns else "postprocess.features"}
+
+
 def load_data(cfg: DictConfig, source: DataSource) -> data.Splits:
     data_dir = source.prepare(fetch=data_fetcher(cfg))
-    splits = data.load_splits(cfg.data, cfg.features, cfg.target)
+    splits = data.load_splits(cfg.data, cfg.features, target_config(cfg),
+                              extra_features=postprocess_columns(cfg))
     log.info("data %s: train %d rows / %d eras, validation %d rows / %d eras, %d features",
              data_dir, len(splits.train), splits.train.n_eras, len(splits.validation),
              splits.validation.n_eras, len(splits.feature_names))
@@ -217,8 +242,11 @@ def fit_model(cfg: DictConfig, train: Dataset, run_dir: Path, model: Model | Non
 # --- predictions --------------------------------------------------------------------------
 
 def predict_frame(model: Model, dataset: Dataset) -> pl.DataFrame:
-    """`id era prediction target` for every row of `dataset`."""
-    prediction = np.asarray(model.predict(dataset.features), dtype=np.float64)
+    """`id era prediction target` for every row of `dataset`. A model that combines rows
+    within eras (an ensemble) predicts through its optional `predict_dataset`."""
+    by_era = getattr(model, "predict_dataset", None)
+    prediction = np.asarray(by_era(dataset) if by_era else model.predict(dataset.features),
+                            dtype=np.float64)
     if prediction.shape != (len(dataset),):
         raise NumerlabError(f"model returned {prediction.shape} predictions for {len(dataset)} rows")
     return pl.DataFrame({

@@ -68,9 +68,12 @@ class NoPostProcess(PostProcess):
 class Neutralize(PostProcess):
     """postprocess=neutralize: per-era feature neutralization,
     prediction - proportion * X pinv(X) prediction with X = [features, 1] of the era
-    (numerai-tools `neutralize`), against `columns` or else every loaded feature."""
+    (numerai-tools `neutralize`), against the feature set `features` (a features.json
+    `feature_sets` key, loaded for this even when the model trains on another set), or the
+    columns `columns`, or else every loaded model feature."""
 
-    def __init__(self, proportion: float, columns: list[str] | None = None) -> None:
+    def __init__(self, proportion: float, columns: list[str] | None = None,
+                 features: str | None = None) -> None:
         try:
             proportion = float(proportion)
         except (TypeError, ValueError):
@@ -78,18 +81,36 @@ class Neutralize(PostProcess):
                                 f"within [0, 1]") from None
         if not 0.0 <= proportion <= 1.0:
             raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
+        if features is not None and (not isinstance(features, str) or not features):
+            raise NumerlabError(f"postprocess.features={features!r} must name a feature set "
+                                f"of features.json (e.g. medium)")
+        if features is not None and columns:
+            raise NumerlabError("postprocess.features and postprocess.columns are both set: "
+                                "choose one")
         self.proportion = proportion
         self.columns = [str(c) for c in columns] if columns else []
+        self.feature_set = features
+
+    def neutralizer_columns(self, dataset: Dataset) -> list[str]:
+        """The columns to neutralize against: those the loader resolved for post-processing
+        (`dataset.postprocess_columns`), else `columns`, else the model's features."""
+        if (self.feature_set or self.columns) and dataset.postprocess_columns is not None:
+            return dataset.postprocess_columns
+        if self.feature_set:
+            raise NumerlabError(f"postprocess.features={self.feature_set}: the set's columns "
+                                f"were not loaded with these rows (pipeline.load_data loads "
+                                f"them)")
+        return self.columns or dataset.feature_names
 
     def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
+        names = self.neutralizer_columns(dataset)
         features = dataset.features
-        if self.columns:
-            missing = [n for n in self.columns if n not in dataset.feature_names]
-            if missing:
-                raise NumerlabError(
-                    f"postprocess.columns: {missing[0]!r} is not among the loaded features")
-            index = [dataset.feature_names.index(n) for n in self.columns]
-            features = dataset.features[:, index]
+        if names != dataset.feature_names:
+            try:
+                features = dataset.feature_columns(names)
+            except KeyError as missing:
+                raise NumerlabError(f"postprocess.columns: {missing.args[0]!r} is not among "
+                                    f"the loaded features") from None
         neutral = neutralize_per_era(frame["prediction"].to_numpy(), features,
                                      dataset.eras, proportion=self.proportion)
         return frame.with_columns(prediction=pl.Series(neutral))
@@ -98,6 +119,10 @@ class Neutralize(PostProcess):
         from numerlab.export import Neutralization
         from numerlab.scoring import NEUTRALIZE_RCOND
 
+        if self.feature_set:
+            raise NumerlabError(f"postprocess.features={self.feature_set} cannot be exported "
+                                f"yet: list its columns with postprocess.columns (among the "
+                                f"model's features)")
         names = self.columns or feature_names
         missing = [name for name in names if name not in feature_names]
         if missing:

@@ -26,6 +26,11 @@ class Dataset:
     era_labels: the distinct eras in era order, and era_index (n,) int32 each row's position
                 in it: computed once by the loader (np.unique over the object array of eras
                 takes seconds at full v5 size); derived here when not given
+    extra_features: (n, e) int8 feature columns named by `extra_names`, loaded beside the
+                model's only for post-processing (`postprocess.features`: validation, live)
+    postprocess_columns: the feature columns post-processing works on, resolved by the
+                loader from `postprocess.features` / `postprocess.columns` (among
+                `feature_names` and `extra_names`); None: post-processing names none
     """
 
     ids: np.ndarray
@@ -38,6 +43,9 @@ class Dataset:
     aux_names: list[str] = field(default_factory=list)
     era_labels: list[str] | None = None
     era_index: np.ndarray | None = None
+    extra_features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.int8))
+    extra_names: list[str] = field(default_factory=list)
+    postprocess_columns: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -51,6 +59,11 @@ class Dataset:
             raise ValueError("ids, eras and target must have the same length")
         if self.aux.size == 0:
             self.aux = np.empty((n, 0), dtype=np.float32)
+        if self.extra_features.size == 0 and not self.extra_names:
+            self.extra_features = np.empty((n, 0), dtype=np.int8)
+        if self.extra_features.shape != (n, len(self.extra_names)):
+            raise ValueError(f"extra_features shape {self.extra_features.shape} != "
+                             f"({n}, {len(self.extra_names)})")
         if self.era_labels is None or self.era_index is None:
             from numerlab.data.v5 import sort_eras
 
@@ -89,7 +102,25 @@ class Dataset:
             aux_names=self.aux_names,
             era_labels=[self.era_labels[i] for i in used],
             era_index=recode[index],
+            extra_features=np.ascontiguousarray(self.extra_features[mask_or_index]),
+            extra_names=self.extra_names,
+            postprocess_columns=self.postprocess_columns,
         )
+
+    def feature_columns(self, names: list[str]) -> np.ndarray:
+        """(n, len(names)) int8: the named columns, from `features` or `extra_features`
+        (a copy). KeyError naming the first column that is in neither."""
+        where = {name: (self.features, j) for j, name in enumerate(self.feature_names)}
+        where.update({name: (self.extra_features, j) for j, name in enumerate(self.extra_names)
+                      if name not in where})
+        missing = [name for name in names if name not in where]
+        if missing:
+            raise KeyError(missing[0])
+        out = np.empty((len(self), len(names)), dtype=np.int8)
+        for k, name in enumerate(names):
+            matrix, j = where[name]
+            out[:, k] = matrix[:, j]
+        return out
 
     def take_eras(self, eras: list[str]) -> Dataset:
         """The rows of the given eras (labels of this dataset). Rows are sorted by era, so

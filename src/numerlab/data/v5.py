@@ -164,7 +164,8 @@ class Splits:
 
 def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
                 target_cfg: Mapping[str, Any],
-                splits: Sequence[str] = SPLIT_NAMES) -> Splits:
+                splits: Sequence[str] = SPLIT_NAMES,
+                extra_features: Mapping[str, Any] | None = None) -> Splits:
     """Load the requested splits of `data_cfg.dir` with the configured features and targets.
 
     train:      every `era_stride`-th era of train.parquet (the first era is kept), rows with
@@ -174,6 +175,10 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
                 nothing), rows with a NaN target dropped because they cannot be scored.
     live:       every row of live.parquet; targets NaN (absent target columns are allowed).
     All splits are sorted by era (stable).
+    extra_features: {set, columns, key} naming the columns post-processing works on (see
+                `pipeline.postprocess_columns`); validation and live get them as
+                `postprocess_columns`, those not among the model's features read in the same
+                pass into `extra_features` (no column is read twice).
     """
     unknown = [s for s in splits if s not in SPLIT_NAMES]
     if unknown:
@@ -186,6 +191,9 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
     target_name, aux_names = resolve_targets(meta, target_cfg)
     columns = {"feature_names": feature_names, "target_name": target_name,
                "aux_names": aux_names}
+    postprocess_names = resolve_extra_features(meta, extra_features)
+    scored_columns = {**columns, "extra_names": [c for c in postprocess_names or []
+                                                 if c not in feature_names]}
 
     train = validation = live = None
     if "train" in splits or "validation" in splits:
@@ -209,12 +217,14 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
             raise NumerlabError(
                 f"embargo of {embargo} eras leaves no validation eras (last train era "
                 f"{train_eras[-1]}, last validation era {validation_eras[-1]})")
-        validation = load_split(path, **columns, eras=kept, data_type=data_type,
+        validation = load_split(path, **scored_columns, eras=kept, data_type=data_type,
                                 drop_nan_target=True)
+        validation.postprocess_columns = postprocess_names
         _require_rows(validation, path)
         _require_two_rows_per_era(validation, path)
     if "live" in splits:
-        live = load_split(data_dir / LIVE_FILE, **columns, require_targets=False)
+        live = load_split(data_dir / LIVE_FILE, **scored_columns, require_targets=False)
+        live.postprocess_columns = postprocess_names
     meta_model = read_meta_model(data_dir / META_MODEL_FILE)
     if meta_model is None and "validation" in splits:
         log.warning("no %s in %s: MMC is not computed", META_MODEL_FILE, data_dir)
@@ -222,6 +232,19 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
                   meta_model=meta_model,
                   feature_names=feature_names, target_name=target_name,
                   aux_names=aux_names, data_dir=data_dir)
+
+
+def resolve_extra_features(meta: Mapping[str, Any], extra: Mapping[str, Any] | None
+                           ) -> list[str] | None:
+    """The columns `extra` ({set, columns, key}) names, checked against features.json; errors
+    name `extra["key"]` (e.g. postprocess.features). None for no `extra`."""
+    if extra is None:
+        return None
+    key = extra.get("key", "postprocess.features")
+    try:
+        return resolve_features(meta, {"set": extra.get("set"), "columns": extra.get("columns")})
+    except NumerlabError as exc:
+        raise NumerlabError(f"{key}: {exc}") from None
 
 
 def _require_two_rows_per_era(dataset: Dataset, path: Path) -> None:
@@ -322,30 +345,32 @@ def split_eras(path: str | Path, data_type: str | None = None) -> list[str]:
 def load_split(path: str | Path, feature_names: Sequence[str], target_name: str,
                aux_names: Sequence[str] = (), *, eras: Iterable[str] | None = None,
                data_type: str | None = None, drop_nan_target: bool = False,
-               require_targets: bool = True) -> Dataset:
+               require_targets: bool = True, extra_names: Sequence[str] = ()) -> Dataset:
     """Rows of one v5-layout parquet file as a Dataset, sorted by era (stable).
 
     eras:            keep only rows of these eras (None: all)
     data_type:       keep only rows whose `data_type` equals it (None: all)
     drop_nan_target: drop rows whose `target_name` is NaN
     require_targets: if False, absent target/aux columns read as NaN (live.parquet)
+    extra_names:     more feature columns, read in the same pass into `extra_features`
     Only `id`, `era`, the features, the targets (and `data_type` when filtering) are read.
     """
     path = Path(path)
     with _open(path) as pf:
         return _load(pf, path, list(feature_names), target_name, list(aux_names), eras,
-                     data_type, drop_nan_target, require_targets)
+                     data_type, drop_nan_target, require_targets, list(extra_names))
 
 
 def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name: str,
           aux_names: list[str], eras: Iterable[str] | None, data_type: str | None,
-          drop_nan_target: bool, require_targets: bool) -> Dataset:
+          drop_nan_target: bool, require_targets: bool, extra_names: list[str] = ()
+          ) -> Dataset:
     schema = pf.schema_arrow  # a property that rebuilds the schema on every access
     targets = [target_name, *aux_names]
-    _require_columns(schema, path, [ID, ERA, *feature_names,
+    _require_columns(schema, path, [ID, ERA, *feature_names, *extra_names,
                                     *([DATA_TYPE] if data_type is not None else []),
                                     *(targets if require_targets else [])])
-    for name in feature_names:
+    for name in [*feature_names, *extra_names]:
         kind = schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise NumerlabError(f"{path}: feature column {name!r} has type {kind}, "
@@ -388,6 +413,7 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
     era_index = recode[row_era]
     del row_era
     features = _read_features(pf, path, plan, feature_names, n)
+    extra = _read_features(pf, path, plan, list(extra_names), n) if extra_names else None
     return Dataset(
         ids=ids,
         eras=era_objects,
@@ -399,6 +425,7 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
         aux_names=aux_names,
         era_labels=[era_labels[i] for i in used],
         era_index=era_index,
+        **({} if extra is None else {"extra_features": extra, "extra_names": list(extra_names)}),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, pipeline, tracking
+from numerlab import artifacts, diagnostics, pipeline, tracking
 from numerlab.models.base import save_model
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                                                    splits.validation, splits.live,
                                                    splits.meta_model, splits.benchmarks)
         pipeline.write_predictions(stage, validation, live)
+        features = diagnostics.write_run_diagnostics(stage, parts.model, splits.validation,
+                                                     validation)
         metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name,
                                           splits.benchmark_name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
     pipeline.show(metrics)
+    diagnostics.print_footer(features)
     pipeline.log_to_tracker(tracker, metrics, per_era, run_dir, plots)
     log.info("artifacts in %s", run_dir)
     return metrics

@@ -1,0 +1,518 @@
+"""Which run to submit: finished runs side by side (`python run.py task=compare runs=...`).
+
+Runs are run dirs (each with metrics.json), or dirs holding run dirs one or two levels down
+(a sweep dir `multirun/<date>/<time>`, `outputs/`, a CV run's fold dirs). A run is named by
+its distinguishing overrides (`.hydra/overrides.yaml` minus the overrides every compared run
+shares), falling back to its dir name.
+
+Written into the output dir:
+- compare.csv: one row per run, every numeric metrics.json key;
+- plots/compare_cumulative.png: cumulative per-era CORR and MMC (and BMC where a run has it);
+- plots/compare_prediction_corr.png: correlation of the runs' validation predictions, joined
+  by id: Pearson correlation of their within-era percentile ranks over the shared rows;
+- plots/compare_era_corr.png: correlation of the runs' per-era CORR series (shared eras);
+- compare_features.csv: each run's top features (features.parquet);
+- report.html: all of the above on one self-contained page (images inline, base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from numerlab import artifacts
+from numerlab.errors import NumerlabError, message_line
+
+log = logging.getLogger(__name__)
+
+COMPARE_CSV = "compare.csv"
+FEATURES_CSV = "compare_features.csv"
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+CUMULATIVE_PNG = "compare_cumulative.png"
+PREDICTION_CORR_PNG = "compare_prediction_corr.png"
+ERA_CORR_PNG = "compare_era_corr.png"
+FEATURES_FILE = "features.parquet"
+MEMBERS_FILE = "members.parquet"
+
+# Shown in the terminal table and first in compare.csv, in this order, when some run has them.
+HEADLINE = ("corr_mean", "corr_sharpe", "corr_max_drawdown", "mmc_mean", "mmc_sharpe",
+            "bmc_mean", "fnc_mean", "max_feature_exposure", "n_eras")
+SCORES = (("corr", "CORR"), ("mmc", "MMC"), ("bmc", "BMC"))
+LEGEND_CHARS = 100  # longer run names are cut in plot legends (the tables show them whole)
+TOP_FEATURES_SHOWN = 10
+
+
+@dataclass
+class Run:
+    """One finished run: where, what it is called, what it wrote."""
+
+    run_dir: Path
+    name: str
+    overrides: list[str]
+    metrics: dict[str, Any]
+    per_era: pl.DataFrame | None = None
+    features: pl.DataFrame | None = None
+    members: pl.DataFrame | None = None
+    label: str = field(default="")
+
+
+# --- finding and reading runs ---------------------------------------------------------------
+
+def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """The run dirs `paths` name: a dir with metrics.json is a run; any other dir is searched
+    one or two levels down (sweep, outputs/, fold dirs) and its finished runs are taken, the
+    unfinished skipped with a warning. A named run dir without metrics.json, or a dir with no
+    finished run in it, is an error."""
+    from numerlab.summary import find_run_dirs
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(str(raw)).expanduser()
+        if not path.is_dir():
+            raise NumerlabError(f"runs: {path} is not a directory")
+        if (path / artifacts.METRICS).is_file():
+            found.append(path)
+            continue
+        inside = [d for d in find_run_dirs(path) if d != path]
+        finished = [d for d in inside if (d / artifacts.METRICS).is_file()]
+        if not finished:
+            what = (f"has no {artifacts.METRICS} (the run did not finish)" if not inside or
+                    (path / ".hydra").is_dir() else
+                    f"holds no finished run ({len(inside)} run dirs, none with "
+                    f"{artifacts.METRICS})")
+            raise NumerlabError(f"runs: {path} {what}")
+        for skipped in sorted(set(inside) - set(finished)):
+            log.warning("skipping %s: no %s", skipped, artifacts.METRICS)
+        found.extend(finished)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if len(unique) < 1:
+        raise NumerlabError("runs: name at least one run dir or sweep dir")
+    return unique
+
+
+def _read_parquet(path: Path) -> pl.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise NumerlabError(f"{path}: cannot read ({message_line(exc)})") from None
+
+
+def read_run(run_dir: Path) -> Run:
+    from numerlab.summary import read_overrides
+
+    path = run_dir / artifacts.METRICS
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NumerlabError(f"{path}: cannot read ({message_line(exc)})") from None
+    if not isinstance(metrics, dict):
+        raise NumerlabError(f"{path}: not a JSON object")
+    return Run(run_dir=run_dir, name=run_dir.name, overrides=read_overrides(run_dir),
+               metrics=metrics, per_era=_read_parquet(run_dir / artifacts.PER_ERA),
+               features=_read_parquet(run_dir / FEATURES_FILE),
+               members=_read_parquet(run_dir / MEMBERS_FILE))
+
+
+def name_runs(runs: list[Run]) -> None:
+    """Each run's label: its distinguishing overrides (those not every compared run has,
+    `k=v, k=v`), else its dir name; a label two runs share gets the dir appended."""
+    common = set.intersection(*(set(r.overrides) for r in runs)) if len(runs) > 1 else set()
+    labels = [", ".join(o for o in r.overrides if o not in common) or r.name for r in runs]
+    for i, run in enumerate(runs):
+        repeated = labels.count(labels[i]) > 1
+        run.label = f"{labels[i]} ({run.run_dir.parent.name}/{run.name})" if repeated \
+            else labels[i]
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    runs = [read_run(d) for d in run_dirs(paths)]
+    name_runs(runs)
+    return runs
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def _numeric(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def metrics_frame(runs: list[Run]) -> pl.DataFrame:
+    """compare.csv: run (label), the headline metrics any run has, the other numeric
+    metrics, model, target, run_dir."""
+    keys: list[str] = [k for k in HEADLINE if any(k in r.metrics for r in runs)]
+    for run in runs:
+        keys += [k for k, v in run.metrics.items() if k not in keys and _numeric(v)
+                 and not any(k == h for h in HEADLINE)]
+    columns = [pl.Series("run", [r.label for r in runs], dtype=pl.String)]
+    for key in keys:
+        values = [r.metrics.get(key) for r in runs]
+        values = [None if not _numeric(v) else v for v in values]
+        if all(isinstance(v, int) or v is None for v in values):
+            columns.append(pl.Series(key, values, dtype=pl.Int64))
+        else:
+            columns.append(pl.Series(key, [None if v is None else float(v) for v in values],
+                                     dtype=pl.Float64))
+    for key in ("model", "target"):
+        columns.append(pl.Series(key, [str(r.metrics.get(key, "")) for r in runs]))
+    columns.append(pl.Series("run_dir", [str(r.run_dir) for r in runs]))
+    return pl.DataFrame(columns)
+
+
+def features_frame(runs: list[Run]) -> pl.DataFrame:
+    """compare_features.csv: run, kind, rank, feature, value for every run that wrote
+    features.parquet."""
+    parts = [r.features.with_columns(pl.lit(r.label).alias("run"))
+             .select("run", "kind", "rank", "feature", "value")
+             for r in runs if r.features is not None]
+    if not parts:
+        return pl.DataFrame(schema={"run": pl.String, "kind": pl.String, "rank": pl.Int32,
+                                    "feature": pl.String, "value": pl.Float64})
+    return pl.concat(parts)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:+.4f}"
+    return str(value)
+
+
+def shown_metrics(frame: pl.DataFrame) -> list[str]:
+    return [k for k in HEADLINE if k in frame.columns]
+
+
+# The terminal's columns and their short headers (a run name needs the width).
+TERMINAL = {"corr_mean": "CORR mean", "corr_sharpe": "CORR sharpe",
+            "corr_max_drawdown": "CORR max DD", "mmc_mean": "MMC mean", "bmc_mean": "BMC mean",
+            "max_feature_exposure": "max exposure"}
+
+
+def print_table(frame: pl.DataFrame, console: Any = None) -> None:
+    """The runs side by side in the terminal: one row per run (numbered as in the plots),
+    the main metrics, the best value of each column in bold."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    shown = [k for k in TERMINAL if k in frame.columns]
+    table = Table(title="runs compared", header_style="bold", caption="best in bold; "
+                  "every metric in compare.csv, plots in report.html")
+    table.add_column("#", justify="right")
+    table.add_column("run", overflow="fold", min_width=14, ratio=1)
+    for key in shown:
+        table.add_column(TERMINAL[key], justify="right", min_width=7, max_width=8)
+    best = {key: _best(frame, key) for key in shown}
+    for number, row in enumerate(frame.iter_rows(named=True), start=1):
+        cells = [str(number), escape(row["run"])]
+        for key in shown:
+            text = _cell(row[key])
+            cells.append(f"[bold]{text}[/bold]" if row[key] is not None
+                         and row[key] == best[key] and frame.height > 1 else text)
+        table.add_row(*cells)
+    console.print(table)
+
+
+LOWER_IS_BETTER = ("corr_max_drawdown", "max_feature_exposure", "corr_std", "mmc_std")
+
+
+def _best(frame: pl.DataFrame, key: str) -> Any:
+    if key == "n_eras":
+        return None
+    values = [v for v in frame[key].to_list() if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    return min(values) if key in LOWER_IS_BETTER else max(values)
+
+
+# --- correlations ---------------------------------------------------------------------------
+
+def _percentile_by_era(frame: pl.DataFrame, column: str) -> pl.Expr:
+    return ((pl.col(column).rank("average").over("era") - 0.5)
+            / pl.col(column).count().over("era"))
+
+
+def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
+    """(labels, matrix): Pearson correlation of the runs' within-era percentile ranks of
+    their validation predictions, over the ids every run predicted (inner join by id).
+    None when fewer than two runs have predictions."""
+    frames, labels = [], []
+    for i, run in enumerate(runs):
+        path = run.run_dir / artifacts.VALIDATION_PREDICTIONS
+        predictions = _read_parquet(path)
+        if predictions is None:
+            log.warning("%s: no %s, left out of the prediction correlations", run.run_dir,
+                        artifacts.VALIDATION_PREDICTIONS)
+            continue
+        frames.append(predictions.select("id", "era", pl.col("prediction").alias(f"p{i}")))
+        labels.append(run.label)
+    if len(frames) < 2:
+        return None
+    joined = frames[0]
+    for other in frames[1:]:
+        joined = joined.join(other.drop("era"), on="id", how="inner")
+    if joined.height < 3:
+        raise NumerlabError(f"the runs' validation predictions share {joined.height} ids: "
+                            f"nothing to correlate (were they run on the same data?)")
+    value_columns = [c for c in joined.columns if c.startswith("p")]
+    ranks = joined.select(_percentile_by_era(joined, c).alias(c) for c in value_columns)
+    return labels, np.corrcoef(ranks.to_numpy().T)
+
+
+def era_corr_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
+    """(labels, matrix): Pearson correlation of the runs' per-era CORR over the eras they
+    all scored. None when fewer than two runs have per_era.parquet."""
+    with_eras = [(i, r) for i, r in enumerate(runs) if r.per_era is not None]
+    if len(with_eras) < 2:
+        return None
+    joined = with_eras[0][1].per_era.select("era", pl.col("corr").alias("c0"))
+    for k, (_, run) in enumerate(with_eras[1:], start=1):
+        joined = joined.join(run.per_era.select("era", pl.col("corr").alias(f"c{k}")),
+                             on="era", how="inner")
+    if joined.height < 3:
+        return None
+    values = joined.drop("era").to_numpy().T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.corrcoef(values)
+    return [r.label for _, r in with_eras], np.atleast_2d(matrix)
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+def _short(label: str, limit: int = LEGEND_CHARS) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
+    """One figure, one panel per score (CORR, MMC, BMC where some run has it): each run's
+    cumulative per-era score over the eras (era labels on a shared x axis)."""
+    with_eras = [r for r in runs if r.per_era is not None]
+    if not with_eras:
+        return None
+    from numerlab.data.v5 import sort_eras
+
+    scores = [(c, title) for c, title in SCORES
+              if any(c in r.per_era.columns and r.per_era[c].is_not_null().any()
+                     and not r.per_era[c].is_nan().all() for r in with_eras)]
+    eras = sort_eras({e for r in with_eras for e in r.per_era["era"].to_list()})
+    position = {e: i for i, e in enumerate(eras)}
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(scores), 1, figsize=(10, 3.2 * len(scores) + 1.2),
+                             sharex=True, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (column, title) in zip(axes[:, 0], scores, strict=True):
+        for i, run in enumerate(with_eras):
+            if column not in run.per_era.columns:
+                continue
+            frame = run.per_era.select("era", pl.col(column).cast(pl.Float64).fill_nan(None))
+            frame = frame.drop_nulls()
+            if not frame.height:
+                continue
+            x = np.array([position[e] for e in frame["era"].to_list()])
+            ax.plot(x, np.cumsum(frame[column].to_numpy()), color=colors(i % 10),
+                    linewidth=1.6, label=f"{i + 1}: {_short(run.label)}")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_ylabel(f"cumulative {title}")
+        ax.set_title(f"Cumulative per-era validation {title}", fontsize=11, loc="left")
+        ax.grid(alpha=0.3)
+    step = max(1, len(eras) // 12)
+    axes[-1, 0].set_xticks(range(0, len(eras), step), eras[::step], rotation=45)
+    axes[-1, 0].set_xlabel("era")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower left", ncol=1, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.01, 0.0))
+    fig.tight_layout(rect=(0, min(0.5, 0.03 * len(labels) + 0.02), 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_matrix(labels: list[str], matrix: np.ndarray, title: str, path: Path) -> Path:
+    """A correlation heatmap with the value in every cell; runs numbered on the axes and
+    named in a key below (full names are too long for tick labels)."""
+    plt = _pyplot()
+    n = len(labels)
+    size = max(4.5, 0.9 * n + 2.5)
+    key_lines = [f"{i + 1}: {_short(label, 90)}" for i, label in enumerate(labels)]
+    fig, ax = plt.subplots(figsize=(size + 1.5, size + 0.28 * n))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+    ticks = [str(i + 1) for i in range(n)]
+    ax.set_xticks(range(n), ticks)
+    ax.set_yticks(range(n), ticks)
+    ax.set_xlabel("run")
+    ax.set_ylabel("run")
+    for i in range(n):
+        for j in range(n):
+            value = matrix[i, j]
+            text = "—" if not np.isfinite(value) else f"{value:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=10,
+                    color="white" if np.isfinite(value) and abs(value) > 0.6 else "black")
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="correlation")
+    fig.text(0.02, 0.01, "\n".join(key_lines), fontsize=8.5, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, 0.035 * n + 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- the page -------------------------------------------------------------------------------
+
+def _html_table(frame: pl.DataFrame, columns: list[str], best: dict[str, Any] | None = None
+                ) -> str:
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for c in columns:
+            value = row[c]
+            text = html.escape(_cell(value))
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            strong = best is not None and value is not None and best.get(c) == value
+            cells.append(f"<td class=\"{'num' if numeric else 'txt'}\">"
+                         f"{'<b>' + text + '</b>' if strong else text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _image(path: Path | None, alt: str, css: str = "wide") -> str:
+    if path is None:
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img class="{css}" alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{data}"></figure>')
+
+
+def _features_html(runs: list[Run]) -> str:
+    parts = []
+    for kind, title in (("exposure", "exposure (mean |corr| per era)"),
+                        ("gain", "gain importance (share of total gain)")):
+        rows = [(n, r) for n, r in enumerate(runs, start=1) if r.features is not None
+                and r.features.filter(pl.col("kind") == kind).height]
+        if not rows:
+            continue
+        head = "".join(f"<th title=\"{html.escape(r.label)}\">run {n}: "
+                       f"{html.escape(_short(r.label, 40))}</th>" for n, r in rows)
+        lines = []
+        for rank in range(1, TOP_FEATURES_SHOWN + 1):
+            cells = []
+            for _, run in rows:
+                hit = run.features.filter((pl.col("kind") == kind) & (pl.col("rank") == rank))
+                cells.append("<td class=\"txt\"></td>" if not hit.height else
+                             f"<td class=\"txt\">{html.escape(hit['feature'][0])} "
+                             f"<span class=\"dim\">{hit['value'][0]:.3f}</span></td>")
+            lines.append(f"<tr><td class=\"num\">{rank}</td>{''.join(cells)}</tr>")
+        parts.append(f"<h3>Top features by {html.escape(title)}</h3><table><thead><tr>"
+                     f"<th>#</th>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+    return "".join(parts) or "<p class=\"dim\">No run wrote features.parquet.</p>"
+
+
+def _members_html(runs: list[Run]) -> str:
+    parts = []
+    for run in runs:
+        if run.members is None:
+            continue
+        parts.append(f"<h3>{html.escape(run.label)}</h3>"
+                     + _html_table(run.members, run.members.columns))
+    return ("<h2>Ensemble members</h2>" + "".join(parts)) if parts else ""
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+h3{font-size:1rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}
+th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.txt{word-break:break-word;max-width:28rem}
+figure{margin:.5rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
+img.square{max-width:720px}
+.dim{color:#777}
+"""
+
+
+def render_html(runs: list[Run], frame: pl.DataFrame, images: dict[str, Path | None],
+                title: str = "numerlab: runs compared") -> str:
+    frame = frame.with_columns(pl.int_range(1, frame.height + 1).alias("#"))
+    shown = ["#", "run", *shown_metrics(frame)]
+    best = {k: _best(frame, k) for k in shown_metrics(frame)} if frame.height > 1 else None
+    dirs = pl.DataFrame({"#": list(range(1, len(runs) + 1)),
+                         "run": [r.label for r in runs],
+                         "model": [str(r.metrics.get("model", "")) for r in runs],
+                         "target": [str(r.metrics.get("target", "")) for r in runs],
+                         "run dir": [str(r.run_dir) for r in runs]})
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        (f"<p class=\"dim\">{len(runs)} runs, named by the overrides that tell them apart. "
+        f"Best value of each metric in bold (lowest for drawdown and exposure).</p>"),
+        "<h2>Metrics</h2>", _html_table(frame, shown, best),
+        "<h2>Cumulative per-era scores</h2>",
+        _image(images.get("cumulative"), "cumulative per-era scores"),
+        "<h2>Correlation of validation predictions</h2>",
+        ("<p class=\"dim\">Pearson correlation of within-era percentile ranks, over the ids "
+        "every run predicted.</p>"),
+        _image(images.get("prediction_corr"), "prediction correlation", "square") or
+        "<p class=\"dim\">Needs two runs with predictions/validation.parquet.</p>",
+        "<h2>Correlation of per-era CORR</h2>",
+        _image(images.get("era_corr"), "per-era CORR correlation", "square") or
+        "<p class=\"dim\">Needs two runs sharing at least 3 scored eras.</p>",
+        "<h2>Feature diagnostics</h2>", _features_html(runs),
+        _members_html(runs),
+        "<h2>Runs</h2>", _html_table(dirs, dirs.columns),
+    ]
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(s for s in sections if s) + "</body></html>\n")
+
+
+def build_report(paths: Sequence[str | Path], out_dir: Path, console: Any = None
+                 ) -> pl.DataFrame:
+    """Compare the runs `paths` name; write compare.csv, compare_features.csv, the plots and
+    report.html into `out_dir`; print the table. Returns the compare.csv frame."""
+    runs = load_runs(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = metrics_frame(runs)
+    frame.write_csv(out_dir / COMPARE_CSV)
+    features_frame(runs).write_csv(out_dir / FEATURES_CSV)
+    plots = out_dir / PLOTS_DIR
+    images: dict[str, Path | None] = {"cumulative": plot_cumulative(runs,
+                                                                    plots / CUMULATIVE_PNG)}
+    predictions = prediction_correlation(runs)
+    images["prediction_corr"] = None if predictions is None else plot_matrix(
+        *predictions, "Correlation of validation predictions (within-era ranks)",
+        plots / PREDICTION_CORR_PNG)
+    eras = era_corr_correlation(runs)
+    images["era_corr"] = None if eras is None else plot_matrix(
+        *eras, "Correlation of per-era CORR between runs", plots / ERA_CORR_PNG)
+    (out_dir / REPORT_HTML).write_text(render_html(runs, frame, images))
+    print_table(frame, console)
+    return frame

@@ -1,0 +1,147 @@
+"""Feature diagnostics of a run: which features its validation predictions lean on.
+
+- exposure of feature j = mean over eras of |pearson(prediction, feature_j)| within the era
+  (features constant in an era are skipped there), on the predictions as submitted (after
+  post-processing);
+- gain importance (GBDT models, and the GBDT members of an ensemble, weight-averaged): the
+  library's total split gain per feature, normalized to sum 1.
+
+`write_run_diagnostics` writes the top TOP_N of each into `features.parquet` (columns
+`kind` exposure|gain, `rank` 1.., `feature`, `value`) and, for an ensemble,
+`members.parquet`; `footer` is the line under the terminal table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from numerlab.data.dataset import Dataset
+from numerlab.errors import NumerlabError
+
+FEATURES_FILE = "features.parquet"
+MEMBERS_FILE = "members.parquet"
+TOP_N = 20
+FOOTER_N = 3
+MEMORY_BUDGET_BYTES = 128 * 2**20
+KINDS = ("exposure", "gain")
+
+
+def feature_exposures(predictions: np.ndarray, features: np.ndarray, era_codes: np.ndarray,
+                      n_eras: int) -> np.ndarray:
+    """(k,) mean over eras of |pearson(predictions, features[:, j])| within each era; NaN
+    for a feature constant in every era. Features are converted to float a bounded block of
+    columns at a time."""
+    from numerlab.scoring import EraSegments
+
+    segments = EraSegments.of(np.asarray(era_codes), n_eras)
+    pred = segments.center(np.asarray(predictions, dtype=np.float64)[segments.order])
+    pred_ss = segments.sums(pred * pred)
+    n, k = features.shape
+    out = np.full(k, np.nan)
+    step = max(1, MEMORY_BUDGET_BYTES // (3 * 8 * max(n, 1)))
+    for first in range(0, k, step):
+        block = segments.center(features[segments.order, first:first + step].astype(np.float64))
+        cov = segments.sums(block * pred[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.abs(cov / np.sqrt(pred_ss[:, None] * segments.sums(block * block)))
+        corr[~np.isfinite(corr)] = np.nan
+        defined = ~np.isnan(corr).all(axis=0)
+        out[first:first + step][defined] = np.nanmean(corr[:, defined], axis=0)
+    return out
+
+
+def gain_importance(model: Any, n_features: int) -> np.ndarray | None:
+    """(k,) total split gain per feature normalized to sum 1 for a LightGBM or XGBoost
+    model, the weighted mean over the GBDT members of an ensemble; None for other models."""
+    members = getattr(model, "models", None)
+    if members is not None and hasattr(model, "weights"):
+        parts = [(w, gain_importance(m, n_features)) for w, m in zip(model.weights, members,
+                                                                     strict=True)]
+        parts = [(w, g) for w, g in parts if g is not None and w > 0]
+        if not parts:
+            return None
+        total = sum(w for w, _ in parts)
+        return sum(w * g for w, g in parts) / total
+    booster = getattr(model, "booster", None)
+    if booster is None:
+        return None
+    gain = np.zeros(n_features)
+    if hasattr(booster, "feature_importance"):  # LightGBM
+        gain[:] = booster.feature_importance(importance_type="gain")
+    elif hasattr(booster, "get_score"):  # XGBoost: features named f0.. (fit on an array)
+        for name, value in booster.get_score(importance_type="total_gain").items():
+            gain[int(name.removeprefix("f"))] = value
+    else:
+        return None
+    total = gain.sum()
+    return gain / total if total > 0 else gain
+
+
+def top_features(kind: str, values: np.ndarray, names: list[str], n: int = TOP_N
+                 ) -> pl.DataFrame:
+    """The `n` features with the largest values (NaN last) as rows kind, rank, feature,
+    value."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")[:n]
+    order = [i for i in order if np.isfinite(values[i])]
+    return pl.DataFrame({"kind": [kind] * len(order),
+                         "rank": pl.Series(range(1, len(order) + 1), dtype=pl.Int32),
+                         "feature": [names[i] for i in order],
+                         "value": values[order] if order else np.empty(0)},
+                        schema={"kind": pl.String, "rank": pl.Int32, "feature": pl.String,
+                                "value": pl.Float64})
+
+
+def feature_diagnostics(model: Any, dataset: Dataset, frame: pl.DataFrame,
+                        n: int = TOP_N) -> pl.DataFrame:
+    """The top `n` features by exposure of `frame["prediction"]` (rows aligned with
+    `dataset`, checked by id) and, where the model has it, by gain importance."""
+    if frame.height != len(dataset) or not frame["id"].equals(
+            pl.Series("id", dataset.ids, dtype=pl.String)):
+        raise NumerlabError("predictions and features are not aligned by id")
+    exposure = feature_exposures(frame["prediction"].to_numpy(), dataset.features,
+                                 dataset.era_index, dataset.n_eras)
+    parts = [top_features("exposure", exposure, dataset.feature_names, n)]
+    gain = gain_importance(model, len(dataset.feature_names))
+    if gain is not None:
+        parts.append(top_features("gain", gain, dataset.feature_names, n))
+    return pl.concat(parts)
+
+
+def write_run_diagnostics(out_dir: Path, model: Any, dataset: Dataset,
+                          frame: pl.DataFrame) -> pl.DataFrame:
+    """features.parquet (and members.parquet for an ensemble) in `out_dir`; returns the
+    features frame for `footer`."""
+    features = feature_diagnostics(model, dataset, frame)
+    features.write_parquet(Path(out_dir) / FEATURES_FILE)
+    if hasattr(model, "member_predictions"):
+        from numerlab.models.ensemble import members_frame
+
+        members_frame(model, dataset, frame).write_parquet(Path(out_dir) / MEMBERS_FILE)
+    return features
+
+
+def footer(features: pl.DataFrame, n: int = FOOTER_N) -> str:
+    """One line per kind: `top exposure: a 0.123, b 0.101, ...` (names without their
+    `feature_` prefix, to fit a terminal line)."""
+    lines = []
+    for kind in KINDS:
+        rows = features.filter((pl.col("kind") == kind) & (pl.col("rank") <= n))
+        if rows.height:
+            cells = ", ".join(f"{f.removeprefix('feature_')} {v:.3f}" for f, v in zip(rows["feature"], rows["value"],
+                                                             strict=True))
+            lines.append(f"top {kind}: {cells}")
+    return "\n".join(lines)
+
+
+def print_footer(features: pl.DataFrame) -> None:
+    """The footer under the terminal metrics table (dim)."""
+    from rich.console import Console
+
+    text = footer(features)
+    if text:
+        Console().print(text, style="dim", highlight=False)
