@@ -420,8 +420,10 @@ def _features_html(runs: list[Run]) -> str:
             continue
         head = "".join(f"<th title=\"{html.escape(r.label)}\">run {n}: "
                        f"{html.escape(_short(r.label, 40))}</th>" for n, r in rows)
+        deepest = max(int(r.features.filter(pl.col("kind") == kind)["rank"].max())
+                      for _, r in rows)
         lines = []
-        for rank in range(1, TOP_FEATURES_SHOWN + 1):
+        for rank in range(1, min(TOP_FEATURES_SHOWN, deepest) + 1):
             cells = []
             for _, run in rows:
                 hit = run.features.filter((pl.col("kind") == kind) & (pl.col("rank") == rank))
