@@ -105,3 +105,14 @@ def test_a_cv_sweep_optimizes_the_cv_score(tmp_path, small_data_dir):
         assert metrics["n_folds"] == 3
         assert row["corr_sharpe"] == pytest.approx(metrics["corr_sharpe"], abs=1e-12)
     assert summary["corr_sharpe"].is_sorted(descending=True)
+
+
+def test_an_ensemble_is_a_model_like_any_other_in_cv(tmp_path, small_data_dir):
+    run_dir = tmp_path / "ensemble"
+    metrics = run_job(compose([*SMALL_DATA, f"data.dir={small_data_dir}", *CV,
+                               "model=ensemble", "model.members=[lgbm,xgboost]",
+                               "model.overrides.lgbm={num_boost_round:30}",
+                               "model.overrides.xgboost={num_boost_round:30}"]), run_dir)
+    assert metrics["model"] == "ensemble" and metrics["n_folds"] == 3
+    oof = pl.read_parquet(run_dir / "predictions" / "oof.parquet")
+    assert oof["prediction"].is_not_null().all() and oof["fold"].n_unique() == 3

@@ -151,7 +151,16 @@ class Dataset:
             aux_names=self.aux_names,
             era_labels=[*self.era_labels, *later.era_labels],
             era_index=np.concatenate([self.era_index, later.era_index + offset]),
+            **self._extras_with(later),
         )
+
+    def _extras_with(self, later: Dataset) -> dict:
+        """The post-processing columns of both, when both have the same ones."""
+        if self.extra_names != later.extra_names or not self.extra_names:
+            return {}
+        return {"extra_features": np.concatenate([self.extra_features, later.extra_features]),
+                "extra_names": self.extra_names,
+                "postprocess_columns": self.postprocess_columns}
 
     def _era_sorted(self) -> bool:
         if not hasattr(self, "_sorted"):
@@ -166,6 +175,8 @@ class Dataset:
             target_name=self.target_name, aux=self.aux[rows], aux_names=self.aux_names,
             era_labels=self.era_labels[first_era:end_era],
             era_index=self.era_index[rows] - first_era,
+            extra_features=self.extra_features[rows], extra_names=self.extra_names,
+            postprocess_columns=self.postprocess_columns,
         )
 
     def with_known_target(self) -> Dataset:

@@ -41,7 +41,8 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     cv.select_eras(str(cfg.cv.eras), [], [])  # checks the value
     data_cfg = OmegaConf.merge(cfg.data, {"era_stride": 1, "embargo_eras": 0})
     wanted = ("train", "validation") if cfg.cv.eras == "all" else ("train",)
-    splits = data.load_splits(data_cfg, cfg.features, cfg.target, splits=wanted)
+    splits = data.load_splits(data_cfg, cfg.features, pipeline.target_config(cfg),
+                              splits=wanted, extra_features=pipeline.postprocess_columns(cfg))
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
     return rows, pipeline.with_benchmarks(cfg, splits)
@@ -63,7 +64,7 @@ def fit_fold(cfg: DictConfig, rows: Dataset, fold: cv.Fold, run_dir: Path,
     pipeline.fit_model(cfg, rows.take_eras(list(fold.train_eras)),
                        run_dir / "folds" / f"fold-{fold.index}", model, tracker)
     test = rows.take_eras(list(fold.test_eras))
-    return np.asarray(model.predict(test.features), dtype=np.float64)
+    return pipeline.predict_frame(model, test)["prediction"].to_numpy()
 
 
 def fit_folds(cfg: DictConfig, rows: Dataset, folds: list[cv.Fold], run_dir: Path
@@ -147,6 +148,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         plots.append(Path(report.plot_folds(per_era, folds_frame,
                                             stage / artifacts.PLOTS_DIR).name))
     report.print_folds(folds_frame)
-    pipeline.show(metrics, what=f"{len(folds)}-fold walk-forward CV")
+    pipeline.show(metrics, what=f"CV, {len(folds)} folds")
     pipeline.log_to_tracker(tracking.active(), metrics, per_era, run_dir, plots)
     return metrics
