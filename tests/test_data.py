@@ -650,3 +650,22 @@ def test_target_unknown_everywhere_is_named(v5_copy):
     with pytest.raises(NumerlabError, match="target_agnes_20"):
         data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"),
                          {"name": "target_agnes_20", "aux": []})
+
+
+def test_synthetic_files_keep_id_as_the_pandas_index(small_dir):
+    import pandas as pd
+
+    for name in ("train.parquet", "validation.parquet", "live.parquet", "meta_model.parquet",
+                 "validation_benchmark_models.parquet"):
+        frame = pd.read_parquet(small_dir / name)
+        assert frame.index.name == "id" and "id" not in frame.columns, name
+        assert frame.index.is_unique, name
+
+
+def test_a_data_dir_without_meta_model_warns_once(v5_copy, caplog):
+    (v5_copy / "meta_model.parquet").unlink()
+    with caplog.at_level("WARNING"):
+        splits = data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+    assert splits.meta_model is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"no meta_model.parquet in {v5_copy}: MMC is not computed"]

@@ -492,3 +492,25 @@ def test_run_py_missing_device_prints_one_line(small_data_dir, tmp_path):
         "(torch.cuda.is_available() is False)"
     ) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_resume_keeps_the_best_holdout_epoch_from_before(train_set, valid_set, tmp_path):
+    # lr=0: every epoch scores the same on the holdout, so the first epoch stays the best
+    # (a later epoch must be strictly better); a resume into a new dir must not forget it
+    fit("mlp", train_set, valid_set, tmp_path / "first", "trainer.max_epochs=2",
+        "model.patience=null", "model.lr=0")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = fit("mlp", train_set, valid_set, tmp_path / "resumed", "trainer.max_epochs=3",
+                  "model.patience=null", "model.lr=0", ckpt_path=str(last))
+    best = tmp_path / "resumed" / "checkpoints" / "best.ckpt"
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+    assert Path(resumed.best_checkpoint) == best
+
+
+def test_lightning_lines_print_once_without_flops_clutter(small_data_dir, tmp_path):
+    proc = run_cli(small_run(small_data_dir, tmp_path / "run", "model=mlp",
+                             "trainer.max_epochs=1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert out.count("Seed set to 42") == 1, out[-3000:]
+    assert "Total FLOPs" not in out and "network MLP:" in out
