@@ -31,7 +31,13 @@ import polars as pl
 from omegaconf import OmegaConf
 
 from numerlab.errors import NumerlabError
-from numerlab.staking import StakeInputs, StakePolicy, config_number, propose
+from numerlab.staking import (
+    StakeInputs,
+    StakePolicy,
+    config_number,
+    propose,
+    require_exact_keys,
+)
 
 PAYOUT_PREFIX = "payout"
 PAYOUT_KEYS = ("corr_mult", "mmc_mult", "clip", "payout_factor", "resolution_lag_eras")
@@ -57,14 +63,8 @@ class PayoutRule:
         if not isinstance(cfg, Mapping):
             raise NumerlabError(f"{PAYOUT_PREFIX}={cfg!r}: must be a mapping with keys "
                                 f"{', '.join(PAYOUT_KEYS)}")
-        for key in cfg:
-            if key not in PAYOUT_KEYS:
-                raise NumerlabError(f"{PAYOUT_PREFIX}.{key}: unknown key; allowed: "
-                                    f"{', '.join(PAYOUT_KEYS)}")
-        for key in PAYOUT_KEYS:
-            if key not in cfg:
-                raise NumerlabError(f"{PAYOUT_PREFIX}.{key}: missing (keys: "
-                                    f"{', '.join(PAYOUT_KEYS)})")
+        require_exact_keys(cfg, PAYOUT_PREFIX, PAYOUT_KEYS,
+                           lambda key: f"keys: {', '.join(PAYOUT_KEYS)}")
 
         def number(key: str, **bounds: Any) -> Any:
             return config_number(key, cfg[key], prefix=PAYOUT_PREFIX, **bounds)

@@ -150,6 +150,18 @@ def tournament_switch(cfg: DictConfig, key: str) -> bool:
     return value
 
 
+def upload_client(cfg: DictConfig) -> tuple[bool, str | None, Any]:
+    """(submit?, tournament.model_name, client or None): with `tournament.submit=true` the
+    keys and the model are checked now, before any work is done."""
+    submit = tournament_switch(cfg, "submit")
+    model_name = cfg.tournament.get("model_name")
+    if not submit:
+        return False, model_name, None
+    client = tournament_client(cfg)
+    client.model_id(model_name)
+    return True, model_name, client
+
+
 def data_fetcher(cfg: DictConfig) -> Any:
     """`fetch(version, data_dir, files=None) -> (version, paths)`: sync Numerai data
     `version` (None = the newest listed) into `data_dir` over `cfg.tournament`, only what

@@ -165,22 +165,12 @@ def write_split(dataset: Dataset, path: Path) -> None:
             writer.write_table(pa.Table.from_arrays(columns, names=names))
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"data": {"dir": x}} -> {"data.dir": x}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def read_manifest(cfg: DictConfig) -> dict[str, Any]:
     """The features stage's manifest; refused when the params file in hand holds other
     values for the keys the features were made from (a stage run by hand after a change).
     Keys the params file does not hold are not compared: a stage reads only its own."""
+    from numerlab.summary import flatten
+
     manifest = json.loads(need(FEATURES_MANIFEST, "features").read_text())
     made_from = flatten(manifest.get("params") or {})
     in_hand = flatten(selected(cfg, [k for k in FEATURE_PARAMS

@@ -21,7 +21,7 @@ Pure: numpy and polars only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,18 @@ def config_number(key: str, value: Any, *, minimum: float | None = None,
     return number
 
 
+def require_exact_keys(mapping: Mapping[str, Any], prefix: str, keys: Sequence[str],
+                       hint: Callable[[str], str]) -> None:
+    """One line naming the first unknown key of `mapping` (listing `keys`), or the first of
+    `keys` it lacks (with `hint(key)`)."""
+    for key in mapping:
+        if key not in keys:
+            raise NumerlabError(f"{prefix}.{key}: unknown key; allowed: {', '.join(keys)}")
+    for key in keys:
+        if key not in mapping:
+            raise NumerlabError(f"{prefix}.{key}: missing ({hint(key)})")
+
+
 @dataclass(frozen=True)
 class Caps:
     """Bounds every proposal obeys (NMR). `max_stake`/`max_change` None = no limit."""
@@ -85,14 +97,8 @@ class Caps:
         if not isinstance(caps, Mapping):
             raise NumerlabError(f"{CONFIG_PREFIX}.caps={caps!r}: must be a mapping with keys "
                                 f"{', '.join(CAP_KEYS)}")
-        for key in caps:
-            if key not in CAP_KEYS:
-                raise NumerlabError(f"{CONFIG_PREFIX}.caps.{key}: unknown key; allowed: "
-                                    f"{', '.join(CAP_KEYS)}")
-        for key in CAP_KEYS:
-            if key not in caps:
-                raise NumerlabError(f"{CONFIG_PREFIX}.caps.{key}: missing (allowed: a number "
-                                    ">= 0" + ("" if key == "min_wallet" else ", or null") + ")")
+        require_exact_keys(caps, f"{CONFIG_PREFIX}.caps", CAP_KEYS, lambda key: (
+            "allowed: a number >= 0" + ("" if key == "min_wallet" else ", or null")))
         return cls(
             max_stake=config_number("caps.max_stake", caps["max_stake"], minimum=0,
                                     allow_none=True),

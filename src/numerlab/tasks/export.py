@@ -34,12 +34,7 @@ EXPORT_FILE = "export.json"
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
     saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR)
-    submit = pipeline.tournament_switch(cfg, "submit")
-    model_name = cfg.tournament.get("model_name")
-    client = None
-    if submit:  # keys and model checked before the export
-        client = pipeline.tournament_client(cfg)
-        client.model_id(model_name)
+    submit, model_name, client = pipeline.upload_client(cfg)  # checked before the export
     postprocess = OmegaConf.to_container(pipeline.saved_config(cfg, saved).postprocess,
                                          resolve=True)
     with artifacts.staged(job_dir) as stage:

@@ -44,17 +44,12 @@ DRY_RUN = "dry run"
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
     saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR)
-    submit = pipeline.tournament_switch(cfg, "submit")
-    model_name = cfg.tournament.get("model_name")
     run_cfg = pipeline.saved_config(cfg, saved)
     postprocess = registry.build(run_cfg.postprocess, "postprocess", PostProcess)
     source = build_source(run_cfg.data)
 
-    client, round_number = None, None
-    if submit:  # fail before predicting: keys, model, round
-        client = pipeline.tournament_client(cfg)
-        client.model_id(model_name)
-        round_number = open_round(client)
+    submit, model_name, client = pipeline.upload_client(cfg)  # before predicting
+    round_number = open_round(client) if submit else None
 
     model, feature_names = load_model(saved / artifacts.MODEL_DIR)
     data_dir = source.prepare(fetch=pipeline.data_fetcher(cfg), fresh=(LIVE_FILE,))
