@@ -34,6 +34,7 @@ def data_cfg(path: Path, params: dict = SMALL, seed: int = 0, **overrides):
            "era_stride": 1, "embargo_eras": 4, "synthetic": {"seed": seed, **params}}
     if cfg["_target_"] != SOURCES["synthetic"]:
         del cfg["synthetic"]
+        cfg.update(version=None, download=False)  # a dir of the user's own files
     return OmegaConf.create({**cfg, **overrides})
 
 

@@ -201,14 +201,20 @@ def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
             "key": "postprocess.columns" if columns else "postprocess.features"}
 
 
-def load_data(cfg: DictConfig, source: DataSource) -> data.Splits:
+def load_data(cfg: DictConfig, source: DataSource, data_cfg: Any = None,
+              splits: tuple[str, ...] = ("train", "validation", "live")) -> data.Splits:
+    """The `splits` of the configured data (downloaded first where the source does that),
+    with the targets the model fits, the columns post-processing needs and the benchmark
+    column. `data_cfg` replaces `cfg.data` for the loader (task=cv: no stride, no embargo)."""
     data_dir = source.prepare(fetch=data_fetcher(cfg))
-    splits = data.load_splits(cfg.data, cfg.features, target_config(cfg),
+    loaded = data.load_splits(cfg.data if data_cfg is None else data_cfg, cfg.features,
+                              target_config(cfg), splits=splits,
                               extra_features=postprocess_columns(cfg))
-    log.info("data %s: train %d rows / %d eras, validation %d rows / %d eras, %d features",
-             data_dir, len(splits.train), splits.train.n_eras, len(splits.validation),
-             splits.validation.n_eras, len(splits.feature_names))
-    return with_benchmarks(cfg, splits)
+    log.info("data %s: %s, %d features", data_dir, ", ".join(
+        f"{name} {len(split)} rows / {split.n_eras} eras"
+        for name, split in (("train", loaded.train), ("validation", loaded.validation))
+        if split is not None), len(loaded.feature_names))
+    return with_benchmarks(cfg, loaded)
 
 
 def with_benchmarks(cfg: DictConfig, splits: data.Splits) -> data.Splits:

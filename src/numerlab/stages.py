@@ -448,8 +448,9 @@ def restore_params_after_failed_experiment(path: str | Path = PARAMS_FILE) -> No
     """Under `dvc exp run` in the workspace, put params.yaml back as the experiment's baseline
     commit has it when a stage fails: DVC writes the `-S` composition into the workspace's
     params.yaml before it runs the stages and leaves it there after a failure, so a failed
-    experiment would silently become the params of the next `dvc repro`. (Edits belong in
-    conf/ or `-S`: params.yaml is always recomposed from them.)"""
+    experiment would silently become the params of the next `dvc repro`. The content it
+    replaces is kept beside it (`params.yaml.failed`), never lost: it may hold edits of
+    yours when the experiment set no `-S`."""
     import os
     import subprocess
 
@@ -461,10 +462,13 @@ def restore_params_after_failed_experiment(path: str | Path = PARAMS_FILE) -> No
                            capture_output=True, check=False)
     if shown.returncode != 0 or not Path(path).is_file():
         return
-    if Path(path).read_bytes() != shown.stdout:
+    current = Path(path).read_bytes()
+    if current != shown.stdout:
+        kept = Path(f"{path}.failed")
+        kept.write_bytes(current)
         Path(path).write_bytes(shown.stdout)
-        print(f"{path} restored as commit {baseline[:7]} has it (the experiment failed)",
-              file=sys.stderr)
+        print(f"{path} restored as commit {baseline[:7]} has it (the experiment failed); "
+              f"what it held is in {kept}", file=sys.stderr)
 
 
 if __name__ == "__main__":

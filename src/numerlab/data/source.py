@@ -76,7 +76,7 @@ class V5Source(DataSource):
               missing file there is named (fetch it with `task=download`)."""
 
     def __init__(self, dir: str, era_stride: int, embargo_eras: int,
-                 version: str | None = None, download: bool = False) -> None:
+                 version: str | None, download: bool) -> None:
         super().__init__(dir, era_stride, embargo_eras)
         if version is not None and (not isinstance(version, str) or not version.strip()):
             raise NumerlabError(f"data.version must be a Numerai data version such as "

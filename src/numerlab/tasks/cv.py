@@ -35,17 +35,13 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     """Every era CV may use, in era order, loaded once: the training eras (all of them:
     `data.era_stride` thins each fold's training span, never a test block), and with
     `cv.eras=all` the validation eras after them (no data embargo: each fold has its own)."""
-    from numerlab import data
-
-    parts.source.prepare()
     cv.select_eras(str(cfg.cv.eras), [], [])  # checks the value
     data_cfg = OmegaConf.merge(cfg.data, {"era_stride": 1, "embargo_eras": 0})
     wanted = ("train", "validation") if cfg.cv.eras == "all" else ("train",)
-    splits = data.load_splits(data_cfg, cfg.features, pipeline.target_config(cfg),
-                              splits=wanted, extra_features=pipeline.postprocess_columns(cfg))
+    splits = pipeline.load_data(cfg, parts.source, data_cfg, wanted)
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
-    return rows, pipeline.with_benchmarks(cfg, splits)
+    return rows, splits
 
 
 def plan(cfg: DictConfig, rows: Dataset) -> list[cv.Fold]:
