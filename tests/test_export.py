@@ -323,3 +323,23 @@ def test_export_refuses_a_scorer_that_predicts_differently(models, tmp_path, mon
     with pytest.raises(NumerlabError, match=r"model: the exported model predicts differently"):
         export.export_model(run_dir, tmp_path / "model.pkl")
     assert not (tmp_path / "model.pkl").exists()
+
+
+@pytest.mark.parametrize("library", ["lgbm", "xgboost"])
+def test_an_early_stopped_gbdt_exports_the_trees_it_predicts_with(library, tmp_path, live):
+    """After early stopping on a holdout the model predicts with the best round's trees;
+    the pickle must too (the export's own check refuses a scorer that differs)."""
+    train, holdout = make_dataset(20, 100, seed=0), make_dataset(6, 100, seed=3)
+    cls = LGBMModel if library == "lgbm" else XGBModel
+    params = ({"objective": "regression", "learning_rate": 0.3, "num_leaves": 15,
+               "max_bin": 5, "num_threads": 1} if library == "lgbm"
+              else {"eta": 0.3, "max_depth": 4, "max_bin": 5, "nthread": 1})
+    model = cls(params, num_boost_round=200, early_stopping_rounds=3)
+    model.fit(train, holdout, FitContext(seed=0, run_dir=tmp_path, holdout=True))
+    assert model.best_iteration is not None and model.best_iteration < 199
+    run_dir = make_run(tmp_path / "run", model, NONE)
+    predict = export.build_predict(run_dir)
+    got = predict(live_frame(live), None)["prediction"].to_numpy()
+    loaded, _ = load_model(run_dir / "model")
+    expected = postprocess.rank_unit(loaded.predict(live.features))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -271,11 +271,16 @@ def neutralization_of(pp_cfg: Mapping[str, Any], feature_names: list[str]) -> An
 
 
 def _lightgbm_scorer(model: Any) -> LightGBMScorer:
-    return LightGBMScorer(model.booster.model_to_string())
+    # the trees `LGBMModel.predict` uses: up to the early-stopping round when it stopped
+    rounds = model.best_iteration if model.best_iteration is not None else -1
+    return LightGBMScorer(model.booster.model_to_string(num_iteration=rounds))
 
 
 def _xgboost_scorer(model: Any) -> XGBoostScorer:
-    return XGBoostScorer(bytes(model.booster.save_raw("ubj")))
+    # the trees `XGBModel.predict` uses: up to the early-stopping round when it stopped
+    booster = model.booster if model.best_iteration is None else model.booster[
+        : model.best_iteration + 1]
+    return XGBoostScorer(bytes(booster.save_raw("ubj")))
 
 
 def _torch_scorer(model: Any) -> TorchScorer:
