@@ -411,6 +411,17 @@ def test_a_run_dir_without_what_the_task_needs_is_one_line(tmp_path, task, needs
     assert f"has no {needs} (task={task} needs a finished run" in line
 
 
+def test_a_task_never_writes_into_the_finished_run_it_reads(tmp_path, trained_run):
+    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
+    line = error_line(run_cli(["task=backtest", f"run_dir={trained_run}",
+                               f"hydra.run.dir={trained_run}"]))
+    assert "is also this job's output dir" in line
+    after = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()
+             if ".hydra" not in p.parts and p.name != "run.log"}
+    assert after == {p: b for p, b in before.items()
+                     if ".hydra" not in p.parts and p.name != "run.log"}
+
+
 def test_no_run_dir_is_one_line(tmp_path):
     line = error_line(run_cli(["task=backtest", f"hydra.run.dir={tmp_path}"]))
     assert "run_dir is not set: task=backtest needs a finished run's dir" in line

@@ -138,6 +138,16 @@ def test_sync_keeps_a_file_already_there_with_the_same_size(fake_numerai, tmp_pa
     assert manifest["files"]["live.parquet"]["size"] == len(files["live.parquet"])
 
 
+def test_sync_never_replaces_a_file_it_did_not_download(fake_numerai, tmp_path):
+    add_version(fake_numerai)
+    mine = b"my own live file, not Numerai's"
+    (tmp_path / "live.parquet").write_bytes(mine)
+    with pytest.raises(NumerlabError, match="was not downloaded by numerlab"):
+        make_client(fake_numerai).sync_dataset(VERSION, tmp_path, files=["live.parquet"],
+                                               progress=False)
+    assert (tmp_path / "live.parquet").read_bytes() == mine
+
+
 def test_sync_of_chosen_files(fake_numerai, tmp_path):
     add_version(fake_numerai)
     client = make_client(fake_numerai)

@@ -332,8 +332,9 @@ def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFram
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 
 
-def finished_run(cfg: DictConfig, needs: str) -> Path:
-    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract)."""
+def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
+    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract), and
+    not to be the dir this job writes into (it would replace the finished run's files)."""
     task = cfg.task.get("_target_", "task").rsplit(".", 2)[-2]
     value = cfg.get("run_dir")
     if not value:
@@ -345,6 +346,9 @@ def finished_run(cfg: DictConfig, needs: str) -> Path:
     if not (path / needs).exists():
         raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
                             f"run that wrote it)")
+    if path.resolve() == Path(job_dir).resolve():
+        raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
+                            f"would overwrite the finished run's files (drop hydra.run.dir)")
     return path
 
 

@@ -1103,7 +1103,9 @@ class TournamentClient:
             manifest.files[dest.name] = remote.record(name)  # adopt a file put there before
             manifest.save()
             return True
-        return False
+        # A file numerlab did not download is the user's: never replaced.
+        raise NumerlabError(f"{dest} was not downloaded by numerlab and differs from Numerai's "
+                            f"{name}: move it away (or choose another data.dir) to download")
 
     # -- rounds -----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ def fixed_policy() -> StakePolicy:
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    saved = pipeline.finished_run(cfg, artifacts.PER_ERA)
+    saved = pipeline.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
     policy = build_policy(cfg.staking)
     per_era = pipeline.read_per_era(saved / artifacts.PER_ERA)
     payout = OmegaConf.to_container(cfg.payout, resolve=True)

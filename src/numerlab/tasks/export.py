@@ -33,7 +33,7 @@ EXPORT_FILE = "export.json"
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
-    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR)
+    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
     submit, model_name, client = pipeline.upload_client(cfg)  # checked before the export
     postprocess = OmegaConf.to_container(pipeline.saved_config(cfg, saved).postprocess,
                                          resolve=True)

@@ -43,7 +43,7 @@ DRY_RUN = "dry run"
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
-    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR)
+    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
     run_cfg = pipeline.saved_config(cfg, saved)
     postprocess = registry.build(run_cfg.postprocess, "postprocess", PostProcess)
     source = build_source(run_cfg.data)

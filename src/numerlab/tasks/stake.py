@@ -33,7 +33,7 @@ CAP_TOLERANCE = 1e-9
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    saved = pipeline.finished_run(cfg, artifacts.PER_ERA)
+    saved = pipeline.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
     execute = pipeline.tournament_switch(cfg, "execute_stake")
     policy = build_policy(cfg.staking)
     scores = StakeInputs.from_per_era(pipeline.read_per_era(saved / artifacts.PER_ERA))
