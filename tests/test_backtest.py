@@ -220,3 +220,16 @@ def test_bad_payout_config_fails_in_one_line_naming_the_key(payout_rule, message
 def test_bad_per_era_scores_fail_in_one_line(per_era, message):
     with pytest.raises(NumerlabError, match=f"^{message}"):
         simulate(per_era, hold(), rule(), 1.0)
+
+
+def test_rounds_replay_in_era_number_order_whatever_the_labels():
+    # "era10" sorts before "era9" as text: the replay must still run 8, 9, 10, 11
+    labels = ["era10", "era8", "era11", "era9"]
+    corr = {"era8": 0.01, "era9": -0.02, "era10": 0.03, "era11": 0.005}
+    frame = pl.DataFrame({"era": labels, "corr": [corr[e] for e in labels]})
+    sim = simulate(frame, hold(), rule(resolution_lag_eras=0), initial_stake=100.0)
+    assert sim["era"].to_list() == ["era8", "era9", "era10", "era11"]
+    expected = simulate(pl.DataFrame({"era": ["era8", "era9", "era10", "era11"],
+                                      "corr": [0.01, -0.02, 0.03, 0.005]}),
+                        hold(), rule(resolution_lag_eras=0), initial_stake=100.0)
+    assert sim.equals(expected)

@@ -23,8 +23,9 @@ import polars as pl
 import pytest
 from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose, read_metrics
 
+from numerlab.backtest import payout_mean
 from numerlab.errors import NumerlabError
-from numerlab.sweep_checks import payout_mean, train_metric_keys
+from numerlab.sweep_checks import train_metric_keys
 
 # `++`: registered in conf/config.yaml or not, the checks run
 CHECKS = "++hydra.callbacks.sweep_checks._target_=numerlab.sweep_checks.SweepChecksCallback"

@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 from omegaconf import OmegaConf
 
+from numerlab.data.v5 import in_era_order
 from numerlab.errors import NumerlabError
 from numerlab.staking import (
     StakeInputs,
@@ -100,7 +101,7 @@ def _era_scores(per_era: Any) -> tuple[list, np.ndarray, np.ndarray]:
     if frame["era"].n_unique() != frame.height:
         duplicated = frame.filter(pl.col("era").is_duplicated())["era"][0]
         raise NumerlabError(f"per-era scores: era {duplicated!r} appears more than once")
-    frame = frame.sort("era")
+    frame = in_era_order(frame)  # by era number: no lookahead
     corr = frame["corr"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if np.isnan(corr).any():
         bad = frame["era"][int(np.flatnonzero(np.isnan(corr))[0])]

@@ -778,21 +778,11 @@ def _defined(per_era: pl.DataFrame, column: str) -> np.ndarray:
 
 
 def _in_era_order(per_era: pl.DataFrame) -> pl.DataFrame:
-    """Rows ordered by era, numerically where the `era` labels are integers or integer
-    strings ("0575" -- also "9" before "10"), else as given. A `per_era_scores` frame of
-    Numerai's zero-padded eras is already in this order."""
-    if "era" not in per_era.columns:
-        return per_era
-    eras = per_era.get_column("era")
-    if eras.dtype.is_integer():
-        key = eras
-    elif eras.dtype == pl.String:
-        key = eras.str.to_integer(strict=False)
-        if key.null_count():
-            return per_era
-    else:
-        return per_era
-    return per_era if key.is_sorted() else per_era.sort(key, maintain_order=True)
+    """Rows in time order of their eras (`numerlab.data.v5.in_era_order`); a
+    `per_era_scores` frame of Numerai's zero-padded eras is already in this order."""
+    from numerlab.data.v5 import in_era_order
+
+    return in_era_order(per_era)
 
 
 def _recent_summary(per_era: pl.DataFrame, recent_eras: int) -> dict[str, float | int | None]:

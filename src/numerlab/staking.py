@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from numerlab.data.v5 import in_era_order
 from numerlab.errors import NumerlabError
 from numerlab.scoring import sharpe
 
@@ -140,7 +141,7 @@ class StakeInputs:
         columns (as `per_era.parquet`), sorted by `era` when it has one; nulls become NaN."""
         frame = per_era if isinstance(per_era, pl.DataFrame) else pl.from_pandas(per_era)
         if "era" in frame.columns:
-            frame = frame.sort("era")
+            frame = in_era_order(frame)  # by era number: no lookahead
         if "corr" not in frame.columns:
             raise NumerlabError(f"per-era scores: no `corr` column (columns: {frame.columns})")
 

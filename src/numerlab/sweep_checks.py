@@ -35,7 +35,6 @@ import polars as pl
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab.backtest import PAYOUT_METRIC, payout_mean, payout_metrics  # noqa: F401
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
@@ -55,16 +54,20 @@ def train_metric_keys(cfg: DictConfig) -> set[str]:
     (scoring.exposure) columns, plus payout, n_features and seed. MMC keys need a meta model
     in the data, which only the data can tell: they count as produced."""
     from numerlab import scoring
+    from numerlab.backtest import PAYOUT_METRIC
 
     eras = 4
     columns: dict[str, Any] = {"era": [f"{e:04d}" for e in range(eras)],
-                               "corr": [0.01, 0.03, -0.02, 0.02], "mmc": [0.01, -0.01, 0.0, 0.02],
-                               "bmc": [0.01, 0.0, -0.01, 0.02]}
+                               "corr": [0.01, 0.03, -0.02, 0.02], "mmc": [0.01, -0.01, 0.0, 0.02]}
+    if OmegaConf.select(cfg, "scoring.benchmark", default=None) is not None:
+        columns.update(bmc=[0.01, 0.0, -0.01, 0.02], corr_with_benchmark=[0.5, 0.4, 0.6, 0.5],
+                       benchmark_corr=[0.02, 0.01, 0.0, 0.03])
     if OmegaConf.select(cfg, "scoring.fnc", default=True):
         columns["fnc"] = [0.01, 0.02, 0.0, 0.01]
     if OmegaConf.select(cfg, "scoring.exposure", default=True):
         columns["feature_exposure"] = [0.1, 0.2, 0.15, 0.1]
-    keys = set(scoring.summarize(pl.DataFrame(columns)))
+    keys = set(scoring.summarize(pl.DataFrame(columns), recent_eras=OmegaConf.select(
+        cfg, "scoring.recent_eras", default=None)))
     return keys | {PAYOUT_METRIC, "n_features", "seed"}
 
 

@@ -645,6 +645,19 @@ def sort_eras(eras: Iterable[str]) -> list[str]:
     return sorted({str(e) for e in eras}, key=key)
 
 
+def in_era_order(frame: pl.DataFrame, column: str = "era") -> pl.DataFrame:
+    """`frame`'s rows in time order of their era labels (`sort_eras`: by era number,
+    "9" before "10"; labels without a number last), ties kept in row order."""
+    if column not in frame.columns or frame.height < 2:
+        return frame
+    import polars as pl
+
+    labels = frame.get_column(column).cast(pl.String)
+    position = {era: i for i, era in enumerate(sort_eras(labels.unique().to_list()))}
+    key = labels.replace_strict(position, return_dtype=pl.Int64)
+    return frame if key.is_sorted() else frame.sort(key, maintain_order=True)
+
+
 # --- arrow helpers ----------------------------------------------------------------------
 
 def _open(path: str | Path) -> pq.ParquetFile:

@@ -106,7 +106,8 @@ def fold_table(folds: list[cv.Fold], per_era: pl.DataFrame) -> pl.DataFrame:
     """folds.parquet: each fold's eras and the summary of its test eras' scores."""
     records = []
     for fold in folds:
-        scores = scoring.summarize(per_era.filter(pl.col("era").is_in(list(fold.test_eras))))
+        scores = scoring.summarize(per_era.filter(pl.col("era").is_in(list(fold.test_eras))),
+                                   recent_eras=None)
         records.append({
             "fold": fold.index,
             "train_first_era": fold.first_train_era, "train_last_era": fold.last_train_era,
