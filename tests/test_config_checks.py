@@ -46,6 +46,10 @@ def assert_config_error(proc, run_dir: Path, *needles: str) -> None:
     (["task._target_=numerlab.tasks.nope.run"], ["task._target_=numerlab.tasks.nope.run",
                                                   "options: "]),
     (["staking=fixed", "staking.caps.max_change=-1"], ["staking.caps.max_change=-1"]),
+    (["target=cyrusd_60", "data.embargo_eras=4"],
+     ["data.embargo_eras=4 is too short for target_cyrusd_60", ">=12"]),
+    (["model=ensemble", "model.members=[lgbm,lgbm]", "model.targets=[target,target_victor_60]"],
+     ["too short for target_victor_60"]),
     (["optimized_metric=corr_nope"], ["optimized_metric=corr_nope is not a key"]),
 ])
 def test_bad_config_values_are_one_line_before_data(tmp_path, overrides, needles):

@@ -119,6 +119,7 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
     from numerlab.registry import build
 
     source = build_source(cfg.data)
+    check_embargo(cfg, source.embargo_eras)
     postprocess = build(cfg.postprocess, "postprocess", PostProcess)
     from numerlab.staking import build_policy
 
@@ -128,6 +129,27 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
     check_ready(model, fit_context(cfg, run_dir))
     return RunParts(source=source, model=model, model_name=name, postprocess=postprocess,
                     staking=staking)
+
+
+def target_days(name: str) -> int | None:
+    """How many days a Numerai target looks ahead (`target_cyrusd_60` -> 60), from its name;
+    None when the name does not say (`target` is the 20-day main target)."""
+    tail = str(name).rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def check_embargo(cfg: DictConfig, embargo_eras: int) -> None:
+    """Every fitted target's labels must resolve before the first scored era: a target of
+    D days spans D/5 weekly eras, so the embargo between the eras fitted on and the eras a
+    run scores (and its holdout) must be at least that, or the last training labels overlap
+    the scored eras' (a 60-day target needs 12; the 20-day ones 4)."""
+    for name in [cfg.target.name, *(t for t in target_config(cfg)["aux"]
+                                    if t in (OmegaConf.select(cfg, "model.targets") or []))]:
+        days = target_days(name)
+        if days is not None and embargo_eras < days // 5:
+            raise NumerlabError(f"data.embargo_eras={embargo_eras} is too short for {name}: its "
+                                f"labels span {days // 5} eras, so set data.embargo_eras>="
+                                f"{days // 5} (training labels would overlap the scored eras)")
 
 
 # --- data ---------------------------------------------------------------------------------

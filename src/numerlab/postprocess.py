@@ -27,8 +27,9 @@ def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarra
                        proportion: float = 1.0) -> np.ndarray:
     """values - proportion * X pinv(X) values within each era, X = [features, 1]: numerai-tools
     `neutralize` applied era by era (one least-squares solve per era, see
-    `scoring.least_squares_fit`). The int8 features are cast to float64 one era at a time."""
-    from numerlab.scoring import EraSegments, neutralize
+    `scoring.least_squares_fit`). The int8 features are cast to float64 one era at a time.
+    `eras` are labels or integer era codes (`Dataset.era_index`: no sort of strings)."""
+    from numerlab.scoring import neutralize
 
     values = np.asarray(values, dtype=np.float64)
     labels, codes = np.unique(eras, return_inverse=True)
@@ -112,7 +113,7 @@ class Neutralize(PostProcess):
                 raise NumerlabError(f"postprocess.columns: {missing.args[0]!r} is not among "
                                     f"the loaded features") from None
         neutral = neutralize_per_era(frame["prediction"].to_numpy(), features,
-                                     dataset.eras, proportion=self.proportion)
+                                     dataset.era_index, proportion=self.proportion)
         return frame.with_columns(prediction=pl.Series(neutral))
 
     def live_transform(self, feature_names: list[str]):
