@@ -116,3 +116,12 @@ def test_an_ensemble_is_a_model_like_any_other_in_cv(tmp_path, small_data_dir):
     assert metrics["model"] == "ensemble" and metrics["n_folds"] == 3
     oof = pl.read_parquet(run_dir / "predictions" / "oof.parquet")
     assert oof["prediction"].is_not_null().all() and oof["fold"].n_unique() == 3
+
+
+def test_cv_neutralizes_on_another_feature_set_as_train_does(tmp_path, small_data_dir):
+    # small is a subset of medium: fully neutralized on medium, no exposure to small is left
+    metrics = run_job(compose(small(small_data_dir, "postprocess=neutralize",
+                                    "postprocess.features=medium",
+                                    "postprocess.proportion=1.0")), tmp_path / "run")
+    assert metrics["n_folds"] == 3
+    assert metrics["max_feature_exposure"] < 1e-6

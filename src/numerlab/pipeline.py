@@ -224,14 +224,17 @@ def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def load_data(cfg: DictConfig, source: DataSource, data_cfg: Any = None,
-              splits: tuple[str, ...] = ("train", "validation", "live")) -> data.Splits:
+              splits: tuple[str, ...] = ("train", "validation", "live"),
+              post_processed: tuple[str, ...] = ("validation", "live")) -> data.Splits:
     """The `splits` of the configured data (downloaded first where the source does that),
     with the targets the model fits, the columns post-processing needs and the benchmark
-    column. `data_cfg` replaces `cfg.data` for the loader (task=cv: no stride, no embargo)."""
+    column. `data_cfg` replaces `cfg.data` for the loader (task=cv: no stride, no embargo);
+    `post_processed` are the splits whose predictions are post-processed."""
     data_dir = source.prepare(fetch=data_fetcher(cfg))
     loaded = data.load_splits(cfg.data if data_cfg is None else data_cfg, cfg.features,
                               target_config(cfg), splits=splits,
-                              extra_features=postprocess_columns(cfg))
+                              extra_features=postprocess_columns(cfg),
+                              post_processed=post_processed)
     log.info("data %s: %s, %d features", data_dir, ", ".join(
         f"{name} {len(split)} rows / {split.n_eras} eras"
         for name, split in (("train", loaded.train), ("validation", loaded.validation))

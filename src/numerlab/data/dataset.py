@@ -155,12 +155,17 @@ class Dataset:
         )
 
     def _extras_with(self, later: Dataset) -> dict:
-        """The post-processing columns of both, when both have the same ones."""
-        if self.extra_names != later.extra_names or not self.extra_names:
+        """The post-processing columns of both, when both have the same ones (the extra
+        int8 columns only when there are any: post-processing may use model features)."""
+        if (self.extra_names != later.extra_names
+                or self.postprocess_columns != later.postprocess_columns):
             return {}
-        return {"extra_features": np.concatenate([self.extra_features, later.extra_features]),
-                "extra_names": self.extra_names,
-                "postprocess_columns": self.postprocess_columns}
+        extras = {"postprocess_columns": self.postprocess_columns}
+        if self.extra_names:
+            extras.update(extra_features=np.concatenate([self.extra_features,
+                                                         later.extra_features]),
+                          extra_names=self.extra_names)
+        return extras
 
     def _era_sorted(self) -> bool:
         if not hasattr(self, "_sorted"):

@@ -165,7 +165,8 @@ class Splits:
 def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
                 target_cfg: Mapping[str, Any],
                 splits: Sequence[str] = SPLIT_NAMES,
-                extra_features: Mapping[str, Any] | None = None) -> Splits:
+                extra_features: Mapping[str, Any] | None = None,
+                post_processed: Sequence[str] = ("validation", "live")) -> Splits:
     """Load the requested splits of `data_cfg.dir` with the configured features and targets.
 
     train:      every `era_stride`-th era of train.parquet (the first era is kept), rows with
@@ -201,9 +202,13 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
         if not train_eras:
             raise NumerlabError(f"{data_dir / TRAIN_FILE} has no rows")
         if "train" in splits:
-            train = load_split(data_dir / TRAIN_FILE, **columns, eras=train_eras,
-                               drop_nan_target=True)
+            # post-processed (task=cv scores training eras): with its columns, as validation
+            scored = "train" in post_processed
+            train = load_split(data_dir / TRAIN_FILE, **(scored_columns if scored else columns),
+                               eras=train_eras, drop_nan_target=True)
             _require_rows(train, data_dir / TRAIN_FILE)
+            if scored:
+                train.postprocess_columns = postprocess_names
     if "validation" in splits:
         path = data_dir / VALIDATION_FILE
         with _open(path) as pf:

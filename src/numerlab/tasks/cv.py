@@ -38,7 +38,7 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     cv.select_eras(str(cfg.cv.eras), [], [])  # checks the value
     data_cfg = OmegaConf.merge(cfg.data, {"era_stride": 1, "embargo_eras": 0})
     wanted = ("train", "validation") if cfg.cv.eras == "all" else ("train",)
-    splits = pipeline.load_data(cfg, parts.source, data_cfg, wanted)
+    splits = pipeline.load_data(cfg, parts.source, data_cfg, wanted, post_processed=wanted)
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
     return rows, splits
