@@ -23,6 +23,7 @@ LIVE_PREDICTIONS = "predictions/live.parquet"
 SUBMISSION = "submission.csv"
 MODEL_DIR = "model"
 PLOTS_DIR = "plots"
+MULTIRUN_FILE = "multirun.yaml"  # a sweep dir's composed config (Hydra; numerlab for Optuna)
 ERROR_FILE = "error.txt"  # a failed sweep job's one-line error, in its dir (sweep summaries)
 
 

@@ -27,13 +27,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from numerlab.artifacts import ERROR_FILE, METRICS
+from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
 
 OVERRIDES_FILE = ".hydra/overrides.yaml"
-MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into every sweep dir
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 

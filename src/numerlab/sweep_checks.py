@@ -35,6 +35,7 @@ import polars as pl
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.artifacts import MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 TRAIN_TASK = "numerlab.tasks.train.run"
 CONNECT_TIMEOUT_S = 5.0         # how long a Ray head or database gets to answer
 RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
-MULTIRUN_FILE = "multirun.yaml"
 _ABSENT = object()
 
 

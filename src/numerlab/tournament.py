@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from numerlab.data.v5 import META_MODEL_FILE, REQUIRED_FILES
 from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ DATA_MAJOR_VERSION = 5  # latest_version() picks the newest v5.x
 # The files of a data version that sync_dataset fetches by default (besides every
 # `*_benchmark_models.parquet`). The first four are required: a version without them is
 # not a usable v5 layout.
-REQUIRED_DATA_FILES = ("train.parquet", "validation.parquet", "live.parquet", "features.json")
-OPTIONAL_DATA_FILES = ("meta_model.parquet",)
-BENCHMARK_SUFFIX = "_benchmark_models.parquet"
+REQUIRED_DATA_FILES = REQUIRED_FILES
+OPTIONAL_DATA_FILES = (META_MODEL_FILE,)
+BENCHMARK_SUFFIX = "_benchmark_models.parquet"  # the v5 reader's BENCHMARK_FILES end so
 MANIFEST_FILE = ".numerlab-downloads.json"
 TEMP_SUFFIX = ".temp"
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -828,8 +829,10 @@ class TournamentClient:
                  session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic):
-        if not re.match(r"https?://", str(api_url)):
-            raise NumerlabError(f"tournament.api_url must be an http(s) URL, got {api_url!r}")
+        if not re.match(r"https://|http://(127\.0\.0\.1|localhost)[:/]", str(api_url)):
+            # the API key goes in a header: never in clear text beyond this machine
+            raise NumerlabError(f"tournament.api_url must be an http(s) URL (http only for "
+                                f"localhost), got {api_url!r}")
         self.api_url = str(api_url)
         self.public_id = public_id or None
         self.secret_key = secret_key or None

@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.artifacts import MULTIRUN_FILE
 from numerlab.errors import NumerlabError
 
 SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|public_id)", re.IGNORECASE)
@@ -42,7 +43,7 @@ def sweep_overrides(sweep_dir: Path) -> list[str]:
     """The multirun's own command-line overrides (`model=lgbm,xgboost`, `logger=wandb`), from
     the `multirun.yaml` Hydra's sweeper (or numerlab's sweep checks) saved in the sweep dir;
     [] when it is not there (a worker that does not share the sweep dir)."""
-    path = Path(sweep_dir) / "multirun.yaml"
+    path = Path(sweep_dir) / MULTIRUN_FILE
     try:
         saved = OmegaConf.load(path)
         return [str(o) for o in OmegaConf.select(saved, "hydra.overrides.task", default=[])]
