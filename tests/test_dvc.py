@@ -337,6 +337,40 @@ def test_exp_run_equals_run_py_for_a_neural_model(repo, xgboost_exp, tmp_path):
     assert_same_run(repo, via_dvc, tmp_path)
 
 
+# an ensemble of two families on two targets, neutralized against a feature set the model
+# does not train on: the features stage stores the member's target and the medium columns
+ENSEMBLE = ["model=ensemble", "model.members=[lgbm,mlp]",
+            "model.targets=[target,target_victor_20]", "model.weights=[2,1]",
+            "model.overrides.lgbm={num_boost_round:40}", "model.overrides.mlp={d_hidden:16}",
+            "trainer.max_epochs=1", "trainer.accelerator=cpu", "postprocess=neutralize",
+            "postprocess.proportion=0.5", "postprocess.features=medium", *SMALL_DATA]
+
+
+def test_exp_run_of_a_multi_target_neutralized_ensemble_equals_run_py(repo, xgboost_exp,
+                                                                       tmp_path):
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    proc, via_dvc = exp_run(repo, "ensemble", ENSEMBLE)
+    assert "features" in ran(proc)  # load.targets and load.postprocess_features changed
+    manifest = json.loads((repo / "artifacts/features/manifest.json").read_text())
+    assert manifest["aux_names"] == ["target_victor_20"]
+    medium = json.loads((repo / "data/synthetic/features.json").read_text())[
+        "feature_sets"]["medium"]
+    assert manifest["postprocess_columns"] == medium
+    assert manifest["extra_names"] == [c for c in medium if c not in manifest["feature_names"]]
+    assert manifest["extra_names"]  # columns the model does not train on
+
+    sh(repo, sys.executable, "run.py", *ENSEMBLE, f"hydra.run.dir={tmp_path}")
+    assert_same_run(repo, via_dvc, tmp_path)
+    for name in ("features.parquet", "members.parquet"):
+        assert_frame_equal(pl.read_parquet(repo / "artifacts/diagnostics" / name),
+                           pl.read_parquet(tmp_path / name))
+    members = pl.read_parquet(repo / "artifacts/diagnostics/members.parquet")
+    assert members["member"].to_list() == ["0-lgbm", "1-mlp"]
+    assert members["target"].to_list() == ["target", "target_victor_20"]
+
+
 def test_exp_show_json_has_params_and_metrics(repo, xgboost_exp):
     _, m = xgboost_exp
     shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)

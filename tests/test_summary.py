@@ -302,3 +302,12 @@ def test_collect_rejects_json_that_is_not_dvc_exp_show(tmp_path: Path):
     other.write_text(json.dumps({"corr_mean": 0.1}))
     with pytest.raises(NumerlabError, match="not `dvc exp show --json` output"):
         summary.collect(other)
+
+
+def test_dvc_param_changes_leave_out_the_derived_load_keys():
+    from numerlab.summary import param_changes
+
+    baseline = {"model.targets": None, "load.targets": None, "seed": 42}
+    params = {"model.targets": ["target", "target_victor_20"],
+              "load.targets": ["target", "target_victor_20"], "seed": 42}
+    assert param_changes(params, baseline) == ['model.targets=["target","target_victor_20"]']

@@ -143,8 +143,7 @@ def check_embargo(cfg: DictConfig, embargo_eras: int) -> None:
     D days spans D/5 weekly eras, so the embargo between the eras fitted on and the eras a
     run scores (and its holdout) must be at least that, or the last training labels overlap
     the scored eras' (a 60-day target needs 12; the 20-day ones 4)."""
-    for name in [cfg.target.name, *(t for t in target_config(cfg)["aux"]
-                                    if t in (OmegaConf.select(cfg, "model.targets") or []))]:
+    for name in fitted_targets(cfg):
         days = target_days(name)
         if days is not None and embargo_eras < days // 5:
             raise NumerlabError(f"data.embargo_eras={embargo_eras} is too short for {name}: its "
@@ -201,22 +200,40 @@ def data_fetcher(cfg: DictConfig) -> Any:
     return fetch
 
 
+LOAD_KEY = "load"  # conf/config.yaml: the columns loaded besides features and target
+
+
+def loaded(cfg: DictConfig, key: str) -> Any:
+    """`load.<key>` (conf/config.yaml derives it from the model and post-processing
+    configs), resolved to plain values; None where the config has no such key."""
+    value = OmegaConf.select(cfg, f"{LOAD_KEY}.{key}", default=None)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 def target_config(cfg: DictConfig) -> dict[str, Any]:
-    """`cfg.target` with the targets the model config fits (`model.targets`, e.g. an
-    ensemble's members; null entries mean the run's target) added to its aux columns."""
+    """`cfg.target` with the targets the model fits (`load.targets` = `model.targets`, e.g.
+    an ensemble's members; null entries mean the run's target) added to its aux columns."""
     target = OmegaConf.to_container(cfg.target, resolve=True)
-    fitted = OmegaConf.select(cfg, "model.targets", default=None) or []
-    extra = [str(t) for t in fitted if t is not None and t != target.get("name")]
+    extra = [str(t) for t in loaded(cfg, "targets") or []
+             if t is not None and t != target.get("name")]
     target["aux"] = list(dict.fromkeys([*(target.get("aux") or []), *extra]))
     return target
 
 
+def fitted_targets(cfg: DictConfig) -> list[str]:
+    """Every target a model fits: the run's, and those of `load.targets`."""
+    return list(dict.fromkeys([str(cfg.target.name), *(str(t) for t in
+                                                        loaded(cfg, "targets") or []
+                                                        if t is not None)]))
+
+
 def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
-    """The feature columns post-processing names (`postprocess.features`: a feature set,
-    or `postprocess.columns`), as a features config for the loader; None when it names none
-    (it then works on the model's features)."""
-    pp = cfg.get("postprocess") or {}
-    feature_set, columns = pp.get("features"), pp.get("columns")
+    """The feature columns post-processing names (`load.postprocess_features`: a feature
+    set, or `load.postprocess_columns`; = `postprocess.features`/`postprocess.columns`), as
+    a features config for the loader; None when it names none (it then works on the model's
+    features)."""
+    feature_set = loaded(cfg, "postprocess_features")
+    columns = loaded(cfg, "postprocess_columns")
     if feature_set is None and not columns:
         return None
     return {"set": feature_set, "columns": None if not columns else list(columns),

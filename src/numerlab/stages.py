@@ -5,7 +5,7 @@
     features  artifacts/features/          the configured columns of each split, int8 parquet
     train     artifacts/model/             the fitted model
     predict   artifacts/predictions/       validation and live predictions, submission.csv
-    evaluate  artifacts/metrics.json       per_era.parquet/.csv, plots/
+    evaluate  artifacts/metrics.json       per_era.parquet/.csv, plots/, diagnostics/
 
 Each stage reads `params.yaml` (DVC composes it from conf/ on `dvc exp run -S ...`; Hydra's
 `@hydra.main` would ignore `-S`) and calls the functions `pipeline.run` calls, so
@@ -60,11 +60,14 @@ METRICS = ARTIFACTS / artifacts.METRICS
 PER_ERA = ARTIFACTS / artifacts.PER_ERA
 PER_ERA_PLOT = ARTIFACTS / "per_era.csv"   # `dvc plots` data: per-era and cumulative scores
 PLOTS_DIR = ARTIFACTS / artifacts.PLOTS_DIR
+# features.parquet (top features by exposure and gain), members.parquet for an ensemble: a
+# dir, because DVC cannot declare an out that only some models write
+DIAGNOSTICS_DIR = ARTIFACTS / "diagnostics"
 CV_DIR = ARTIFACTS / "cv"     # pipelines/cv/dvc.yaml
 
 # params.yaml keys the features stage reads: the manifest records them, so a later stage run
 # by hand after a params change is refused instead of silently using stale features.
-FEATURE_PARAMS = ("data", "features", "target", "scoring.benchmark")
+FEATURE_PARAMS = ("data", "features", "target", "load", "scoring.benchmark")
 # Keys each stage cannot run without (optional ones are read with a default).
 REQUIRED = {
     "data": ("data._target_", "data.dir"),
@@ -74,6 +77,7 @@ REQUIRED = {
     "evaluate": ("seed", "model.name", "payout.corr_mult"),
     "cv": ("cv.n_splits", "model._target_", "data._target_", "seed"),
 }
+POST_PROCESSED = ("validation", "live")  # the splits whose predictions are post-processed
 WRITE_ROWS = 100_000  # rows per parquet row group: bounds the transient copy when writing
 
 
@@ -144,14 +148,16 @@ def need(path: Path, stage: str) -> Path:
 
 
 def write_split(dataset: Dataset, path: Path) -> None:
-    """`dataset` as a v5-layout parquet file (id, era, int8 features, float32 targets) that
-    `data.load_split` reads back unchanged, written in row groups of WRITE_ROWS rows."""
+    """`dataset` as a v5-layout parquet file (id, era, int8 features and the extra int8
+    columns post-processing reads, float32 targets) that `data.load_split` reads back
+    unchanged, written in row groups of WRITE_ROWS rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = ["id", "era", *dataset.feature_names, dataset.target_name, *dataset.aux_names]
+    int8_names = [*dataset.feature_names, *dataset.extra_names]
+    names = ["id", "era", *int8_names, dataset.target_name, *dataset.aux_names]
     schema = pa.schema([("id", pa.string()), ("era", pa.string()),
-                        *[(n, pa.int8()) for n in dataset.feature_names],
+                        *[(n, pa.int8()) for n in int8_names],
                         *[(n, pa.float32()) for n in [dataset.target_name, *dataset.aux_names]]])
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for start in range(0, max(len(dataset), 1), WRITE_ROWS):
@@ -160,6 +166,8 @@ def write_split(dataset: Dataset, path: Path) -> None:
                        pa.array(dataset.eras[rows].tolist(), pa.string()),
                        *[pa.array(dataset.features[rows, j]) for j in
                          range(len(dataset.feature_names))],
+                       *[pa.array(dataset.extra_features[rows, j]) for j in
+                         range(len(dataset.extra_names))],
                        pa.array(dataset.target[rows]),
                        *[pa.array(dataset.aux[rows, j]) for j in range(len(dataset.aux_names))]]
             writer.write_table(pa.Table.from_arrays(columns, names=names))
@@ -188,9 +196,14 @@ def read_split(manifest: dict[str, Any], split: str) -> Dataset | None:
 
     if split not in manifest["splits"]:
         return None
-    return load_split(need(FEATURES_DIR / SPLIT_FILES[split], "features"),
-                      manifest["feature_names"], manifest["target_name"],
-                      manifest["aux_names"])
+    post_processed = split in POST_PROCESSED
+    dataset = load_split(need(FEATURES_DIR / SPLIT_FILES[split], "features"),
+                         manifest["feature_names"], manifest["target_name"],
+                         manifest["aux_names"],
+                         extra_names=manifest.get("extra_names", []) if post_processed else ())
+    if post_processed:
+        dataset.postprocess_columns = manifest.get("postprocess_columns")
+    return dataset
 
 
 def read_benchmarks(manifest: dict[str, Any]) -> pl.DataFrame | None:
@@ -242,20 +255,28 @@ def data_fingerprint(data_dir: Path) -> dict[str, Any]:
 def stage_features(cfg: DictConfig) -> None:
     """The configured columns of each split as compact int8 parquet.
 
-    Rows are those `load_splits` keeps (era_stride, embargo); the manifest records the
-    column names and the params used."""
+    Rows are those `load_splits` keeps (era_stride, embargo); columns are the model's
+    features, the run's target and the targets the model fits (`load.targets`: an
+    ensemble's members), and for validation and live the columns post-processing reads
+    (`load.postprocess_*`). The manifest records the column names and the params used."""
     from numerlab import data, pipeline
 
     need(DATA_MANIFEST, "data")
     # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
     # dir is regenerated here from its seed (same bytes), v5 files are checked
     data.prepare(cfg.data)
-    splits = pipeline.with_benchmarks(cfg, data.load_splits(cfg.data, cfg.features,
-                                                            cfg.target))
+    splits = pipeline.with_benchmarks(cfg, data.load_splits(
+        cfg.data, cfg.features, pipeline.target_config(cfg),
+        extra_features=pipeline.postprocess_columns(cfg), post_processed=POST_PROCESSED))
+    extra = splits.validation if splits.validation is not None else splits.live
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,
         "target_name": splits.target_name,
         "aux_names": splits.aux_names,
+        # validation and live: the columns post-processing reads, and those of them that
+        # are not model features (stored beside them)
+        "postprocess_columns": None if extra is None else extra.postprocess_columns,
+        "extra_names": [] if extra is None else extra.extra_names,
         "splits": {},
         "meta_model": False,
         "params": selected(cfg, FEATURE_PARAMS),
@@ -353,9 +374,9 @@ def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
 
 
 def stage_evaluate(cfg: DictConfig) -> None:
-    """metrics.json, per-era scores (parquet; csv for `dvc plots`) and PNG plots."""
-    from numerlab import pipeline, tracking
-    from numerlab.models.base import MODEL_META
+    """metrics.json, per-era scores (parquet; csv for `dvc plots`), PNG plots and the
+    feature (and ensemble member) diagnostics."""
+    from numerlab import diagnostics, pipeline, tracking
     from numerlab.tracking import build_tracker
 
     manifest = read_manifest(cfg)
@@ -364,14 +385,18 @@ def stage_evaluate(cfg: DictConfig) -> None:
     if features is None or not np.array_equal(features.ids, frame["id"].to_numpy()):
         raise NumerlabError(f"{VALIDATION_PREDICTIONS} does not match {FEATURES_DIR}: rerun "
                             f"the 'predict' stage (`dvc repro predict`)")
-    need(MODEL_DIR / MODEL_META, "train")
+    model = load_trained_model(manifest)
 
     metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model),
                                       manifest.get("benchmark"))
     with artifacts.staged(ARTIFACTS) as stage:
+        (stage / DIAGNOSTICS_DIR.name).mkdir()
+        top = diagnostics.write_run_diagnostics(stage / DIAGNOSTICS_DIR.name, model, features,
+                                                frame)
         per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
     pipeline.show(metrics)
+    diagnostics.print_footer(top)
     tracker = build_tracker(cfg.logger)
     with tracking.job(tracker, cfg, ARTIFACTS, "train"):
         pipeline.log_to_tracker(tracker, metrics, per_era, ARTIFACTS, plots)

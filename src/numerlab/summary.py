@@ -152,10 +152,15 @@ def format_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+DERIVED_PARAMS = "load."  # conf/config.yaml derives them from model/postprocess keys
+
+
 def param_changes(params: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
-    """`key=value` for every param that differs from the baseline commit's."""
+    """`key=value` for every param that differs from the baseline commit's (derived
+    `load.*` keys left out: the keys they come from show)."""
     return [f"{key}={format_value(value)}" for key, value in params.items()
-            if key not in baseline or baseline[key] != value]
+            if (key not in baseline or baseline[key] != value)
+            and not key.startswith(DERIVED_PARAMS)]
 
 
 def executor_error(executor: dict[str, Any]) -> str | None:
