@@ -106,6 +106,20 @@ def test_members_compose_from_conf_with_their_overrides():
     assert model.weights == [1.0, 1.0, 1.0] and model.targets == [None, None, None]
 
 
+@pytest.mark.parametrize("override", [
+    r"model.overrides.mlp=[d_hidden\=256]",          # the `=` escaped for Hydra's grammar
+    "model.overrides.mlp=['d_hidden=256']",
+    "model.overrides.mlp={d_hidden:256}",
+])
+def test_command_line_forms_of_member_overrides(override):
+    """The forms README gives for a member's overrides, through Hydra's own parser."""
+    from numerlab.pipeline import build_model
+
+    model = build_model(compose(["model=ensemble", "model.members=[lgbm,mlp]", override]).model)
+    assert model.member_configs[1]["d_hidden"] == 256
+    assert model.member_configs[1]["network"]["d_hidden"] == 256
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"members": ["lgbm", "catboost"]}, r"'catboost' names no model config.*known: lgbm"),
     ({"members": ["lgbm", "ensemble"]}, "cannot be a member"),
