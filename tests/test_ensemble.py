@@ -318,3 +318,34 @@ def test_neutralizing_on_an_unknown_feature_set_lists_the_sets(tmp_path, small_d
         "error: postprocess.features: features.json has no feature set 'huge' "
         "(available: small, medium, all)")
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+# --- sweeps --------------------------------------------------------------------------------
+
+def test_a_sweep_over_ensemble_weights_ranks_its_jobs_and_compares(tmp_path, small_data_dir):
+    """`-m` over an ensemble's weights: one job per value, each a full ensemble run with its
+    members.parquet, ranked in summary.csv and named by the weights in task=compare."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *SMALL_DATA, f"data.dir={small_data_dir}", f"hydra.sweep.dir={sweep}",
+                    "model=ensemble", "model.members=[lgbm,xgboost]",
+                    "model.overrides.lgbm={num_boost_round:30}",
+                    "model.overrides.xgboost={num_boost_round:30}",
+                    "model.weights=[1,0],[0,1]"], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pl.read_csv(sweep / "summary.csv")
+    assert summary.height == 2 and summary["corr_sharpe"].is_sorted(descending=True)
+    runs = {row["overrides"]: Path(row["run_dir"]) for row in summary.iter_rows(named=True)}
+    assert set(runs) == {"model.weights=[1,0]", "model.weights=[0,1]"}
+    # a weight of 0 leaves the other member alone: the ensemble's validation CORR is that
+    # member's own (its ranks are the ensemble's ranks)
+    for overrides, member in (("model.weights=[1,0]", 0), ("model.weights=[0,1]", 1)):
+        metrics = read_metrics(runs[overrides])
+        members = pl.read_parquet(runs[overrides] / "members.parquet")
+        assert members["weight"].to_list()[member] == 1.0
+        assert metrics["corr_mean"] == pytest.approx(members["corr_mean"][member], abs=1e-12)
+
+    report = tmp_path / "compare"
+    proc = run_cli(["task=compare", f"runs={sweep}", f"hydra.run.dir={report}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pl.read_csv(report / "compare.csv")
+    assert set(table["run"].to_list()) == {"model.weights=[1,0]", "model.weights=[0,1]"}
