@@ -26,31 +26,22 @@ FEATURES_FILE = "features.parquet"
 MEMBERS_FILE = "members.parquet"
 TOP_N = 20
 FOOTER_N = 3
-MEMORY_BUDGET_BYTES = 128 * 2**20
 KINDS = ("exposure", "gain")
 
 
 def feature_exposures(predictions: np.ndarray, features: np.ndarray, era_codes: np.ndarray,
-                      n_eras: int) -> np.ndarray:
+                      n_eras: int, correlations: np.ndarray | None = None) -> np.ndarray:
     """(k,) mean over eras of |pearson(predictions, features[:, j])| within each era; NaN
-    for a feature constant in every era. Features are converted to float a bounded block of
-    columns at a time."""
-    from numerlab.scoring import EraSegments
+    for a feature constant in every era. `correlations`: the (n_eras, k) per-era values of
+    `scoring.feature_correlations` when the run has them already (scoring computed them for
+    its feature exposure)."""
+    from numerlab.scoring import feature_correlations
 
-    segments = EraSegments.of(np.asarray(era_codes), n_eras)
-    pred = segments.center(np.asarray(predictions, dtype=np.float64)[segments.order])
-    pred_ss = segments.sums(pred * pred)
-    n, k = features.shape
-    out = np.full(k, np.nan)
-    step = max(1, MEMORY_BUDGET_BYTES // (3 * 8 * max(n, 1)))
-    for first in range(0, k, step):
-        block = segments.center(features[segments.order, first:first + step].astype(np.float64))
-        cov = segments.sums(block * pred[:, None])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.abs(cov / np.sqrt(pred_ss[:, None] * segments.sums(block * block)))
-        corr[~np.isfinite(corr)] = np.nan
-        defined = ~np.isnan(corr).all(axis=0)
-        out[first:first + step][defined] = np.nanmean(corr[:, defined], axis=0)
+    if correlations is None:
+        correlations = feature_correlations(predictions, features, era_codes, n_eras)
+    defined = ~np.isnan(correlations).all(axis=0)
+    out = np.full(correlations.shape[1], np.nan)
+    out[defined] = np.nanmean(correlations[:, defined], axis=0)
     return out
 
 
@@ -97,14 +88,16 @@ def top_features(kind: str, values: np.ndarray, names: list[str], n: int = TOP_N
 
 
 def feature_diagnostics(model: Any, dataset: Dataset, frame: pl.DataFrame,
-                        n: int = TOP_N) -> pl.DataFrame:
+                        n: int = TOP_N, correlations: np.ndarray | None = None
+                        ) -> pl.DataFrame:
     """The top `n` features by exposure of `frame["prediction"]` (rows aligned with
-    `dataset`, checked by id) and, where the model has it, by gain importance."""
+    `dataset`, checked by id) and, where the model has it, by gain importance.
+    `correlations`: the run's `pipeline.feature_correlations` of these rows, if computed."""
     if frame.height != len(dataset) or not frame["id"].equals(
             pl.Series("id", dataset.ids, dtype=pl.String)):
         raise NumerlabError("predictions and features are not aligned by id")
     exposure = feature_exposures(frame["prediction"].to_numpy(), dataset.features,
-                                 dataset.era_index, dataset.n_eras)
+                                 dataset.era_index, dataset.n_eras, correlations)
     parts = [top_features("exposure", exposure, dataset.feature_names, n)]
     gain = gain_importance(model, len(dataset.feature_names))
     if gain is not None:
@@ -113,10 +106,11 @@ def feature_diagnostics(model: Any, dataset: Dataset, frame: pl.DataFrame,
 
 
 def write_run_diagnostics(out_dir: Path, model: Any, dataset: Dataset,
-                          frame: pl.DataFrame) -> pl.DataFrame:
+                          frame: pl.DataFrame, correlations: np.ndarray | None = None
+                          ) -> pl.DataFrame:
     """features.parquet (and members.parquet for an ensemble) in `out_dir`; returns the
     features frame for `footer`."""
-    features = feature_diagnostics(model, dataset, frame)
+    features = feature_diagnostics(model, dataset, frame, correlations=correlations)
     features.write_parquet(Path(out_dir) / FEATURES_FILE)
     if hasattr(model, "member_predictions"):
         from numerlab.models.ensemble import members_frame

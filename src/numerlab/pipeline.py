@@ -432,10 +432,26 @@ def read_per_era(path: Path) -> pl.DataFrame:
 
 # --- scores -------------------------------------------------------------------------------
 
-def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
-             ) -> tuple[dict[str, Any], pl.DataFrame]:
+def feature_correlations(frame: pl.DataFrame, features: Dataset) -> np.ndarray:
+    """(n_eras of `features`, k) per-era |corr| of `frame["prediction"]` with each feature
+    (`scoring.feature_correlations`): computed once a run, read by the scores' feature
+    exposure and by the feature diagnostics. Rows are aligned with `features` (checked)."""
+    _check_aligned(frame, features)
+    return scoring.feature_correlations(frame["prediction"].to_numpy(), features.features,
+                                        features.era_index, features.n_eras)
+
+
+def _check_aligned(frame: pl.DataFrame, features: Dataset) -> None:
+    ids = pl.Series("id", features.ids, dtype=pl.String)
+    if len(features) != frame.height or not frame["id"].equals(ids):
+        raise NumerlabError("predictions and features are not aligned by id")
+
+
+def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
+             correlations: np.ndarray | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
     """Per-era scores and their summary. `features` (aligned row for row with `frame`,
-    checked by id) enables FNC and feature exposure."""
+    checked by id) enables FNC and feature exposure; `correlations`: the run's
+    `feature_correlations`, when it has them already."""
     has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
     has_bm = "benchmark" in frame.columns and frame["benchmark"].is_not_null().any()
     feature_cols: list[str] | None = None
@@ -443,9 +459,8 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
     want_fnc = features is not None and bool(cfg.scoring.fnc)
     want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
-        ids = pl.Series("id", features.ids, dtype=pl.String)
-        if len(features) != frame.height or not frame["id"].equals(ids):
-            raise NumerlabError("predictions and features are not aligned by id")
+        _check_aligned(frame, features)
+    if want_fnc:
         feature_cols = features.feature_names
         scored = frame.with_columns(
             pl.from_numpy(features.features, schema=feature_cols, orient="row"))
@@ -456,18 +471,23 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None
         benchmark="benchmark" if has_bm else None,
     )
     if want_exposure:
-        exposure = scoring.per_era_feature_exposure(scored, features=feature_cols)
+        if correlations is None:
+            correlations = feature_correlations(frame, features)
+        exposure = pl.DataFrame({
+            "era": pl.Series(features.era_labels, dtype=pl.String),
+            "feature_exposure": scoring.max_per_era(correlations)})
         per_era = per_era.join(exposure, on="era", how="left", maintain_order="left")
     metrics = scoring.summarize(per_era, recent_eras=cfg.scoring.recent_eras)
     return metrics, per_era
 
 
 def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: str,
-          benchmark_name: str | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+          benchmark_name: str | None = None, correlations: np.ndarray | None = None
+          ) -> tuple[dict[str, Any], pl.DataFrame]:
     """`evaluate` plus what identifies the run in metrics.json."""
     from numerlab.backtest import payout_metrics
 
-    metrics, per_era = evaluate(cfg, frame, features)
+    metrics, per_era = evaluate(cfg, frame, features, correlations)
     metrics.update(payout_metrics(per_era, cfg.payout))
     if "bmc_mean" in metrics:
         metrics["benchmark"] = benchmark_name

@@ -699,6 +699,55 @@ def _concurrently(*tasks):
     return [next(results) if task is not None else None for task in tasks]
 
 
+def feature_correlations(
+    predictions: np.ndarray,
+    columns: Any,
+    era_codes: np.ndarray,
+    n_eras: int,
+    memory_budget: int = MEMORY_BUDGET_BYTES,
+) -> np.ndarray:
+    """(n_eras, k) |pearson(predictions, feature_j)| within each era: the one computation
+    behind feature exposure (its max over features, per era) and the per-feature exposure
+    of the diagnostics (its mean over eras). NaN where undefined (the feature or the
+    predictions constant in the era, an era without rows).
+
+    columns: an (n, k) numeric matrix (int8 bins are converted to float a block of columns
+             at a time, never all at once), or a pair (k, fetch) with fetch(first, stop) ->
+             the (n, stop - first) columns, rows as `predictions`.
+    """
+    if isinstance(columns, tuple):
+        k, fetch = columns
+    else:
+        k, fetch = columns.shape[1], lambda first, stop: columns[:, first:stop]
+    segments = EraSegments.of(np.asarray(era_codes), n_eras)
+    pred = segments.center(np.asarray(predictions, dtype=np.float64)[segments.order])
+    pred_ss = segments.sums(pred * pred)
+    out = np.full((len(segments.counts), k), np.nan)
+    # the float copy, its centered version and the product: rows x columns each
+    per_block = max(1, memory_budget // (3 * 8 * max(len(pred), 1)))
+    for first in range(0, k, per_block):
+        stop = min(k, first + per_block)
+        block = segments.center(
+            np.asarray(fetch(first, stop))[segments.order].astype(np.float64))
+        cov = segments.sums(block * pred[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.abs(cov / np.sqrt(pred_ss[:, None] * segments.sums(block * block)))
+        corr[~np.isfinite(corr)] = np.nan
+        out[:, first:stop] = corr
+    by_era = np.full((n_eras, k), np.nan)
+    by_era[segments.eras] = out
+    return by_era
+
+
+def max_per_era(correlations: np.ndarray) -> np.ndarray:
+    """(n_eras,) feature exposure from `feature_correlations`: the largest |corr| of each
+    era, features undefined there skipped; NaN where none is defined."""
+    defined = ~np.isnan(correlations).all(axis=1)
+    out = np.full(len(correlations), np.nan)
+    out[defined] = np.nanmax(correlations[defined], axis=1)
+    return out
+
+
 def per_era_feature_exposure(
     df: Any,
     prediction: str = "prediction",
@@ -717,24 +766,12 @@ def per_era_feature_exposure(
     codes, labels = era_codes(frame.get_column(era))
     pred = _prediction_column(frame, prediction)
     feature_frame = _feature_frame(frame, features)
-
-    segments = EraSegments.of(codes, len(labels))
-    centered_pred = segments.center(pred[segments.order])
-    pred_ss = segments.sums(centered_pred * centered_pred)
-    exposure = np.full(len(segments.counts), -np.inf)
-    # the float copy, its centered version and the product: rows x columns each
-    per_chunk = max(1, memory_budget // (3 * 8 * len(pred)))
-    for first in range(0, len(features), per_chunk):
-        names = list(features[first : first + per_chunk])
-        f = feature_frame.select(names)[segments.order].to_numpy().astype(np.float64)
-        f = segments.center(f)
-        cov = segments.sums(f * centered_pred[:, None])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.abs(cov / np.sqrt(pred_ss[:, None] * segments.sums(f * f)))
-        exposure = np.fmax(exposure, np.max(np.nan_to_num(corr, nan=-np.inf), axis=1))
-    exposure[np.isinf(exposure)] = np.nan
-    by_era = segments.by_era(exposure, len(labels))
-    return pl.DataFrame([labels.alias(era), pl.Series("feature_exposure", by_era)])
+    names = list(features)
+    correlations = feature_correlations(
+        pred, (len(names), lambda first, stop: feature_frame.select(names[first:stop])
+               .to_numpy()), codes, len(labels), memory_budget)
+    return pl.DataFrame([labels.alias(era),
+                         pl.Series("feature_exposure", max_per_era(correlations))])
 
 
 # --- summaries ----------------------------------------------------------------------------

@@ -387,12 +387,13 @@ def stage_evaluate(cfg: DictConfig) -> None:
                             f"the 'predict' stage (`dvc repro predict`)")
     model = load_trained_model(manifest)
 
+    correlations = pipeline.feature_correlations(frame, features)  # once, as task=train
     metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model),
-                                      manifest.get("benchmark"))
+                                      manifest.get("benchmark"), correlations)
     with artifacts.staged(ARTIFACTS) as stage:
         (stage / DIAGNOSTICS_DIR.name).mkdir()
         top = diagnostics.write_run_diagnostics(stage / DIAGNOSTICS_DIR.name, model, features,
-                                                frame)
+                                                frame, correlations)
         per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
     pipeline.show(metrics)

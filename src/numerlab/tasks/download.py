@@ -27,7 +27,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(source, V5Source):
         raise NumerlabError(f"task=download fetches Numerai's v5 files: choose data=v5 "
                             f"(data._target_ is {cfg.data.get('_target_')})")
-    version, paths = pipeline.data_fetcher(cfg)(source.version, source.dir)
+    fetch = pipeline.data_fetcher(cfg)
+    if fetch is None:
+        pipeline.tournament_client(cfg)  # says what is missing: the tournament group
+    version, paths = fetch(source.version, source.dir)
     files = {path.name: path.stat().st_size for path in paths}
     show(version, source.dir, files)
     with artifacts.staged(Path(run_dir)) as stage:

@@ -27,10 +27,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                                                    splits.validation, splits.live,
                                                    splits.meta_model, splits.benchmarks)
         pipeline.write_predictions(stage, validation, live)
+        # per-era |corr| of the predictions with each feature, once: the diagnostics'
+        # exposure per feature and the scores' feature exposure per era
+        correlations = pipeline.feature_correlations(validation, splits.validation)
         features = diagnostics.write_run_diagnostics(stage, parts.model, splits.validation,
-                                                     validation)
+                                                     validation, correlations)
         metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name,
-                                          splits.benchmark_name)
+                                          splits.benchmark_name, correlations)
         plots = pipeline.write_evaluation(stage, metrics, per_era)
     pipeline.show(metrics)
     diagnostics.print_footer(features)
