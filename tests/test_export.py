@@ -4,6 +4,9 @@ imported, compared with the live predictions numerlab itself computes for the sa
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from scipy.special import ndtri
 from scipy.stats import rankdata
 
 from numerlab import export, pipeline, postprocess
@@ -21,18 +25,28 @@ from numerlab.data.dataset import Dataset
 from numerlab.data.synthetic import feature_names
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, load_model, save_model
+from numerlab.models.ensemble import EnsembleModel
 from numerlab.models.gbdt import LGBMModel, XGBModel
 from numerlab.postprocess import PostProcess
 from numerlab.registry import build
 
 N_FEATURES = 12
 LIVE_ROWS = 400
+MODEL_FEATURES = feature_names(N_FEATURES)
+# features.json columns the models never see, in live_features as in Numerai's
+EXTRA_FEATURES = feature_names(N_FEATURES + 3)[N_FEATURES:]
+# a features.json set of model columns (reordered) and columns the models do not use
+OTHER_SET = [MODEL_FEATURES[4], MODEL_FEATURES[0], *EXTRA_FEATURES]
+FEATURE_SETS = {"model": MODEL_FEATURES, "other": OTHER_SET,
+                "all": [*MODEL_FEATURES, *EXTRA_FEATURES]}
 NONE = {"_target_": "numerlab.postprocess.NoPostProcess"}
 NEUTRALIZE = "numerlab.postprocess.Neutralize"
 NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None}
 # a subset, in an order other than the model's, at half strength
 NEUTRALIZE_SOME = {"_target_": NEUTRALIZE, "proportion": 0.5,
                    "columns": feature_names(N_FEATURES)[5::-2]}
+NEUTRALIZE_OTHER_SET = {"_target_": NEUTRALIZE, "proportion": 1.0, "features": "other",
+                        "columns": None}
 # What the upload image does not need: numerlab and its config, data and training stack.
 BLOCKED = ["numerlab", "polars", "hydra", "omegaconf", "lightning", "pytorch_lightning"]
 # LightGBM and XGBoost depend on scipy; a torch-only image need not have it.
@@ -104,31 +118,58 @@ def models(tmp_path_factory) -> dict:
 
 
 def make_run(run_dir: Path, model, pp_cfg: dict) -> Path:
-    """A run dir as a finished `python run.py` leaves it: model/ and .hydra/config.yaml."""
+    """A run dir as a finished `python run.py` leaves it: model/ and .hydra/config.yaml,
+    whose data.dir holds a features.json."""
     save_model(model, run_dir / "model", feature_names(N_FEATURES))
     (run_dir / ".hydra").mkdir(parents=True)
+    data_dir = run_dir.parent / f"{run_dir.name}-data"
+    data_dir.mkdir()
+    (data_dir / "features.json").write_text(json.dumps(
+        {"feature_sets": FEATURE_SETS, "targets": ["target"]}))
     OmegaConf.save(OmegaConf.create({"seed": 0, "postprocess": pp_cfg,
+                                     "data": {"dir": str(data_dir)},
                                      "scoring": {"fnc": True, "exposure": True}}),
                    run_dir / ".hydra" / "config.yaml")
     return run_dir
 
 
+def extra_features(live: Dataset) -> np.ndarray:
+    """int8 (n, 3) values of EXTRA_FEATURES: the first follows model feature 0 (what the
+    models predict from), so neutralizing against it changes the predictions."""
+    rng = np.random.default_rng(11)
+    extra = rng.integers(0, 5, size=(len(live), len(EXTRA_FEATURES)), dtype=np.int8)
+    extra[:, 0] = np.clip(live.features[:, 0] + rng.integers(-1, 2, len(live)), 0, 4)
+    return extra
+
+
+def with_postprocess_columns(live: Dataset, names: list[str]) -> Dataset:
+    """`live` as the loader gives it for `postprocess.features`: the set's columns that
+    are not model features loaded beside them (`extra_features`)."""
+    return dataclasses.replace(live, extra_features=extra_features(live),
+                               extra_names=list(EXTRA_FEATURES), postprocess_columns=names)
+
+
 def live_frame(live: Dataset) -> pd.DataFrame:
     """Numerai's live_features: indexed by id, feature columns in another order than the
-    model's, an extra feature and the era/data_type columns."""
+    model's, features the model does not use and the era/data_type columns."""
     columns = {name: live.features[:, j] for j, name in enumerate(live.feature_names)}
     columns = dict(reversed(list(columns.items())))
     columns["feature_not_in_the_model"] = np.zeros(len(live), dtype=np.int8)
+    columns.update(zip(EXTRA_FEATURES, extra_features(live).T, strict=True))
     frame = pd.DataFrame(columns, index=pd.Index(live.ids.astype(str), name="id"))
     frame.insert(0, "era", live.eras.astype(str))
     frame.insert(1, "data_type", "live")
     return frame
 
 
-def numerlab_live_predictions(run_dir: Path, live: Dataset) -> pd.Series:
-    """The ranked live predictions of numerlab's own pipeline for the saved run, by id."""
+def numerlab_live_predictions(run_dir: Path, live: Dataset,
+                              postprocess_columns: list[str] | None = None) -> pd.Series:
+    """The ranked live predictions of numerlab's own pipeline for the saved run, by id
+    (`postprocess_columns`: the columns the run's `postprocess.features` names)."""
     model, names = load_model(run_dir / "model")
     assert names == live.feature_names
+    if postprocess_columns is not None:
+        live = with_postprocess_columns(live, postprocess_columns)
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     postprocess = build(cfg.postprocess, "postprocess", PostProcess)
     _, frame = pipeline.predict_splits(postprocess, model, live, live, None)
@@ -220,10 +261,12 @@ def test_neutralization_changes_the_exported_predictions(models, live, tmp_path)
     assert np.abs(plain["prediction"] - neutral["prediction"]).max() > 0.05
 
 
-def test_postprocess_argument_overrides_the_run_config(models, live, tmp_path):
+def test_run_cfg_argument_overrides_the_run_config(models, live, tmp_path):
     frame = live_frame(live)
     run_dir = make_run(tmp_path / "run", models["lgbm"], NONE)
-    given = export.build_predict(run_dir, postprocess=NEUTRALIZE_SOME)(frame, None)
+    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    run_cfg.postprocess = NEUTRALIZE_SOME
+    given = export.build_predict(run_dir, run_cfg)(frame, None)
     saved = make_run(tmp_path / "run2", models["lgbm"], NEUTRALIZE_SOME)
     pd.testing.assert_frame_equal(given, export.build_predict(saved)(frame, None))
 
@@ -276,13 +319,16 @@ def test_bad_postprocess_configs_are_named(models, tmp_path):
         ({"_target_": NEUTRALIZE, "proportion": 1.5, "columns": None},
          "postprocess.proportion=1.5 must be within [0, 1]"),
         ({"_target_": NEUTRALIZE, "proportion": 1.0, "columns": ["feature_nope"]},
-         "postprocess.columns: 'feature_nope' is not among the model's features"),
+         "postprocess.columns: features.json has no feature 'feature_nope'"),
+        ({"_target_": NEUTRALIZE, "proportion": 1.0, "features": "nope"},
+         ("postprocess.features: features.json has no feature set 'nope' (available: "
+          "model, other, all)")),
     ]
     for i, (pp_cfg, message) in enumerate(cases):
         run_dir = make_run(tmp_path / f"run{i}", models["lgbm"], pp_cfg)
         with pytest.raises(NumerlabError) as err:
             export.export_model(run_dir, tmp_path / "model.pkl")
-        assert str(err.value).startswith(message)
+        assert str(err.value).startswith(message) and "\n" not in str(err.value)
     run_dir = tmp_path / "run0"
     (run_dir / ".hydra" / "config.yaml").unlink()
     with pytest.raises(NumerlabError, match=r"config.yaml: missing"):
@@ -311,7 +357,8 @@ def test_neutralization_matches_postprocess_on_one_era():
     columns = [5, 0, 2, 4]
     expected = postprocess.neutralize_per_era(values, features[:, columns],
                                               np.array(["X"] * 200), proportion=0.7)
-    neutral = export.Neutralization(0.7, columns, rcond=1e-6)(values, features)
+    names = [f"f{j}" for j in columns]
+    neutral = export.Neutralization(0.7, names, rcond=1e-6)(values, features[:, columns])
     np.testing.assert_allclose(neutral, expected, rtol=0, atol=1e-9)
 
 
@@ -343,3 +390,127 @@ def test_an_early_stopped_gbdt_exports_the_trees_it_predicts_with(library, tmp_p
     loaded, _ = load_model(run_dir / "model")
     expected = postprocess.rank_unit(loaded.predict(live.features))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_normal_quantile_without_scipy_is_ndtri():
+    p = export.rank_unit(np.random.default_rng(5).standard_normal(1001))
+    p = np.concatenate([p, [1e-9, 0.5, 1 - 1e-9]])
+    np.testing.assert_allclose(export.normal_quantile_stdlib(p), ndtri(p), rtol=1e-12,
+                               atol=1e-15)
+    np.testing.assert_array_equal(export.normal_quantile(p), ndtri(p))
+
+
+# -- ensembles --------------------------------------------------------------------------------
+
+MEMBER_OVERRIDES = {
+    "lgbm": {"num_boost_round": 30, "params": {"num_threads": 1, "num_leaves": 15}},
+    "mlp": {"d_hidden": 16, "lr": 3e-3, "batch_size": 128, "eval_batch_size": 256,
+            "patience": None},
+}
+TRAINER = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
+           "enable_progress_bar": False, "enable_model_summary": False,
+           "enable_checkpointing": False, "num_sanity_val_steps": 0}
+
+
+def fit_ensemble(members: list[str], weights: list[float], combine: str,
+                 work: Path) -> EnsembleModel:
+    model = EnsembleModel(members, weights=weights, combine=combine,
+                          overrides=MEMBER_OVERRIDES)
+    model.fit(make_dataset(20, 100, seed=0), None,
+              FitContext(seed=0, run_dir=work, trainer=TRAINER))
+    return model
+
+
+def with_combine(model: EnsembleModel, combine: str) -> EnsembleModel:
+    """The same fitted members, combined another way."""
+    other = copy.copy(model)
+    other.combine, other._predicted = combine, []
+    return other
+
+
+@pytest.fixture(scope="module")
+def ensembles(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("ensembles")
+    lgbm_mlp = fit_ensemble(["lgbm", "mlp"], [2, 1], "rank", work / "lgbm_mlp")
+    torch_only = fit_ensemble(["mlp", "mlp"], [1, 3], "gaussian", work / "torch_only")
+    return {"lgbm+mlp rank": lgbm_mlp, "lgbm+mlp gaussian": with_combine(lgbm_mlp, "gaussian"),
+            "mlp+mlp gaussian": torch_only}
+
+
+@pytest.mark.parametrize(("name", "blocked"), [
+    ("lgbm+mlp rank", BLOCKED), ("lgbm+mlp gaussian", BLOCKED),
+    ("mlp+mlp gaussian", [*BLOCKED, "scipy"]),  # normal quantiles without scipy
+])
+def test_an_exported_ensemble_runs_without_numerlab_and_matches_numerlab(
+        name, blocked, ensembles, live, tmp_path):
+    run_dir = make_run(tmp_path / "run", ensembles[name], NONE)
+    expected = numerlab_live_predictions(run_dir, live)
+    assert expected.nunique() > LIVE_ROWS // 2
+    out_path = export.export_model(run_dir, tmp_path / "model.pkl")
+    shutil.rmtree(run_dir)
+
+    frame = live_frame(live)
+    work = tmp_path / "numerai"
+    work.mkdir()
+    out = run_like_numerai(out_path, frame, blocked, work)
+    assert out.index.equals(frame.index)
+    np.testing.assert_allclose(out["prediction"].to_numpy(),
+                               expected.loc[out.index].to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_an_ensembles_combine_method_reaches_the_export(ensembles, live, tmp_path):
+    # guards the test above: rank and gaussian combining really differ on these members
+    frame = live_frame(live)
+    rank, gaussian = (export.build_predict(make_run(tmp_path / name, ensembles[name], NONE))(
+        frame, None)["prediction"] for name in ("lgbm+mlp rank", "lgbm+mlp gaussian"))
+    assert np.abs(rank - gaussian).max() > 1e-3
+
+
+def test_an_ensemble_member_that_cannot_be_exported_is_named(ensembles, tmp_path):
+    model = copy.copy(ensembles["lgbm+mlp rank"])
+    model.models = [model.models[0], object()]
+    with pytest.raises(NumerlabError, match=r"^ensemble member 1-mlp: model class "
+                                            r"builtins.object cannot be exported"):
+        export.scorer_for(model)
+
+
+# -- post-processing on a feature set the model does not use ----------------------------------
+
+
+def test_neutralizing_on_another_feature_set_exports_and_matches_numerlab(models, live,
+                                                                         tmp_path):
+    run_dir = make_run(tmp_path / "run", models["lgbm"], NEUTRALIZE_OTHER_SET)
+    expected = numerlab_live_predictions(run_dir, live, postprocess_columns=OTHER_SET)
+    plain = numerlab_live_predictions(make_run(tmp_path / "plain", models["lgbm"], NONE), live)
+    assert np.abs(expected - plain.loc[expected.index]).max() > 0.05  # the set matters
+    out_path = export.export_model(run_dir, tmp_path / "model.pkl")
+    shutil.rmtree(run_dir)
+    shutil.rmtree(tmp_path / "run-data")  # the set's columns travel in the pickle
+
+    frame = live_frame(live)
+    work = tmp_path / "numerai"
+    work.mkdir()
+    out = run_like_numerai(out_path, frame, BLOCKED, work)
+    np.testing.assert_allclose(out["prediction"].to_numpy(),
+                               expected.loc[out.index].to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_live_frame_missing_a_postprocess_column_is_one_line(models, live, tmp_path):
+    predict = export.build_predict(make_run(tmp_path / "run", models["lgbm"],
+                                            NEUTRALIZE_OTHER_SET))
+    with pytest.raises(NumerlabError) as err:
+        predict(live_frame(live).drop(columns=[EXTRA_FEATURES[1]]), None)
+    assert str(err.value) == (f"live_features lacks 1 of the post-processing's "
+                              f"{len(OTHER_SET)} feature columns, e.g. {EXTRA_FEATURES[1]!r}")
+
+
+def test_a_feature_set_without_the_runs_data_dir_is_one_line(models, tmp_path):
+    run_dir = make_run(tmp_path / "run", models["lgbm"], NEUTRALIZE_OTHER_SET)
+    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    del run_cfg["data"]
+    with pytest.raises(NumerlabError, match=r"has no data.dir, so the feature columns "
+                                            r"postprocess names cannot be read"):
+        export.build_predict(run_dir, run_cfg)
+    run_cfg.data = {"dir": str(tmp_path / "nowhere")}
+    with pytest.raises(NumerlabError, match=r"^missing data file .*nowhere/features.json$"):
+        export.build_predict(run_dir, run_cfg)

@@ -9,21 +9,24 @@ pandas and the model libraries but without numerlab. So the pickle holds:
   scorer and the few functions they call; numpy, pandas and the model library by reference;
 - the model as bytes or text (LightGBM model text, XGBoost raw model, torch state dict),
   rebuilt on the first call, so the pickle references no file;
-- the post-processing as plain numbers and column positions.
+- the post-processing as plain numbers and column names;
+- an ensemble as its members' scorers, normalized weights and combine method.
 
 Apart from code, only built-in types (str, bytes, int, float, list, dict) are stored, so no
 numpy or pandas version is baked into the pickle. Python itself must match: pickled code
 objects load only under the Python minor version that wrote them.
 
 At predict time: select the trained feature columns by name, convert them to int8 in
-row chunks, score, neutralize (one era: numerai-predict calls once per era), and rank into
-(0, 1) exactly as the pipeline ranks live predictions (`postprocess.rank_unit`).
+row chunks, score, neutralize (one era: numerai-predict calls once per era) against the
+post-processing's columns (selected by name too: they need not be the model's), and rank
+into (0, 1) exactly as the pipeline ranks live predictions (`postprocess.rank_unit`).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import statistics
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,16 +52,17 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 def live_feature_matrix(live_features: pd.DataFrame, feature_names: list[str],
-                        chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    """The model's feature columns of `live_features`, by name and in training order, as
-    an int8 (n, k) matrix; converted `chunk_rows` rows at a time so that a non-int8 frame
-    never has a whole float copy. NumerlabError for a missing column or a value that is
-    not a whole number within int8."""
+                        chunk_rows: int = CHUNK_ROWS, whose: str = "the model's"
+                        ) -> np.ndarray:
+    """The columns `feature_names` of `live_features`, by name and in that order, as an
+    int8 (n, k) matrix; converted `chunk_rows` rows at a time so that a non-int8 frame
+    never has a whole float copy. NumerlabError for a missing column (the message says
+    `whose` columns they are) or a value that is not a whole number within int8."""
     present = set(live_features.columns)
     missing = [name for name in feature_names if name not in present]
     if missing:
         raise NumerlabError(
-            f"live_features lacks {len(missing)} of the model's {len(feature_names)} feature "
+            f"live_features lacks {len(missing)} of {whose} {len(feature_names)} feature "
             f"columns, e.g. {missing[0]!r}")
     selected = live_features[feature_names]
     all_int8 = all(dtype == np.int8 for dtype in selected.dtypes)
@@ -82,21 +86,26 @@ def live_feature_matrix(live_features: pd.DataFrame, feature_names: list[str],
 
 
 class Neutralization:
-    """values - proportion * X b within one era, X = [features[:, columns], 1] and b the
-    least-squares fit of values on X (singular values below rcond * largest dropped): the
-    projection `postprocess.neutralize_per_era` removes, for a single era."""
+    """values - proportion * X b within one era, X = [features, 1] with `features` the int8
+    (n, k) matrix of the live feature columns named `columns`, and b the least-squares fit
+    of values on X (singular values below rcond * largest dropped): the projection
+    `postprocess.neutralize_per_era` removes, for a single era. A live transform
+    (`PostProcess.live_transform`): `columns` says which columns it is given."""
 
-    def __init__(self, proportion: float, columns: list[int], rcond: float):
+    def __init__(self, proportion: float, columns: list[str], rcond: float):
         self.proportion = float(proportion)
-        self.columns = [int(c) for c in columns]
+        self.columns = [str(c) for c in columns]
         self.rcond = float(rcond)
 
     def __call__(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=np.float64)
         if not len(values):
             return values
+        if features.shape != (len(values), len(self.columns)):
+            raise NumerlabError(f"neutralization: {features.shape} features for "
+                                f"{len(values)} predictions and {len(self.columns)} columns")
         x = np.empty((len(values), len(self.columns) + 1))
-        x[:, :-1] = features[:, self.columns]
+        x[:, :-1] = features
         x[:, -1] = 1.0
         b = np.linalg.lstsq(x, values, rcond=self.rcond)[0]
         return values - self.proportion * (x @ b)
@@ -201,15 +210,68 @@ class TorchScorer(LazyModel):
         return out
 
 
+def normal_quantile(percentiles: np.ndarray) -> np.ndarray:
+    """The standard normal quantile Phi^-1(p) of each p in (0, 1), as `scoring.gaussianize`:
+    scipy.special.ndtri where scipy is importable, else `normal_quantile_stdlib` (an
+    upload image with torch only has no scipy)."""
+    p = np.asarray(percentiles, dtype=np.float64)
+    try:
+        from scipy.special import ndtri
+    except ImportError:
+        return normal_quantile_stdlib(p)
+    return ndtri(p)
+
+
+def normal_quantile_stdlib(percentiles: np.ndarray) -> np.ndarray:
+    """Phi^-1(p) by the standard library's `NormalDist().inv_cdf` (Wichura's AS241, within
+    a few ulps of ndtri), one value at a time: one live era is a few thousand rows."""
+    inv_cdf = statistics.NormalDist().inv_cdf
+    p = np.asarray(percentiles, dtype=np.float64)
+    return np.fromiter(map(inv_cdf, p.ravel().tolist()), dtype=np.float64,
+                       count=p.size).reshape(p.shape)
+
+
+class EnsembleScorer:
+    """Member scorers combined over all rows as ONE era, as `EnsembleModel.predict` does:
+        rank:     rank_unit( sum_i w_i rank_unit(s_i) )
+        gaussian: rank_unit( sum_i w_i normal_quantile(rank_unit(s_i)) )
+    with s_i member i's raw predictions taken as float32 (as the ensemble takes them: the
+    same ties) and w the weights normalized to sum 1. Returns float32, as the ensemble."""
+
+    def __init__(self, scorers: list[Scorer], weights: list[float], combine: str):
+        from numerlab.models.ensemble import COMBINE_METHODS
+
+        if combine not in COMBINE_METHODS:
+            raise NumerlabError(f"model.combine={combine!r} must be one of "
+                                f"{', '.join(COMBINE_METHODS)}")
+        if len(scorers) != len(weights) or not scorers:
+            raise NumerlabError(f"an ensemble needs one weight per member: {len(weights)} "
+                                f"weights for {len(scorers)} members")
+        w = np.asarray(weights, dtype=np.float64)
+        self.scorers = list(scorers)
+        self.weights = [float(x) for x in w / w.sum()]  # the ensemble's normalized weights
+        self.combine = str(combine)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        mixed = np.zeros(len(features))
+        for weight, scorer in zip(self.weights, self.scorers, strict=True):
+            raw = np.asarray(scorer(features), dtype=np.float32).astype(np.float64)
+            ranked = rank_unit(raw)
+            mixed += weight * (normal_quantile(ranked) if self.combine == "gaussian"
+                               else ranked)
+        return rank_unit(mixed).astype(np.float32)
+
+
 class LivePredictor:
     """live_features (one era) -> DataFrame `prediction` in (0, 1), indexed like the input:
-    the trained columns by name -> int8 -> scorer -> neutralization (if any) -> rank_unit."""
+    the trained columns by name -> int8 -> scorer -> live transform (post-processing, if
+    any, given its own `columns` by name) -> rank_unit."""
 
-    def __init__(self, feature_names: list[str], scorer: Scorer,
-                 neutralization: Neutralization | None, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, feature_names: list[str], scorer: Scorer, transform: Any | None,
+                 chunk_rows: int = CHUNK_ROWS):
         self.feature_names = [str(name) for name in feature_names]
         self.scorer = scorer
-        self.neutralization = neutralization
+        self.transform = transform
         self.chunk_rows = int(chunk_rows)
 
     def raw(self, live_features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -221,10 +283,23 @@ class LivePredictor:
                                 f"{len(features)} rows")
         return features, values
 
+    def transform_features(self, live_features: pd.DataFrame,
+                           features: np.ndarray) -> np.ndarray:
+        """The int8 matrix of the transform's `columns`: taken from the model's `features`
+        when it holds them all, else converted by name from `live_features`."""
+        names = list(self.transform.columns)
+        if names == self.feature_names:
+            return features
+        position = {name: j for j, name in enumerate(self.feature_names)}
+        if all(name in position for name in names):
+            return features[:, [position[name] for name in names]]
+        return live_feature_matrix(live_features, names, self.chunk_rows,
+                                   whose="the post-processing's")
+
     def __call__(self, live_features: pd.DataFrame) -> pd.DataFrame:
         features, values = self.raw(live_features)
-        if self.neutralization is not None:
-            values = self.neutralization(values, features)
+        if self.transform is not None:
+            values = self.transform(values, self.transform_features(live_features, features))
         bad = int((~np.isfinite(values)).sum())
         if bad:
             raise NumerlabError(f"the model produced {bad} non-finite predictions "
@@ -242,32 +317,67 @@ def model_dir(run_dir: Path) -> Path:
     return path
 
 
-def read_postprocess(run_dir: Path) -> Mapping[str, Any]:
-    """The run's `postprocess` config, from `<run_dir>/.hydra/config.yaml`."""
+def read_run_config(run_dir: Path) -> Any:
+    """The config the run ran with, from `<run_dir>/.hydra/config.yaml` (a DictConfig)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
-        raise NumerlabError(f"{path}: missing, so the run's postprocess config is unknown")
+        raise NumerlabError(f"{path}: missing, so the run's config (postprocess, data) is "
+                            f"unknown")
     try:
-        cfg = OmegaConf.load(path)
-        if "postprocess" not in cfg:
-            raise NumerlabError(f"{path}: has no 'postprocess' key")
-        return OmegaConf.to_container(cfg.postprocess, resolve=True)
-    except OmegaConfBaseException as exc:
+        return OmegaConf.load(path)
+    except (OSError, OmegaConfBaseException) as exc:
         raise NumerlabError(f"{path}: {message_line(exc)}") from None
 
 
-def neutralization_of(pp_cfg: Mapping[str, Any], feature_names: list[str]) -> Any:
-    """The live post-processing that `pp_cfg` (the `postprocess` config group) asks for,
-    over the model's `feature_names`: the post-process it names builds its own picklable
-    live transform (`PostProcess.live_transform`), or None for none. The one place that
-    reads post-processing config here."""
+def run_data_dir(run_cfg: Any, where: str) -> Path:
+    """The run's `data.dir` (relative to the working dir, as the loader reads it)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(run_cfg, "data.dir", default=None)
+    if value is None:
+        raise NumerlabError(f"{where}: has no data.dir, so the feature columns postprocess "
+                            f"names cannot be read from its features.json")
+    return Path(str(value)).expanduser()
+
+
+def postprocess_column_names(run_cfg: Any, where: str) -> list[str] | None:
+    """The feature columns the run's post-processing names (`postprocess.features`: a
+    feature set, or `postprocess.columns`), resolved against the features.json of the run's
+    `data.dir` exactly as the loader resolves them for train and live
+    (`pipeline.postprocess_columns`, `v5.resolve_extra_features`); None when it names none
+    (it then works on the model's features)."""
+    from numerlab.data.v5 import read_features_json, resolve_extra_features
+    from numerlab.pipeline import postprocess_columns
+
+    extra = postprocess_columns(run_cfg)
+    if extra is None:
+        return None
+    return resolve_extra_features(read_features_json(run_data_dir(run_cfg, where)), extra)
+
+
+def live_transform_of(run_cfg: Any, feature_names: list[str], where: str) -> Any:
+    """The live post-processing the run's config asks for: the post-process its
+    `postprocess` names builds its own picklable live transform
+    (`PostProcess.live_transform`) over the model's `feature_names` and the columns the
+    config names (`postprocess_column_names`), or None for none. The one place that reads
+    post-processing config here."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     from numerlab.postprocess import PostProcess
     from numerlab.registry import build
 
-    return build(pp_cfg, "postprocess", PostProcess).live_transform(feature_names)
+    try:
+        if run_cfg.get("postprocess") is None:
+            raise NumerlabError(f"{where}: has no 'postprocess' key")
+        pp_cfg = OmegaConf.to_container(run_cfg.postprocess, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise NumerlabError(f"{where}: {message_line(exc)}") from None
+    postprocess = build(pp_cfg, "postprocess", PostProcess)  # its settings before any file
+    return postprocess.live_transform(feature_names, postprocess_column_names(run_cfg, where))
 
 
 def _lightgbm_scorer(model: Any) -> LightGBMScorer:
@@ -341,20 +451,28 @@ def check_scorer(scorer: Scorer, model: Any, n_features: int, where: Path) -> No
                             f"one (max abs difference {gap:.3g})")
 
 
-def build_predict(run_dir: Path, postprocess: Mapping[str, Any] | None = None
+def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
                   ) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
     """Numerai's `predict(live_features, live_benchmark_models)` for the model saved in
-    `<run_dir>/model/`, post-processed as `postprocess` says (default: the run's own
-    `.hydra/config.yaml`). Benchmark models are accepted and not used."""
+    `<run_dir>/model/`, post-processed as `run_cfg` says (its `postprocess`, and `data.dir`
+    for the columns post-processing names; default: the run's own `.hydra/config.yaml`).
+    Benchmark models are accepted and not used."""
+    from omegaconf import DictConfig, OmegaConf
+
     from numerlab.models.base import load_model
 
     path = model_dir(run_dir)
     model, feature_names = load_model(path)
-    pp_cfg = read_postprocess(run_dir) if postprocess is None else postprocess
-    neutralization = neutralization_of(pp_cfg, feature_names)
+    if run_cfg is None:
+        run_cfg, where = read_run_config(run_dir), str(Path(run_dir) / RUN_CONFIG)
+    else:
+        where = f"the config of run {run_dir}"
+        run_cfg = run_cfg if isinstance(run_cfg, DictConfig) else OmegaConf.create(
+            dict(run_cfg))
+    transform = live_transform_of(run_cfg, feature_names, where)
     scorer = scorer_for(model)
     check_scorer(scorer, model, len(feature_names), path)
-    predictor = LivePredictor(feature_names, scorer, neutralization)
+    predictor = LivePredictor(feature_names, scorer, transform)
 
     def predict(live_features: pd.DataFrame,
                 live_benchmark_models: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -396,9 +514,10 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def export_model(run_dir: Path, out_path: Path,
-                 postprocess: Mapping[str, Any] | None = None) -> Path:
+                 run_cfg: Mapping[str, Any] | None = None) -> Path:
     """Write the model upload pickle of the run in `run_dir` to `out_path` (see
-    `build_predict`); returns `out_path`."""
+    `build_predict`; `run_cfg`: the run's config, default its `.hydra/config.yaml`);
+    returns `out_path`."""
     out_path = Path(out_path)
-    write_atomically(out_path, pickle_by_value(build_predict(Path(run_dir), postprocess)))
+    write_atomically(out_path, pickle_by_value(build_predict(Path(run_dir), run_cfg)))
     return out_path

@@ -49,9 +49,16 @@ class PostProcess:
         """`frame["prediction"]` transformed; rows are aligned with `dataset`."""
         raise NotImplementedError
 
-    def live_transform(self, feature_names: list[str]):
-        """For `task=export`: a small picklable callable `(predictions, features) ->
-        predictions` over one live era, needing numpy only (None: nothing to do)."""
+    def live_transform(self, feature_names: list[str],
+                       postprocess_columns: list[str] | None = None):
+        """For `task=export`: None (nothing to do) or a small picklable callable over one
+        live era, needing numpy only, with `columns`: the live feature columns it reads, by
+        name (they need not be among the model's `feature_names`); it is called as
+        `transform(predictions, features) -> predictions`, `features` the int8
+        (n, len(columns)) matrix of those columns. `postprocess_columns`: the columns the
+        config names (`postprocess.features` / `postprocess.columns`), resolved from
+        features.json as the loader resolves them (`Dataset.postprocess_columns`); None
+        when it names none."""
         raise NumerlabError(f"{type(self).__name__} cannot be exported for Numerai's model "
                             f"upload (it defines no live_transform)")
 
@@ -62,7 +69,8 @@ class NoPostProcess(PostProcess):
     def apply(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         return frame
 
-    def live_transform(self, feature_names: list[str]):
+    def live_transform(self, feature_names: list[str],
+                       postprocess_columns: list[str] | None = None):
         return None
 
 
@@ -116,18 +124,19 @@ class Neutralize(PostProcess):
                                      dataset.era_index, proportion=self.proportion)
         return frame.with_columns(prediction=pl.Series(neutral))
 
-    def live_transform(self, feature_names: list[str]):
+    def live_transform(self, feature_names: list[str],
+                       postprocess_columns: list[str] | None = None):
+        """Neutralization of one live era against the columns `apply` would use: the
+        resolved `postprocess_columns`, else `columns`, else the model's features."""
         from numerlab.export import Neutralization
         from numerlab.scoring import NEUTRALIZE_RCOND
 
-        if self.feature_set:
-            raise NumerlabError(f"postprocess.features={self.feature_set} cannot be exported "
-                                f"yet: list its columns with postprocess.columns (among the "
-                                f"model's features)")
-        names = self.columns or feature_names
-        missing = [name for name in names if name not in feature_names]
-        if missing:
-            raise NumerlabError(
-                f"postprocess.columns: {missing[0]!r} is not among the model's features")
-        position = {name: j for j, name in enumerate(feature_names)}
-        return Neutralization(self.proportion, [position[n] for n in names], NEUTRALIZE_RCOND)
+        if (self.feature_set or self.columns) and postprocess_columns is not None:
+            names = list(postprocess_columns)
+        elif self.feature_set:
+            raise NumerlabError(f"postprocess.features={self.feature_set}: the set's columns "
+                                f"were not resolved for the export (export.build_predict "
+                                f"reads them from the run's features.json)")
+        else:
+            names = self.columns or list(feature_names)
+        return Neutralization(self.proportion, names, NEUTRALIZE_RCOND)

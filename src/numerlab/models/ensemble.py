@@ -395,6 +395,20 @@ class EnsembleModel:
         return combine_per_era(self.member_predictions(features), self.weights,
                                np.zeros(len(features), dtype=np.int32), 1, self.combine)
 
+    def export_scorer(self) -> Any:
+        """For `task=export`: a picklable scorer predicting as `predict` does (one era,
+        `export.EnsembleScorer`) from each member's own export scorer
+        (`export.scorer_for`: LightGBM, XGBoost and torch members alike)."""
+        from numerlab.export import EnsembleScorer, scorer_for
+
+        scorers = []
+        for i, model in enumerate(self.models):
+            try:
+                scorers.append(scorer_for(model))
+            except NumerlabError as exc:
+                raise NumerlabError(f"ensemble member {self.label(i)}: {exc}") from None
+        return EnsembleScorer(scorers, self.weights, self.combine)
+
     # -- save / load --
 
     def save(self, path: Path) -> None:

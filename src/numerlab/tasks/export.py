@@ -6,7 +6,8 @@
 
 Writes `model.pkl` (`export.export_model`: `predict(live_features, live_benchmark_models)`,
 numerlab's code pickled by value, post-processed as the run was: its `.hydra/config.yaml`,
-else the current config) into the job dir, and uploads it for `tournament.model_name` only
+else the current config; the columns `postprocess.features` names come from that config's
+`data.dir` features.json) into the job dir, and uploads it for `tournament.model_name` only
 with `tournament.submit=true`. `export.json` records the file, its sha256, the Python
 version the pickle needs, and the upload id (or "dry run").
 """
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from numerlab import artifacts, pipeline
 from numerlab.export import export_model
@@ -35,10 +36,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
     saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
     submit, model_name, client = pipeline.upload_client(cfg)  # checked before the export
-    postprocess = OmegaConf.to_container(pipeline.saved_config(cfg, saved).postprocess,
-                                         resolve=True)
+    run_cfg = pipeline.saved_config(cfg, saved)  # postprocess and its columns' data dir
     with artifacts.staged(job_dir) as stage:
-        export_model(saved, stage / PICKLE_FILE, postprocess)
+        export_model(saved, stage / PICKLE_FILE, run_cfg)
     pickle = job_dir / PICKLE_FILE
     upload_id = client.upload_model(pickle, model_name) if submit else DRY_RUN
     record = {"model": model_name, "run_dir": str(saved), "file": PICKLE_FILE,

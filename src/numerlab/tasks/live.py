@@ -54,7 +54,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     model, feature_names = load_model(saved / artifacts.MODEL_DIR)
     data_dir = source.prepare(fetch=pipeline.data_fetcher(cfg), fresh=(LIVE_FILE,))
     live = data.load_splits(run_cfg.data, {"columns": feature_names}, run_cfg.target,
-                            splits=("live",)).live
+                            splits=("live",),
+                            extra_features=pipeline.postprocess_columns(run_cfg)).live
     frame = pipeline.predict_live(postprocess, model, live)
     with artifacts.staged(job_dir) as stage:
         write_checked_submission(frame, live_ids(data_dir / LIVE_FILE), stage)
