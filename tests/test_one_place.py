@@ -82,3 +82,23 @@ def test_each_stage_runs_on_only_the_params_dvc_yaml_gives_it(tmp_path, monkeypa
         path.write_text(yaml.safe_dump(only))
         assert stages.main([stage, "--params", str(path)]) == 0, stage
     assert (tmp_path / "artifacts" / "metrics.json").is_file()
+
+
+def test_load_keys_are_derived_from_the_keys_the_pipeline_falls_back_to():
+    """conf/config.yaml's `load` interpolates model.targets and postprocess.*; a config
+    without `load` is read at those keys (pipeline.LOAD_DERIVED_FROM): both say the same."""
+    from omegaconf import OmegaConf
+
+    from numerlab import pipeline
+
+    cfg = compose(["model=ensemble", "model.members=[lgbm,lgbm]",
+                   "model.targets=[null,target_victor_20]", "postprocess=neutralize",
+                   "postprocess.features=medium"])
+    assert set(cfg.load) == set(pipeline.LOAD_DERIVED_FROM)
+    without = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "load"])
+    for key in pipeline.LOAD_DERIVED_FROM:
+        assert pipeline.loaded(cfg, key) == pipeline.loaded(without, key), key
+        assert pipeline.loaded(cfg, key) == OmegaConf.to_container(
+            cfg, resolve=True)["load"][key]
+    assert pipeline.target_config(cfg)["aux"] == ["target_victor_20"]
+    assert pipeline.postprocess_columns(without)["set"] == "medium"

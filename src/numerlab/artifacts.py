@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 METRICS = "metrics.json"
 PER_ERA = "per_era.parquet"
@@ -58,3 +58,24 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: _json_safe(v) for k, v in metrics.items()}
     path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """An open temporary sibling of `path` (mode "w" text, "wb" bytes) that replaces `path`
+    once the block completes, synced to disk: a reader never sees half a file, and a
+    failure leaves an existing `path` as it was and no temporary behind. The one way
+    numerlab writes a single file in place (submissions, the download manifest, model
+    exports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -25,9 +25,7 @@ into (0, 1) exactly as the pipeline ranks live predictions (`postprocess.rank_un
 from __future__ import annotations
 
 import io
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -498,26 +496,15 @@ def pickle_by_value(obj: Any) -> bytes:
             cloudpickle.unregister_pickle_by_value(numerlab)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, then rename over `path`: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def export_model(run_dir: Path, out_path: Path,
                  run_cfg: Mapping[str, Any] | None = None) -> Path:
     """Write the model upload pickle of the run in `run_dir` to `out_path` (see
     `build_predict`; `run_cfg`: the run's config, default its `.hydra/config.yaml`);
     returns `out_path`."""
     out_path = Path(out_path)
-    write_atomically(out_path, pickle_by_value(build_predict(Path(run_dir), run_cfg)))
+    from numerlab.artifacts import atomic_file
+
+    data = pickle_by_value(build_predict(Path(run_dir), run_cfg))
+    with atomic_file(out_path, "wb") as out:
+        out.write(data)
     return out_path

@@ -201,12 +201,17 @@ def data_fetcher(cfg: DictConfig) -> Any:
 
 
 LOAD_KEY = "load"  # conf/config.yaml: the columns loaded besides features and target
+LOAD_DERIVED_FROM = {"targets": "model.targets",  # what conf/config.yaml interpolates
+                     "postprocess_features": "postprocess.features",
+                     "postprocess_columns": "postprocess.columns"}
 
 
 def loaded(cfg: DictConfig, key: str) -> Any:
     """`load.<key>` (conf/config.yaml derives it from the model and post-processing
-    configs), resolved to plain values; None where the config has no such key."""
-    value = OmegaConf.select(cfg, f"{LOAD_KEY}.{key}", default=None)
+    configs), resolved to plain values; a config without `load` (a run saved before it
+    existed, a hand-written one) is read at the key it derives from."""
+    where = f"{LOAD_KEY}.{key}" if LOAD_KEY in cfg else LOAD_DERIVED_FROM[key]
+    value = OmegaConf.select(cfg, where, default=None)
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
@@ -366,7 +371,9 @@ def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFram
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
     validation.write_parquet(out_dir / artifacts.VALIDATION_PREDICTIONS)
     live.write_parquet(out_dir / artifacts.LIVE_PREDICTIONS)
-    live.select("id", "prediction").write_csv(out_dir / artifacts.SUBMISSION)
+    from numerlab.submission import write_submission
+
+    write_submission(live["id"], live["prediction"], out_dir / artifacts.SUBMISSION)
 
 
 # --- a finished run (`run_dir=`), for task=live|stake|backtest|export -----------------

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from numerlab.artifacts import atomic_file
 from numerlab.errors import NumerlabError, message_line
 
 HEADER = ("id", "prediction")
@@ -52,18 +52,10 @@ def write_submission(ids: Sequence[str] | np.ndarray | Any,
     if len(id_values) != len(values):
         raise NumerlabError(f"cannot write {path}: {len(id_values)} ids but "
                             f"{len(values)} predictions")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            out.write(",".join(HEADER) + "\n")
-            # repr of a Python float is the shortest text that reads back to the same value
-            out.writelines(f"{i},{float(v)!r}\n" for i, v in zip(id_values, values,
-                                                                   strict=True))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as out:
+        out.write(",".join(HEADER) + "\n")
+        # repr of a Python float is the shortest text that reads back to the same value
+        out.writelines(f"{i},{float(v)!r}\n" for i, v in zip(id_values, values, strict=True))
     return path
 
 

@@ -40,7 +40,6 @@ import math
 import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -715,19 +714,10 @@ class Manifest:
                 log.warning("ignoring unreadable %s", self.path)
 
     def save(self) -> None:
-        _atomic_write_text(self.path, json.dumps({"files": self.files,
-                                                  "partial": self.partial}, indent=1))
+        from numerlab.artifacts import atomic_file
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        with atomic_file(self.path) as out:
+            out.write(json.dumps({"files": self.files, "partial": self.partial}, indent=1))
 
 
 def verify_download(path: Path, name: str) -> None:
