@@ -223,10 +223,9 @@ def plot(sim: pl.DataFrame, fixed_sim: pl.DataFrame, path: str | Path,
          label: str = "policy", fixed_label: str = "fixed stake") -> Path:
     """PNG at `path`: stake at risk per era and cumulative payout, the policy against a
     fixed stake on the same eras. Returns the path."""
-    import matplotlib
+    from numerlab.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if sim["era"].to_list() != fixed_sim["era"].to_list():
         raise NumerlabError("backtest plot: the policy and fixed-stake runs cover different "

@@ -31,7 +31,9 @@ import numpy as np
 import polars as pl
 
 from numerlab import artifacts
+from numerlab.diagnostics import FEATURES_FILE, MEMBERS_FILE
 from numerlab.errors import NumerlabError, message_line
+from numerlab.report import pyplot, running_sum
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ PLOTS_DIR = "plots"
 CUMULATIVE_PNG = "compare_cumulative.png"
 PREDICTION_CORR_PNG = "compare_prediction_corr.png"
 ERA_CORR_PNG = "compare_era_corr.png"
-FEATURES_FILE = "features.parquet"
-MEMBERS_FILE = "members.parquet"
 
 # Shown in the terminal table and first in compare.csv, in this order, when some run has them.
 HEADLINE = ("corr_mean", "corr_sharpe", "corr_max_drawdown", "mmc_mean", "mmc_sharpe",
@@ -299,15 +299,6 @@ def _short(label: str, limit: int = LEGEND_CHARS) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
     """One figure, one panel per score (CORR, MMC, BMC where some run has it): each run's
     cumulative per-era score over the eras (era labels on a shared x axis)."""
@@ -321,7 +312,7 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
                      and not r.per_era[c].is_nan().all() for r in with_eras)]
     eras = sort_eras({e for r in with_eras for e in r.per_era["era"].to_list()})
     position = {e: i for i, e in enumerate(eras)}
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(scores), 1, figsize=(10, 3.2 * len(scores) + 1.2),
                              sharex=True, squeeze=False)
     colors = plt.get_cmap("tab10")
@@ -329,12 +320,13 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
         for i, run in enumerate(with_eras):
             if column not in run.per_era.columns:
                 continue
-            frame = run.per_era.select("era", pl.col(column).cast(pl.Float64).fill_nan(None))
-            frame = frame.drop_nulls()
-            if not frame.height:
+            cumulative = running_sum(run.per_era[column].cast(pl.Float64).fill_null(np.nan)
+                                     .to_numpy())
+            known = ~np.isnan(cumulative)
+            if not known.any():
                 continue
-            x = np.array([position[e] for e in frame["era"].to_list()])
-            ax.plot(x, np.cumsum(frame[column].to_numpy()), color=colors(i % 10),
+            x = np.array([position[e] for e in run.per_era["era"].to_list()])
+            ax.plot(x[known], cumulative[known], color=colors(i % 10),
                     linewidth=1.6, label=f"{i + 1}: {_short(run.label)}")
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_ylabel(f"cumulative {title}")
@@ -356,7 +348,7 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
 def plot_matrix(labels: list[str], matrix: np.ndarray, title: str, path: Path) -> Path:
     """A correlation heatmap with the value in every cell; runs numbered on the axes and
     named in a key below (full names are too long for tick labels)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(labels)
     size = max(4.5, 0.9 * n + 2.5)
     key_lines = [f"{i + 1}: {_short(label, 90)}" for i, label in enumerate(labels)]

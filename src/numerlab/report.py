@@ -66,12 +66,30 @@ def print_metrics(metrics: dict[str, Any], title: str = "validation") -> None:
     Console().print(metrics_table(metrics, title))
 
 
-def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
-    """Cumulative per-era CORR/MMC/FNC and the per-era CORR bars; returns the PNG paths."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display): every plot's entry."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def running_sum(values: np.ndarray) -> np.ndarray:
+    """Cumulative sum of per-era scores skipping undefined (NaN) eras, and NaN before the
+    first defined era: MMC's curve starts where the meta model does, BMC's where the
+    benchmark does. One rule for every cumulative plot (run, compare, `dvc plots`)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.nancumsum(values)
+    known = np.flatnonzero(~np.isnan(values))
+    out[: known[0] if len(known) else len(out)] = np.nan
+    return out
+
+
+def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
+    """Cumulative per-era CORR/MMC/FNC and the per-era CORR bars; returns the PNG paths."""
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     eras = per_era["era"].to_list()
@@ -82,9 +100,10 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for column in ("corr", "mmc", "bmc", "fnc"):
         if column in per_era.columns:
-            values = per_era[column].to_numpy().astype(float)
-            known = ~np.isnan(values)  # MMC/BMC start where the meta model/benchmark does
-            ax.plot(x[known], np.cumsum(values[known]), label=column.upper())
+            cumulative = running_sum(per_era[column].cast(pl.Float64).fill_null(np.nan)
+                                     .to_numpy())
+            known = ~np.isnan(cumulative)
+            ax.plot(x[known], cumulative[known], label=column.upper())
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
     ax.set_xlabel("era")
@@ -133,10 +152,7 @@ def print_folds(folds: pl.DataFrame) -> None:
 
 def plot_folds(per_era: pl.DataFrame, folds: pl.DataFrame, out_dir: Path) -> Path:
     """Cumulative out-of-fold CORR over all test eras, fold boundaries marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     eras = per_era["era"].to_list()

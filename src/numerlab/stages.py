@@ -357,13 +357,10 @@ def stage_predict(cfg: DictConfig) -> None:
 
 def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
     """Per-era scores with their running sums (`corr_cumulative`, ...) for `dvc plots`.
-    Running sums skip eras where a score is undefined, as report.plot_scores does, and are
-    empty before a score's first era (MMC's curve starts where the meta model does)."""
-    def running_sum(values: np.ndarray) -> np.ndarray:
-        out = np.nancumsum(values)
-        known = np.flatnonzero(~np.isnan(values))
-        out[: known[0] if len(known) else len(out)] = np.nan
-        return out
+    Running sums are `report.running_sum`: eras where a score is undefined are skipped, and
+    the sum is empty before a score's first era (MMC's curve starts where the meta model
+    does)."""
+    from numerlab.report import running_sum
 
     scores = [c for c in ("corr", "mmc", "bmc", "fnc") if c in per_era.columns]
     return per_era.with_columns(
