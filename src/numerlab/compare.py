@@ -129,8 +129,10 @@ def read_run(run_dir: Path) -> Run:
 def name_runs(runs: list[Run]) -> None:
     """Each run's label: its distinguishing overrides (those not every compared run has,
     `k=v, k=v`), else its dir name; a label two runs share gets the dir appended."""
-    common = set.intersection(*(set(r.overrides) for r in runs)) if len(runs) > 1 else set()
-    labels = [", ".join(o for o in r.overrides if o not in common) or r.name for r in runs]
+    from numerlab.summary import distinguishing
+
+    labels = [label or run.name for label, run in
+              zip(distinguishing([r.overrides for r in runs], sep=", "), runs, strict=True)]
     for i, run in enumerate(runs):
         repeated = labels.count(labels[i]) > 1
         run.label = f"{labels[i]} ({run.run_dir.parent.name}/{run.name})" if repeated \
@@ -157,14 +159,10 @@ def metrics_frame(runs: list[Run]) -> pl.DataFrame:
         keys += [k for k, v in run.metrics.items() if k not in keys and _numeric(v)
                  and not any(k == h for h in HEADLINE)]
     columns = [pl.Series("run", [r.label for r in runs], dtype=pl.String)]
-    for key in keys:
-        values = [r.metrics.get(key) for r in runs]
-        values = [None if not _numeric(v) else v for v in values]
-        if all(isinstance(v, int) or v is None for v in values):
-            columns.append(pl.Series(key, values, dtype=pl.Int64))
-        else:
-            columns.append(pl.Series(key, [None if v is None else float(v) for v in values],
-                                     dtype=pl.Float64))
+    from numerlab.summary import metric_series
+
+    columns += [metric_series(key, [v if _numeric(v) else None for v in
+                                    (r.metrics.get(key) for r in runs)]) for key in keys]
     for key in ("model", "target"):
         columns.append(pl.Series(key, [str(r.metrics.get(key, "")) for r in runs]))
     columns.append(pl.Series("run_dir", [str(r.run_dir) for r in runs]))

@@ -219,14 +219,16 @@ def dvc_records(entries: Any, source: Path) -> list[dict[str, Any]]:
 
 # --- the frame ------------------------------------------------------------------------------
 
-def distinguishing(overrides: Sequence[list[str]]) -> list[str]:
+def distinguishing(overrides: Sequence[list[str]], sep: str = ",") -> list[str]:
     """Each run's overrides minus those every run shares (`data.dir=...`,
     `hparams_search=...`), joined `k=v,k=v`; a lone run keeps all of its own."""
     common = set.intersection(*map(set, overrides)) if len(overrides) > 1 else set()
-    return [",".join(o for o in run if o not in common) for run in overrides]
+    return [sep.join(o for o in run if o not in common) for run in overrides]
 
 
-def _metric_series(name: str, values: list[Any]) -> pl.Series:
+def metric_series(name: str, values: list[Any]) -> pl.Series:
+    """One metrics.json key over several runs: Int64 when every known value is an int
+    (n_eras), else Float64; None where a run lacks it."""
     known = [v for v in values if v is not None]
     if known and all(isinstance(v, int) for v in known):
         return pl.Series(name, values, dtype=pl.Int64)
@@ -241,7 +243,7 @@ def records_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
         keys.extend(k for k in record["metrics"] if k not in keys and k not in IDENTITY)
     columns = [pl.Series("name", [r["name"] for r in records], dtype=pl.String),
                pl.Series("overrides", overrides, dtype=pl.String)]
-    columns += [_metric_series(k, [r["metrics"].get(k) for r in records]) for k in keys]
+    columns += [metric_series(k, [r["metrics"].get(k) for r in records]) for k in keys]
     columns += [pl.Series(c, [r[c] for r in records], dtype=pl.String)
                 for c in ("status", "error", "run_dir")]
     return pl.DataFrame(columns)
