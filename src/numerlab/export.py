@@ -37,7 +37,6 @@ from numerlab.errors import NumerlabError, message_line
 from numerlab.postprocess import rank_unit
 
 MODEL_DIR = "model"
-RUN_CONFIG = Path(".hydra") / "config.yaml"
 CHUNK_ROWS = 10_000
 """Rows converted or scored at a time: a float32 chunk of 2,750 v5 features is ~110 MB."""
 PROBE_ROWS = 64
@@ -316,18 +315,15 @@ def model_dir(run_dir: Path) -> Path:
 
 
 def read_run_config(run_dir: Path) -> Any:
-    """The config the run ran with, from `<run_dir>/.hydra/config.yaml` (a DictConfig)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    """The config the run ran with, from `<run_dir>/.hydra/config.yaml` (a DictConfig):
+    `pipeline.read_saved_config`, required here."""
+    from numerlab.pipeline import SAVED_CONFIG, read_saved_config
 
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.is_file():
-        raise NumerlabError(f"{path}: missing, so the run's config (postprocess, data) is "
-                            f"unknown")
-    try:
-        return OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException) as exc:
-        raise NumerlabError(f"{path}: {message_line(exc)}") from None
+    cfg = read_saved_config(run_dir)
+    if cfg is None:
+        raise NumerlabError(f"{Path(run_dir) / SAVED_CONFIG}: missing, so the run's config "
+                            f"(postprocess, data) is unknown")
+    return cfg
 
 
 def run_data_dir(run_cfg: Any, where: str) -> Path:
@@ -462,7 +458,9 @@ def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
     path = model_dir(run_dir)
     model, feature_names = load_model(path)
     if run_cfg is None:
-        run_cfg, where = read_run_config(run_dir), str(Path(run_dir) / RUN_CONFIG)
+        from numerlab.pipeline import SAVED_CONFIG
+
+        run_cfg, where = read_run_config(run_dir), str(Path(run_dir) / SAVED_CONFIG)
     else:
         where = f"the config of run {run_dir}"
         run_cfg = run_cfg if isinstance(run_cfg, DictConfig) else OmegaConf.create(

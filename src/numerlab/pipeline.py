@@ -401,18 +401,31 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     return path
 
 
-def saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """The config a finished run ran with (`<run_dir>/.hydra/config.yaml`); the current
-    `cfg` where the run has none (e.g. DVC's artifacts/)."""
+def read_saved_config(run_dir: Path) -> DictConfig | None:
+    """The config a finished run ran with (`<run_dir>/.hydra/config.yaml`, as Hydra saved
+    it: interpolations resolve on use); None where the run has none (e.g. DVC's
+    artifacts/), a one-line error where it cannot be read."""
     path = Path(run_dir) / SAVED_CONFIG
     if not path.is_file():
+        return None
+    try:
+        loaded_cfg = OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - any parse or OS error means the same here
+        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
+    if not isinstance(loaded_cfg, DictConfig):
+        raise NumerlabError(f"{path}: must hold a mapping of config groups")
+    return loaded_cfg
+
+
+def saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The config a finished run ran with (`read_saved_config`); the current `cfg` where
+    the run has none (e.g. DVC's artifacts/)."""
+    saved = read_saved_config(run_dir)
+    if saved is None:
         log.info("%s has no %s: using the current config's data, features, target and "
                  "postprocess", run_dir, SAVED_CONFIG)
         return cfg
-    try:
-        return OmegaConf.load(path)
-    except Exception as exc:  # noqa: BLE001 - any parse error means the same here
-        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
+    return saved
 
 
 def option_name(cfg: DictConfig, group: str) -> str:
