@@ -23,4 +23,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from numerlab.cli import main as report_errors
+
+    report_errors(main)  # a config Hydra cannot compose: one line `error: ...`, exit 2

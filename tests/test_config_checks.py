@@ -91,3 +91,30 @@ def test_search_configs_keep_their_optimized_metric(search):
     assert compose([]).optimized_metric == "corr_sharpe"
     assert compose([f"hparams_search={search}", "optimized_metric=mmc_mean"]
                    ).optimized_metric == "mmc_mean"
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (["model=catboost"], ["Could not find 'model/catboost'", "lgbm, mlp, resnet, tabnet"]),
+    (["model.no_such_key=1"], ["Could not override 'model.no_such_key'", "+model.no_such_key=1",
+                               "not in struct"]),
+    (["model.overrides.mlp=[d_hidden=256]"], ["override 'model.overrides.mlp=[d_hidden=256]'"]),
+    (["hydra/launcher=nope"], ["hydra/launcher/nope", "joblib"]),
+])
+def test_configs_hydra_cannot_compose_are_one_line(tmp_path, overrides, needles):
+    """Hydra's own multi-line composition report becomes one line, exit status 2; nothing
+    is written (no job started)."""
+    run_dir = tmp_path / "run"
+    proc = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not run_dir.exists()
+
+
+def test_hydra_full_error_keeps_hydras_own_report(tmp_path):
+    proc = run_cli(["model=catboost", f"hydra.run.dir={tmp_path / 'run'}"],
+                   env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode == 1 and "Traceback" in proc.stderr

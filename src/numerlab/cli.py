@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,49 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             (run_dir / ERROR_FILE).write_text(message + "\n")
             return None
         sys.exit(2)
+
+
+def main(hydra_main: Callable[[], Any]) -> None:
+    """run.py's entry: its `@hydra.main` function, where a config Hydra cannot compose (an
+    option no file in conf/ names, a key its group lacks, an override Hydra's grammar does
+    not take) is one line `error: ...` with exit status 2, as every other bad input.
+    HYDRA_FULL_ERROR=1 keeps Hydra's own report with its stack trace."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"error: {config_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def config_error_line(exc: BaseException) -> str:
+    """Hydra's multi-line composition report as one line: its sentences joined, a listed
+    set of options inline, the search path and OmegaConf's key dump left out, and the
+    OmegaConf cause (`Key 'foo' is not in struct`) in parentheses."""
+    def sentences(text: str) -> tuple[list[str], list[str]]:
+        said, listed = [], []
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("full_key:", "object_type", "reference_type")):
+                continue
+            if line.startswith(("Config search path", "provider=")):
+                break
+            (listed if raw.startswith("\t") else said).append(line.rstrip(":"))
+        return said, listed
+
+    said, listed = sentences(str(exc))
+    text = " ".join(s if s.endswith((".", ":")) else f"{s}." if i < len(said) - 1 else s
+                    for i, s in enumerate(said)) or type(exc).__name__
+    if listed:
+        text = f"{text}: {', '.join(listed)}"
+    override = getattr(exc, "override", None)  # OverrideParseException: the one it could not
+    if isinstance(override, str) and override not in text:
+        text = f"override '{override}': {text}"
+    cause = sentences(str(exc.__cause__))[0] if exc.__cause__ is not None else []
+    return f"{text} ({cause[0]})" if cause else text
