@@ -349,6 +349,9 @@ def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "
     console = console or Console()
     shown = shown_columns(frame, metric)
     caption = f"ranked by {metric}" if metric else None
+    if caption and "n_folds" not in frame.columns:  # runs scored on their validation eras
+        caption += (" on the eras it reports: the best job's scores are optimistic (chosen "
+                    "on them); `-m task=cv cv.eras=train ...` chooses on training eras only")
     table = Table(title=title, caption=caption, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("job")
