@@ -40,7 +40,7 @@ def corners(space: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def optuna_space(model: str):
-    cfg = compose_with_hydra([f"hparams_search={model}_optuna", "hydra/sweeper=optuna"])
+    cfg = compose_with_hydra([f"hparams_search={model}_optuna"])
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     distributions, fixed = create_params_from_overrides([f"{k}={v}" for k, v in params.items()])
     return cfg, distributions, fixed
@@ -53,6 +53,8 @@ def test_optuna_space_tunes_keys_of_the_model(model: str):
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.direction == "maximize"
     assert cfg.hydra.sweeper.study_name == f"{model}_optuna"
+    assert cfg.hydra.runtime.choices["hydra/sweeper"] == "study"  # conf/hydra/sweeper/
+    assert (cfg.hydra.sweeper.n_trials, cfg.hydra.sweeper.storage) == (20, None)
     assert not fixed and len(distributions) >= 4
     missing = [key for key in distributions if OmegaConf.select(cfg, key, default=None) is None]
     assert not missing, f"{model}_optuna tunes keys conf/model/{model}.yaml lacks: {missing}"
