@@ -158,3 +158,14 @@ def test_every_model_has_both_spaces():
                    for p in (CONF_DIR / "hparams_search").glob("*_optuna.yaml"))
     assert names == sorted(MODELS)
     assert all(Path(CONF_DIR / "model" / f"{m}.yaml").is_file() for m in MODELS)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_wandb_sweep_ranges_end_where_the_optuna_space_ends(model: str):
+    """The two files restate one space in two formats: each key's lowest and highest value
+    agree, so neither door searches outside the other's range."""
+    sweep = yaml.safe_load((SWEEPS_DIR / f"{model}.yaml").read_text())
+    _, distributions, _ = optuna_space(model)
+    for key, spec in sweep["parameters"].items():
+        wandb_ends, optuna_ends = wandb_values(spec), ends(distributions[key])
+        assert (min(wandb_ends), max(wandb_ends)) == (min(optuna_ends), max(optuna_ends)), key
