@@ -101,27 +101,29 @@ def main(hydra_main: Callable[[], Any]) -> None:
 
 
 def config_error_line(exc: BaseException) -> str:
-    """Hydra's multi-line composition report as one line: its sentences joined, a listed
-    set of options inline, the search path and OmegaConf's key dump left out, and the
+    """Hydra's multi-line composition report as one line: its lines joined as sentences,
+    a tab-indented list (the available options) inline after them, the config search path
+    and OmegaConf's key dump left out, the override Hydra could not parse named, and the
     OmegaConf cause (`Key 'foo' is not in struct`) in parentheses."""
-    def sentences(text: str) -> tuple[list[str], list[str]]:
-        said, listed = [], []
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("full_key:", "object_type", "reference_type")):
-                continue
-            if line.startswith(("Config search path", "provider=")):
-                break
-            (listed if raw.startswith("\t") else said).append(line.rstrip(":"))
-        return said, listed
-
-    said, listed = sentences(str(exc))
-    text = " ".join(s if s.endswith((".", ":")) else f"{s}." if i < len(said) - 1 else s
-                    for i, s in enumerate(said)) or type(exc).__name__
+    said, listed = _report_lines(str(exc))
+    text = ". ".join(line.rstrip(".") for line in said) or type(exc).__name__
     if listed:
         text = f"{text}: {', '.join(listed)}"
-    override = getattr(exc, "override", None)  # OverrideParseException: the one it could not
+    override = getattr(exc, "override", None)  # OverrideParseException
     if isinstance(override, str) and override not in text:
         text = f"override '{override}': {text}"
-    cause = sentences(str(exc.__cause__))[0] if exc.__cause__ is not None else []
+    cause = _report_lines(str(exc.__cause__))[0] if exc.__cause__ is not None else []
     return f"{text} ({cause[0]})" if cause else text
+
+
+def _report_lines(report: str) -> tuple[list[str], list[str]]:
+    """(sentences, listed items) of a Hydra/OmegaConf error report."""
+    said, listed = [], []
+    for raw in report.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("full_key:", "object_type", "reference_type")):
+            continue
+        if line.startswith(("Config search path", "provider=")):
+            break
+        (listed if raw.startswith("\t") else said).append(line.rstrip(":"))
+    return said, listed
