@@ -16,10 +16,10 @@ absolute difference of each result.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import polars as pl
+from timing import best_time
 
 from numerlab import diagnostics, pipeline, scoring
 from numerlab.data.dataset import Dataset
@@ -56,15 +56,6 @@ def once(data: Dataset, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     per_feature = diagnostics.feature_exposures(frame["prediction"].to_numpy(), data.features,
                                                 data.era_index, data.n_eras, correlations)
     return scoring.max_per_era(correlations), per_feature
-
-
-def best_time(fn, repeat: int):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:

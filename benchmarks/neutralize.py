@@ -27,7 +27,6 @@ machine). `--threads 0` lets BLAS choose, as the library itself does.
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 import warnings
 
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 from numerai_tools.scoring import feature_neutral_corr, neutralize
+from timing import best_time
 
 from numerlab.postprocess import neutralize_per_era
 from numerlab.scoring import per_era_scores
@@ -80,16 +80,6 @@ def numerai_like(n_rows: int, n_eras: int, n_features: int, seed: int) -> pd.Dat
     frame["prediction"] = signal + 2 * rng.standard_normal(n_rows)
     frame["target"] = np.digitize(noise, np.quantile(noise, [0.05, 0.25, 0.75, 0.95])) / 4
     return frame
-
-
-def best_time(fn, repeat: int):
-    """(best wall seconds over `repeat` calls, the last result)."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def traced_peak(fn) -> int:

@@ -11,13 +11,13 @@ With --bmc both sides also score BMC (`correlation_contribution` against the ben
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from numerai_tools.scoring import correlation_contribution, numerai_corr
+from timing import best_times
 
 from numerlab.scoring import per_era_scores
 
@@ -59,19 +59,6 @@ def numerai_tools_per_era(df: pd.DataFrame, bmc: bool = False) -> pd.DataFrame:
         return pd.Series(scores)
 
     return df.groupby("era").apply(score)
-
-
-def best_times(fn, repeat: int):
-    """(best wall seconds, best CPU seconds, result) over `repeat` calls. CPU time (all
-    threads of this process) is the steadier figure on a machine shared with other jobs."""
-    best_wall = best_cpu = float("inf")
-    result = None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu, result
 
 
 def main() -> None:
