@@ -6,6 +6,7 @@ only when the whole set is there; `metrics.json` moves last, so its presence mea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,3 +81,21 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex (read 1 MiB at a time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_record(run_dir: Path, name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with the time (UTC, ISO 8601) as JSON file `name` in `run_dir`, staged like
+    every artifact: what a tournament task did (submission.json, export.json, stake.json)."""
+    record = {**record, "time": datetime.now(UTC).isoformat()}
+    with staged(Path(run_dir)) as stage:
+        write_metrics(stage / name, record)
+    return record

@@ -183,6 +183,19 @@ def upload_client(cfg: DictConfig) -> tuple[bool, str | None, Any]:
     return True, model_name, client
 
 
+DRY_RUN = "dry run"  # the upload id a file gets when it is not sent
+
+
+def send_file(job_dir: Path, path: Path, record_file: str, upload: Any | None,
+              **fields: Any) -> dict[str, Any]:
+    """`upload()` (None: a dry run, nothing sent) of the file `path` written into `job_dir`,
+    then the record of it (`fields`, the upload id or "dry run", the file's sha256, the
+    time) as `record_file` in `job_dir`."""
+    upload_id = upload() if upload is not None else DRY_RUN
+    return artifacts.write_record(job_dir, record_file, {
+        **fields, "upload_id": upload_id, "sha256": artifacts.sha256(path)})
+
+
 def data_fetcher(cfg: DictConfig) -> Any:
     """`fetch(version, data_dir, files=None) -> (version, paths)`: sync Numerai data
     `version` (None = the newest listed) into `data_dir` over `cfg.tournament`, only what

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import platform
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from omegaconf import DictConfig
 
 from numerlab import artifacts, pipeline
 from numerlab.export import export_model
-from numerlab.tasks.live import DRY_RUN, sha256
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +38,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with artifacts.staged(job_dir) as stage:
         export_model(saved, stage / PICKLE_FILE, run_cfg)
     pickle = job_dir / PICKLE_FILE
-    upload_id = client.upload_model(pickle, model_name) if submit else DRY_RUN
-    record = {"model": model_name, "run_dir": str(saved), "file": PICKLE_FILE,
-              "sha256": sha256(pickle), "bytes": pickle.stat().st_size,
-              "python": platform.python_version(), "upload_id": upload_id,
-              "time": datetime.now(UTC).isoformat()}
-    with artifacts.staged(job_dir) as stage:
-        artifacts.write_metrics(stage / EXPORT_FILE, record)
+    record = pipeline.send_file(
+        job_dir, pickle, EXPORT_FILE,
+        (lambda: client.upload_model(pickle, model_name)) if submit else None,
+        model=model_name, run_dir=str(saved), file=PICKLE_FILE,
+        bytes=pickle.stat().st_size, python=platform.python_version())
+    upload_id = record["upload_id"]
     print(f"model upload pickle {pickle} ({record['bytes']} bytes, needs Python "
           f"{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}): "
           + (f"uploaded for {model_name}, id {upload_id}" if submit

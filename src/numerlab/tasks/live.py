@@ -17,9 +17,7 @@ file's sha256 and the time.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,6 @@ from numerlab.submission import validate_submission, write_submission
 log = logging.getLogger(__name__)
 
 SUBMISSION_RECORD = "submission.json"
-DRY_RUN = "dry run"
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -62,14 +59,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     log.info("%d live predictions of %s -> %s", frame.height, saved, job_dir)
 
     submission = job_dir / artifacts.SUBMISSION
-    upload_id = client.upload_predictions(submission, model_name) if submit else DRY_RUN
-    record = {"model": model_name, "round": round_number, "upload_id": upload_id,
-              "sha256": sha256(submission), "rows": frame.height, "run_dir": str(saved),
-              "time": datetime.now(UTC).isoformat()}
-    with artifacts.staged(job_dir) as stage:
-        artifacts.write_metrics(stage / SUBMISSION_RECORD, record)
+    record = pipeline.send_file(
+        job_dir, submission, SUBMISSION_RECORD,
+        (lambda: client.upload_predictions(submission, model_name)) if submit else None,
+        model=model_name, round=round_number, rows=frame.height, run_dir=str(saved))
     print(f"submission {submission} ({frame.height} rows): "
-          + (f"uploaded for {model_name}, round {round_number}, id {upload_id}" if submit
+          + (f"uploaded for {model_name}, round {round_number}, id {record['upload_id']}"
+             if submit
              else "dry run, not uploaded (tournament.submit=true uploads it)"))
     return {}
 
@@ -109,11 +105,3 @@ def write_checked_submission(frame: pl.DataFrame, ids_of_live_file: np.ndarray,
         raise NumerlabError(f"the live predictions fail Numerai's submission checks, "
                             f"nothing written: {str(exc).replace(f'{path}: ', '')}") from None
     return path
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +59,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "request": None if sent is None else {
             "action": sent.action, "amount": sent.amount, "status": sent.status,
             "due_date": sent.due_date.isoformat() if sent.due_date else None},
-        "time": datetime.now(UTC).isoformat(),
     }
     show(record, action)
-    with artifacts.staged(Path(run_dir)) as stage:
-        artifacts.write_metrics(stage / STAKE_FILE, record)
+    artifacts.write_record(Path(run_dir), STAKE_FILE, record)
     return {}
 
 
