@@ -125,3 +125,16 @@ def test_cv_neutralizes_on_another_feature_set_as_train_does(tmp_path, small_dat
                                     "postprocess.proportion=1.0")), tmp_path / "run")
     assert metrics["n_folds"] == 3
     assert metrics["max_feature_exposure"] < 1e-6
+
+
+def test_folds_fitted_in_parallel_processes_equal_folds_fitted_in_turn(tmp_path,
+                                                                       small_data_dir):
+    """cv.n_jobs=2: the folds fit in spawned processes on the memory-mapped rows, after this
+    process has already run LightGBM (a fork would risk its thread pool); same numbers."""
+    base = [*SMALL_DATA, f"data.dir={small_data_dir}", *CV, "model.num_boost_round=30"]
+    one = run_job(compose([*base, "cv.n_jobs=1"]), tmp_path / "one")
+    two = run_job(compose([*base, "cv.n_jobs=2"]), tmp_path / "two")
+    assert one["corr_mean"] == two["corr_mean"] and one["n_folds"] == two["n_folds"] == 3
+    assert pl.read_parquet(tmp_path / "one" / "predictions" / "oof.parquet").equals(
+        pl.read_parquet(tmp_path / "two" / "predictions" / "oof.parquet"))
+    assert not list((tmp_path / "two").glob(".parallel-*"))  # the scratch dir is gone

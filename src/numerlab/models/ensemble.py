@@ -32,6 +32,7 @@ import numpy as np
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext, Model, check_ready, load_model, save_model
+from numerlab.parallel import affordable_jobs
 
 log = logging.getLogger(__name__)
 
@@ -208,51 +209,11 @@ def fit_member(model: Model, label: str, target: str | None, train: Dataset,
                             ) from None
 
 
-# --- members in other processes -----------------------------------------------------------
-# Workers are spawned, not forked: a fork after LightGBM/XGBoost/torch have started their
-# OpenMP thread pools in this process deadlocks. The data goes to them through a scratch
-# dir: feature matrices as .npy files each worker memory-maps (copy-on-write, so the pages
-# are shared until a library writes), everything else pickled.
-
-_ARRAYS = ("features", "extra_features")
-
-
-def dump_dataset(data: Dataset | None, path: Path) -> None:
-    """`data` into dir `path`: its int8 matrices as .npy, the rest as a pickle."""
-    import pickle
-
-    if data is None:
-        return
-    path.mkdir(parents=True)
-    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)
-              if f.name not in _ARRAYS}
-    fields["ids"] = np.asarray(data.ids, dtype=object)  # StringDType does not pickle on 2.1
-    for name in _ARRAYS:
-        np.save(path / f"{name}.npy", getattr(data, name), allow_pickle=False)
-    (path / "fields.pkl").write_bytes(pickle.dumps(fields))
-
-
-def read_dataset(path: Path) -> Dataset | None:
-    import pickle
-
-    if not path.is_dir():
-        return None
-    fields = pickle.loads((path / "fields.pkl").read_bytes())
-    arrays = {name: _load_npy(path / f"{name}.npy") for name in _ARRAYS}
-    return Dataset(**fields, **arrays)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    """A saved matrix, memory-mapped copy-on-write (an empty one cannot be mapped)."""
-    array = np.load(path, mmap_mode="c")
-    return np.load(path) if array.size == 0 else array
-
-
-def _fit_in_worker(model: Model, label: str, target: str | None, data_dir: Path,
-                   ctx: FitContext, out: Path) -> str:
-    """In a spawned worker: fit one member on the memory-mapped data and save it."""
-    train = read_dataset(data_dir / "train")
-    fit_member(model, label, target, train, read_dataset(data_dir / "valid"), ctx)
+def _fit_in_worker(datasets: dict[str, Dataset], model: Model, label: str,
+                   target: str | None, ctx: FitContext, out: Path) -> str:
+    """In a spawned worker (`parallel.map_spawned`): fit one member and save it."""
+    train = datasets["train"]
+    fit_member(model, label, target, train, datasets.get("valid"), ctx)
     save_model(model, out, train.feature_names)
     return label
 
@@ -328,7 +289,7 @@ class EnsembleModel:
                                     f"not loaded (loaded: {', '.join(loaded)}); add it to "
                                     f"target.aux")
         self.feature_names = list(train.feature_names)
-        jobs = min(self.n_jobs, len(self.members), _affordable_jobs(train))
+        jobs = min(self.n_jobs, len(self.members), affordable_jobs(train))
         if jobs > 1:
             self.models = self._fit_parallel(train, valid, ctx, jobs)
         else:
@@ -343,34 +304,22 @@ class EnsembleModel:
 
     def _fit_parallel(self, train: Dataset, valid: Dataset | None, ctx: FitContext,
                       jobs: int) -> list[Model]:
-        """Members fit in `jobs` spawned processes from the data in a scratch dir, each saved
-        there and loaded back here; the first failure (in member order) is raised."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        """Members fit in `jobs` spawned processes (`parallel.map_spawned`), each saved into
+        a scratch dir and loaded back here; the first failure (in member order) is
+        raised."""
+        from numerlab.parallel import map_spawned
 
         Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".ensemble-", dir=ctx.run_dir))
+        saved = Path(tempfile.mkdtemp(prefix=".ensemble-", dir=ctx.run_dir))
         try:
-            dump_dataset(train, scratch / "data" / "train")
-            dump_dataset(valid, scratch / "data" / "valid")
-            log.info("ensemble: fitting %d members in %d processes", len(self.members), jobs)
-            with ProcessPoolExecutor(max_workers=jobs,
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_fit_in_worker, model, self.label(i), self.targets[i],
-                                       scratch / "data",
-                                       dataclasses.replace(self.member_context(ctx, i),
-                                                           tracker=None),
-                                       scratch / self.label(i))
-                           for i, model in enumerate(self.models)]
-                try:
-                    for future in futures:
-                        future.result()
-                finally:
-                    for future in futures:
-                        future.cancel()
-            return [load_model(scratch / self.label(i))[0] for i in range(len(self.members))]
+            map_spawned(_fit_in_worker, [
+                (model, self.label(i), self.targets[i],
+                 dataclasses.replace(self.member_context(ctx, i), tracker=None),
+                 saved / self.label(i)) for i, model in enumerate(self.models)],
+                {"train": train, "valid": valid}, jobs, saved)
+            return [load_model(saved / self.label(i))[0] for i in range(len(self.members))]
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(saved, ignore_errors=True)
 
     # -- predict --
 
@@ -440,18 +389,6 @@ class EnsembleModel:
         model.feature_names = loaded[0][1] if loaded else []
         model._predicted = []
         return model
-
-
-def _affordable_jobs(train: Dataset) -> int:
-    """How many members may fit at once: each worker is assumed to need up to twice the
-    training features (a library's own copy of them), out of MemAvailable."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            line = next(x for x in meminfo if x.startswith("MemAvailable:"))
-        available = int(line.split()[1]) * 1024
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 1 << 30  # unknown: trust model.n_jobs
-    return max(1, int(available // max(1, 2 * train.features.nbytes)))
 
 
 # --- report -----------------------------------------------------------------------------

@@ -65,20 +65,25 @@ def fit_fold(cfg: DictConfig, rows: Dataset, fold: cv.Fold, run_dir: Path,
 
 def fit_folds(cfg: DictConfig, rows: Dataset, folds: list[cv.Fold], run_dir: Path
               ) -> list[np.ndarray]:
-    """Each fold's test predictions, fitted one after the other or, with `cv.n_jobs` > 1,
-    in forked processes that share the loaded matrix (copy-on-write, never written)."""
+    """Each fold's test predictions, fitted one after the other or, with `cv.n_jobs` > 1
+    (capped by free memory), in spawned processes that memory-map the loaded int8 rows
+    (`parallel.map_spawned`)."""
+    from numerlab.parallel import affordable_jobs, map_spawned
+
     n_jobs = cfg.cv.n_jobs
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise NumerlabError(f"cv.n_jobs={n_jobs!r} must be an integer >= 1")
-    if n_jobs == 1 or len(folds) == 1:
+    jobs = min(n_jobs, len(folds), affordable_jobs(rows))
+    if jobs == 1:
         return [fit_fold(cfg, rows, fold, run_dir, tracking.active()) for fold in folds]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    return map_spawned(_fit_fold_in_worker, [(cfg, fold, run_dir) for fold in folds],
+                       {"rows": rows}, jobs, run_dir)
 
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(folds)), mp_context=context) as pool:
-        futures = [pool.submit(fit_fold, cfg, rows, fold, run_dir) for fold in folds]
-        return [future.result() for future in futures]
+
+def _fit_fold_in_worker(datasets: dict[str, Dataset], cfg: DictConfig, fold: cv.Fold,
+                        run_dir: Path) -> np.ndarray:
+    """In a spawned worker: `fit_fold` on the memory-mapped rows (no tracker there)."""
+    return fit_fold(cfg, datasets["rows"], fold, run_dir, None)
 
 
 def oof_frame(parts: pipeline.RunParts, rows: Dataset, folds: list[cv.Fold],
