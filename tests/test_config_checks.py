@@ -51,6 +51,8 @@ def assert_config_error(proc, run_dir: Path, *needles: str) -> None:
     (["model=ensemble", "model.members=[lgbm,lgbm]", "model.targets=[target,target_victor_60]"],
      ["too short for target_victor_60"]),
     (["optimized_metric=corr_nope"], ["optimized_metric=corr_nope is not a key"]),
+    (["data.embargo_eras=2"], ["data.embargo_eras=2 is too short for target", ">=4"]),
+    (["task=cv", "cv.embargo_eras=2"], ["cv.embargo_eras=2 is too short for target", ">=4"]),
 ])
 def test_bad_config_values_are_one_line_before_data(tmp_path, overrides, needles):
     run_dir = tmp_path / "run"
@@ -118,3 +120,18 @@ def test_hydra_full_error_keeps_hydras_own_report(tmp_path):
     proc = run_cli(["model=catboost", f"hydra.run.dir={tmp_path / 'run'}"],
                    env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (["task=cv", "model=mlp"], ["cannot be used with task=cv", "its test eras"]),
+    (["model=ensemble", "model.members=[mlp,mlp]"], ["cannot resume an ensemble"]),
+])
+def test_a_checkpoint_no_fit_may_start_from_is_one_line(tmp_path, overrides, needles):
+    """A CV fold resumed from a checkpoint would start from a model that saw its test eras;
+    an ensemble's members cannot share one checkpoint."""
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"")
+    run_dir = tmp_path / "run"
+    proc = run_cli([*overrides, MISSING_DIR, f"ckpt_path={checkpoint}",
+                    f"hydra.run.dir={run_dir}"])
+    assert_config_error(proc, run_dir, f"ckpt_path={checkpoint}", *needles)

@@ -131,24 +131,32 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
                     staking=staking)
 
 
+MAIN_TARGET = "target"  # Numerai's main target: a copy of target_ender_20 (20 days)
+MAIN_TARGET_DAYS = 20
+
+
 def target_days(name: str) -> int | None:
-    """How many days a Numerai target looks ahead (`target_cyrusd_60` -> 60), from its name;
-    None when the name does not say (`target` is the 20-day main target)."""
+    """How many days a Numerai target looks ahead (`target_cyrusd_60` -> 60, the main
+    `target` -> 20), from its name; None when the name does not say."""
+    if name == MAIN_TARGET:
+        return MAIN_TARGET_DAYS
     tail = str(name).rsplit("_", 1)[-1]
     return int(tail) if tail.isdigit() else None
 
 
-def check_embargo(cfg: DictConfig, embargo_eras: int) -> None:
+def check_embargo(cfg: DictConfig, embargo_eras: int, key: str = "data.embargo_eras") -> None:
     """Every fitted target's labels must resolve before the first scored era: a target of
     D days spans D/5 weekly eras, so the embargo between the eras fitted on and the eras a
     run scores (and its holdout) must be at least that, or the last training labels overlap
-    the scored eras' (a 60-day target needs 12; the 20-day ones 4)."""
+    the scored eras' (a 60-day target needs 12; the 20-day ones 4). `key` is the setting
+    that embargo comes from (data.embargo_eras; cv.embargo_eras between CV folds). Every
+    door checks it: run.py's tasks (`check`, task=cv) and the DVC features stage."""
     for name in fitted_targets(cfg):
         days = target_days(name)
         if days is not None and embargo_eras < days // 5:
-            raise NumerlabError(f"data.embargo_eras={embargo_eras} is too short for {name}: its "
-                                f"labels span {days // 5} eras, so set data.embargo_eras>="
-                                f"{days // 5} (training labels would overlap the scored eras)")
+            raise NumerlabError(f"{key}={embargo_eras} is too short for {name}: its labels "
+                                f"span {days // 5} eras, so set {key}>={days // 5} (training "
+                                f"labels would overlap the scored eras)")
 
 
 # --- data ---------------------------------------------------------------------------------

@@ -264,6 +264,7 @@ def stage_features(cfg: DictConfig) -> None:
     need(DATA_MANIFEST, "data")
     # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
     # dir is regenerated here from its seed (same bytes), v5 files are checked
+    pipeline.check_embargo(cfg, int(cfg.data.embargo_eras))  # as run.py's check does
     data.prepare(cfg.data)
     splits = pipeline.with_benchmarks(cfg, data.load_splits(
         cfg.data, cfg.features, pipeline.target_config(cfg),

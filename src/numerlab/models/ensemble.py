@@ -271,6 +271,9 @@ class EnsembleModel:
         return dataclasses.replace(ctx, seed=ctx.seed + index, run_dir=run_dir)
 
     def check(self, ctx: FitContext) -> None:
+        if ctx.ckpt_path:
+            raise NumerlabError(f"ckpt_path={ctx.ckpt_path} cannot resume an ensemble: it is "
+                                f"one checkpoint, and each member is a model of its own")
         for i, model in enumerate(self.models):
             try:
                 check_ready(model, self.member_context(ctx, i))

@@ -41,6 +41,7 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     splits = pipeline.load_data(cfg, parts.source, data_cfg, wanted, post_processed=wanted)
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
+    splits.train = splits.validation = None  # `rows` holds them: one int8 copy, not two
     return rows, splits
 
 
@@ -130,6 +131,10 @@ def fold_table(folds: list[cv.Fold], per_era: pl.DataFrame) -> pl.DataFrame:
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     parts = pipeline.check(cfg, run_dir)
+    pipeline.check_embargo(cfg, int(cfg.cv.embargo_eras), "cv.embargo_eras")
+    if cfg.get("ckpt_path"):
+        raise NumerlabError(f"ckpt_path={cfg.ckpt_path} cannot be used with task=cv: every "
+                            f"fold would start from a model fitted on its test eras")
     rows, splits = load_cv_rows(cfg, parts)
     folds = plan(cfg, rows)
     cv.print_plan(folds)
