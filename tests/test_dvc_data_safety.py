@@ -81,3 +81,31 @@ def test_failed_exp_run_leaves_params_yaml_as_it_was(tmp_path):
     proc = dvc(repo, "exp", "run", *sets(["model.params.learning_rate=abc"]), check=False)
     assert proc.returncode != 0
     assert (repo / "params.yaml").read_bytes() == before
+
+
+def test_a_failed_experiment_restores_params_and_keeps_every_replaced_version(tmp_path,
+                                                                               monkeypatch):
+    """Under `dvc exp run` in the workspace a failing stage puts params.yaml back as the
+    baseline commit has it; what it replaced is kept, and a later failure never overwrites
+    the copy an earlier one kept."""
+    import subprocess
+
+    from numerlab.stages import restore_params_after_failed_experiment
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("seed: 42\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "baseline")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", git("rev-parse", "HEAD"))
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    for edit in ("seed: 1\n", "seed: 2\n"):
+        (tmp_path / "params.yaml").write_text(edit)
+        restore_params_after_failed_experiment()
+        assert (tmp_path / "params.yaml").read_text() == "seed: 42\n"
+    assert (tmp_path / "params.yaml.failed").read_text() == "seed: 1\n"
+    assert (tmp_path / "params.yaml.failed.1").read_text() == "seed: 2\n"

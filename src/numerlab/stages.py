@@ -482,13 +482,18 @@ def restore_params_after_failed_experiment(path: str | Path = PARAMS_FILE) -> No
     root = os.environ.get("DVC_ROOT")
     if not baseline or not root or Path(root).resolve() != Path.cwd().resolve():
         return  # not an experiment, or one in a temporary copy (queue, --temp)
-    shown = subprocess.run(["git", "show", f"{baseline}:{Path(path).as_posix()}"],
+    # `./` makes the path relative to this dir (the DVC root), not to the git root
+    shown = subprocess.run(["git", "show", f"{baseline}:./{Path(path).as_posix()}"],
                            capture_output=True, check=False)
     if shown.returncode != 0 or not Path(path).is_file():
         return
     current = Path(path).read_bytes()
     if current != shown.stdout:
         kept = Path(f"{path}.failed")
+        for n in range(1, 1000):  # an earlier failure's copy is never overwritten
+            if not kept.exists():
+                break
+            kept = Path(f"{path}.failed.{n}")
         kept.write_bytes(current)
         Path(path).write_bytes(shown.stdout)
         print(f"{path} restored as commit {baseline[:7]} has it (the experiment failed); "

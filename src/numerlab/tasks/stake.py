@@ -13,6 +13,7 @@ recorded in `stake.json`; the change is sent to Numerai only with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -42,9 +43,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     client.model_id(model_name)  # keys, and the model is this account's: one clear line
     current = client.stake(model_name)
     wallet = client.wallet_balance()
-    proposal = propose(policy, current, 0.0 if wallet is None else wallet, scores)
-    check_within_caps(proposal, policy.caps, 0.0 if wallet is None else wallet)
-    change = round(proposal.change, NMR_DECIMALS)
+    available = 0.0 if wallet is None else wallet
+    proposal = sendable(propose(policy, current, available, scores))
+    check_within_caps(proposal, policy.caps, available)  # the amount that would be sent
+    change = proposal.change
 
     sent = None
     if execute and change != 0:
@@ -63,6 +65,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     show(record, action)
     artifacts.write_record(Path(run_dir), STAKE_FILE, record)
     return {}
+
+
+def sendable(proposal: StakeProposal) -> StakeProposal:
+    """The proposal with its change cut toward zero to the NMR_DECIMALS Numerai takes (a
+    rounded amount never exceeds the cap the exact one keeps), the target following."""
+    from decimal import ROUND_DOWN, Decimal
+
+    change = float(Decimal(repr(proposal.change)).quantize(Decimal(1).scaleb(-NMR_DECIMALS),
+                                                           rounding=ROUND_DOWN))
+    return dataclasses.replace(proposal, change=change, target=proposal.current + change)
 
 
 def check_within_caps(proposal: StakeProposal, caps: Caps, wallet: float) -> None:
