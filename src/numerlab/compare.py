@@ -34,6 +34,7 @@ from numerlab import artifacts
 from numerlab.diagnostics import FEATURES_FILE, MEMBERS_FILE
 from numerlab.errors import NumerlabError, message_line
 from numerlab.report import pyplot, running_sum
+from numerlab.summary import CHOSEN_ON_REPORTED
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,8 @@ def print_table(frame: pl.DataFrame, console: Any = None) -> None:
 
     console = console or Console()
     shown = [k for k in TERMINAL if k in frame.columns]
-    table = Table(title="runs compared", header_style="bold", caption="best in bold; "
-                  "every metric in compare.csv, plots in report.html")
+    table = Table(title="runs compared", header_style="bold", caption="best in bold ("
+                  f"{CHOSEN_ON_REPORTED}); every metric in compare.csv, plots in report.html")
     table.add_column("#", justify="right")
     table.add_column("run", overflow="fold", min_width=14, ratio=1)
     for key in shown:
@@ -466,6 +467,7 @@ def render_html(runs: list[Run], frame: pl.DataFrame, images: dict[str, Path | N
         (f"<p class=\"dim\">{len(runs)} runs, named by the overrides that tell them apart. "
         f"Best value of each metric in bold (lowest for drawdown and exposure).</p>"),
         "<h2>Metrics</h2>", _html_table(frame, shown, best),
+        f"<p class=\"dim\">Best in bold; {html.escape(CHOSEN_ON_REPORTED)}.</p>",
         "<h2>Cumulative per-era scores</h2>",
         _image(images.get("cumulative"), "cumulative per-era scores"),
         "<h2>Correlation of validation predictions</h2>",

@@ -339,6 +339,12 @@ def _failed_rows(frame: pl.DataFrame) -> Iterable[tuple[str, str, str]]:
         yield row["name"], row["overrides"] or "—", row["error"] or ""
 
 
+# Under every ranking: the best run was chosen on the scores shown, so they flatter it.
+CHOSEN_ON_REPORTED = ("the best run's scores are optimistic, chosen on the eras they are "
+                      "scored on: choose with `task=cv` on training eras (cv.eras=train) and "
+                      "score the chosen config once on validation")
+
+
 def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "sweep summary",
                   console: Any = None) -> None:
     """The ranked runs as a rich table (the `metric` column in bold), failed runs below it
@@ -348,10 +354,7 @@ def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "
 
     console = console or Console()
     shown = shown_columns(frame, metric)
-    caption = f"ranked by {metric}" if metric else None
-    if caption and "n_folds" not in frame.columns:  # runs scored on their validation eras
-        caption += (" on the eras it reports: the best job's scores are optimistic (chosen "
-                    "on them); `-m task=cv cv.eras=train ...` chooses on training eras only")
+    caption = f"ranked by {metric}; {CHOSEN_ON_REPORTED}" if metric else None
     table = Table(title=title, caption=caption, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("job")
@@ -385,7 +388,7 @@ def markdown(frame: pl.DataFrame, metric: str | None = None, title: str = "Sweep
     header = ["#", "job", "overrides", *shown]
     lines = [f"# {title}", ""]
     if metric:
-        lines += [f"Ranked by `{metric}`.", ""]
+        lines += [f"Ranked by `{metric}`; {CHOSEN_ON_REPORTED}.", ""]
     lines += ["| " + " | ".join(header) + " |",
               "|" + "|".join("---:" if i == 0 or i > 2 else "---" for i in range(len(header)))
               + "|"]
