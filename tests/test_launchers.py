@@ -80,6 +80,9 @@ def assert_stopped_before_any_job(proc: subprocess.CompletedProcess, sweep_dir: 
     # FNC is not scored: no job would write fnc_mean
     (["optimized_metric=fnc_mean", "scoring.fnc=false", "model=lgbm,xgboost"],
      ["optimized_metric=fnc_mean", "corr_sharpe"]),
+    # a CV sweep is checked too, against the CV run's keys
+    (["task=cv", "optimized_metric=fold_corr_nope", "model=lgbm,xgboost"],
+     ["optimized_metric=fold_corr_nope", "fold_corr_mean_std", "n_folds"]),
     (["hparams_search=lgbm_optuna", "model.params.lerning_rate=0.1,0.2"],
      ["model.params.lerning_rate", "learning_rate", "+model.params.lerning_rate"]),
     # a typo inside a search space file (hydra.sweeper.params)

@@ -27,7 +27,7 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
 
-TRAIN_TASK = "numerlab.tasks.train.run"
 CONNECT_TIMEOUT_S = 5.0         # how long a Ray head or database gets to answer
 RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 _ABSENT = object()
@@ -62,26 +61,18 @@ def train_metric_keys(cfg: DictConfig) -> set[str]:
     if OmegaConf.select(cfg, "scoring.benchmark", default=None) is not None:
         columns.update(bmc=[0.01, 0.0, -0.01, 0.02], corr_with_benchmark=[0.5, 0.4, 0.6, 0.5],
                        benchmark_corr=[0.02, 0.01, 0.0, 0.03])
-    if OmegaConf.select(cfg, "scoring.fnc", default=True):
+    if cfg.scoring.fnc:
         columns["fnc"] = [0.01, 0.02, 0.0, 0.01]
-    if OmegaConf.select(cfg, "scoring.exposure", default=True):
+    if cfg.scoring.exposure:
         columns["feature_exposure"] = [0.1, 0.2, 0.15, 0.1]
-    keys = set(scoring.summarize(pl.DataFrame(columns), recent_eras=OmegaConf.select(
-        cfg, "scoring.recent_eras", default=None)))
-    return keys | {PAYOUT_METRIC, "n_features", "seed"}
-
-
-# task `_target_` -> the metrics.json keys its runs write; a task module may instead define
-# `metric_keys(cfg) -> Iterable[str]` itself.
-TASK_METRICS: dict[str, Callable[[DictConfig], Iterable[str]]] = {TRAIN_TASK: train_metric_keys}
+    keys = set(scoring.summarize(pl.DataFrame(columns), recent_eras=cfg.scoring.recent_eras))
+    return keys | {PAYOUT_METRIC, "n_features", "seed"}  # what pipeline.score adds
 
 
 def task_metric_keys(cfg: DictConfig) -> set[str] | None:
-    """The keys a run of the configured task writes into metrics.json (None: the task does
-    not say)."""
+    """The keys a run of the configured task writes into metrics.json: its module's
+    `metric_keys(cfg)` (None: the task does not say)."""
     target = str(OmegaConf.select(cfg, "task._target_", default="") or "")
-    if target in TASK_METRICS:
-        return set(TASK_METRICS[target](cfg))
     module_name = target.rpartition(".")[0]
     try:
         module = importlib.import_module(module_name) if module_name else None

@@ -158,3 +158,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     pipeline.show(metrics, what=f"CV, {len(folds)} folds")
     pipeline.log_to_tracker(tracking.active(), metrics, per_era, run_dir, plots)
     return metrics
+
+
+CV_METRICS = ("n_folds", "cv_embargo_eras", "fold_corr_mean_std")  # beside the train keys
+
+
+def metric_keys(cfg: DictConfig) -> set[str]:
+    """The numeric metrics.json keys a CV run writes: a train run's, over the out-of-fold
+    eras, and the fold keys (checked before a sweep's first job)."""
+    from numerlab.sweep_checks import train_metric_keys
+
+    return train_metric_keys(cfg) | set(CV_METRICS)

@@ -40,3 +40,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     pipeline.log_to_tracker(tracker, metrics, per_era, run_dir, plots)
     log.info("artifacts in %s", run_dir)
     return metrics
+
+
+def metric_keys(cfg: DictConfig) -> set[str]:
+    """The numeric metrics.json keys a run writes (checked before a sweep's first job)."""
+    from numerlab.sweep_checks import train_metric_keys
+
+    return train_metric_keys(cfg)
