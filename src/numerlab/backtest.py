@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from omegaconf import OmegaConf
 
 from numerlab.data.v5 import in_era_order
 from numerlab.errors import NumerlabError
@@ -268,8 +267,6 @@ def payout_mean(per_era: pl.DataFrame, payout_cfg: Mapping[str, Any]) -> float |
     with the multipliers of `payout_cfg` (conf/payout/). As in the backtest, an era without
     MMC (no meta model for it, or no `mmc` column) pays on CORR alone; eras without CORR are
     left out. None when no era has a CORR."""
-    if OmegaConf.is_config(payout_cfg):
-        payout_cfg = OmegaConf.to_container(payout_cfg, resolve=True)
     rule = PayoutRule.from_config(payout_cfg)
     if "corr" not in per_era.columns:
         raise NumerlabError(f"per-era scores: no `corr` column (columns: {per_era.columns})")

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 COMPARE_CSV = "compare.csv"
 FEATURES_CSV = "compare_features.csv"
 REPORT_HTML = "report.html"
-PLOTS_DIR = "plots"
 CUMULATIVE_PNG = "compare_cumulative.png"
 PREDICTION_CORR_PNG = "compare_prediction_corr.png"
 ERA_CORR_PNG = "compare_era_corr.png"
@@ -157,8 +156,7 @@ def metrics_frame(runs: list[Run]) -> pl.DataFrame:
     metrics, model, target, run_dir."""
     keys: list[str] = [k for k in HEADLINE if any(k in r.metrics for r in runs)]
     for run in runs:
-        keys += [k for k, v in run.metrics.items() if k not in keys and _numeric(v)
-                 and not any(k == h for h in HEADLINE)]
+        keys += [k for k, v in run.metrics.items() if k not in keys and _numeric(v)]
     columns = [pl.Series("run", [r.label for r in runs], dtype=pl.String)]
     from numerlab.summary import metric_series
 
@@ -497,7 +495,7 @@ def build_report(paths: Sequence[str | Path], out_dir: Path, console: Any = None
     frame = metrics_frame(runs)
     frame.write_csv(out_dir / COMPARE_CSV)
     features_frame(runs).write_csv(out_dir / FEATURES_CSV)
-    plots = out_dir / PLOTS_DIR
+    plots = out_dir / artifacts.PLOTS_DIR
     images: dict[str, Path | None] = {"cumulative": plot_cumulative(runs,
                                                                     plots / CUMULATIVE_PNG)}
     predictions = prediction_correlation(runs)

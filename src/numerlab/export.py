@@ -236,14 +236,7 @@ class EnsembleScorer:
     same ties) and w the weights normalized to sum 1. Returns float32, as the ensemble."""
 
     def __init__(self, scorers: list[Scorer], weights: list[float], combine: str):
-        from numerlab.models.ensemble import COMBINE_METHODS
-
-        if combine not in COMBINE_METHODS:
-            raise NumerlabError(f"model.combine={combine!r} must be one of "
-                                f"{', '.join(COMBINE_METHODS)}")
-        if len(scorers) != len(weights) or not scorers:
-            raise NumerlabError(f"an ensemble needs one weight per member: {len(weights)} "
-                                f"weights for {len(scorers)} members")
+        # built by EnsembleModel.export_scorer from a checked ensemble
         w = np.asarray(weights, dtype=np.float64)
         self.scorers = list(scorers)
         self.weights = [float(x) for x in w / w.sum()]  # the ensemble's normalized weights

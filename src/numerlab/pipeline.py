@@ -274,15 +274,15 @@ def load_data(cfg: DictConfig, source: DataSource, data_cfg: Any = None,
     column. `data_cfg` replaces `cfg.data` for the loader (task=cv: no stride, no embargo);
     `post_processed` are the splits whose predictions are post-processed."""
     data_dir = source.prepare(fetch=data_fetcher(cfg))
-    loaded = data.load_splits(cfg.data if data_cfg is None else data_cfg, cfg.features,
-                              target_config(cfg), splits=splits,
-                              extra_features=postprocess_columns(cfg),
-                              post_processed=post_processed)
+    read = data.load_splits(cfg.data if data_cfg is None else data_cfg, cfg.features,
+                            target_config(cfg), splits=splits,
+                            extra_features=postprocess_columns(cfg),
+                            post_processed=post_processed)
     log.info("data %s: %s, %d features", data_dir, ", ".join(
         f"{name} {len(split)} rows / {split.n_eras} eras"
-        for name, split in (("train", loaded.train), ("validation", loaded.validation))
-        if split is not None), len(loaded.feature_names))
-    return with_benchmarks(cfg, loaded)
+        for name, split in (("train", read.train), ("validation", read.validation))
+        if split is not None), len(read.feature_names))
+    return with_benchmarks(cfg, read)
 
 
 def with_benchmarks(cfg: DictConfig, splits: data.Splits) -> data.Splits:
@@ -529,7 +529,8 @@ def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: s
     from numerlab.backtest import payout_metrics
 
     metrics, per_era = evaluate(cfg, frame, features, correlations)
-    metrics.update(payout_metrics(per_era, cfg.payout))
+    metrics.update(payout_metrics(per_era, OmegaConf.to_container(cfg.payout,
+                                                                  resolve=True)))
     if "bmc_mean" in metrics:
         metrics["benchmark"] = benchmark_name
     metrics["model"] = model_name

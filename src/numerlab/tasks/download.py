@@ -33,9 +33,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     version, paths = fetch(source.version, source.dir)
     files = {path.name: path.stat().st_size for path in paths}
     show(version, source.dir, files)
-    with artifacts.staged(Path(run_dir)) as stage:
-        artifacts.write_metrics(stage / DOWNLOAD_FILE, {
-            "version": version, "dir": str(source.dir), "files": files})
+    artifacts.write_record(Path(run_dir), DOWNLOAD_FILE, {
+        "version": version, "dir": str(source.dir), "files": files})
     return {}
 
 
