@@ -203,6 +203,20 @@ def test_a_v5_source_downloads_into_an_empty_dir_and_refetches_another_version(
     assert sources == {f"v5.4/{name}" for name in V5_FILES}
 
 
+def test_a_null_version_refreshes_live_data_of_the_version_the_dir_holds(
+        fake_numerai, tmp_path, v5_source):
+    """data.version=null brings live.parquet up to date from the version the dir's files
+    were downloaded at, not from a newer version Numerai lists since: one dir, one version."""
+    register(fake_numerai, v5_source)
+    data_dir = tmp_path / "held"
+    V5Source(str(data_dir), 1, 4, version=VERSION, download=True).prepare(fetcher(fake_numerai))
+    register(fake_numerai, v5_source, "v5.4")  # Numerai now lists a newer version
+    V5Source(str(data_dir), 1, 4, version=None, download=True).prepare(
+        fetcher(fake_numerai), fresh=("live.parquet",))
+    sources = {r["source"] for r in read_json(data_dir / MANIFEST_FILE)["files"].values()}
+    assert sources == {f"{VERSION}/{name}" for name in V5_FILES}
+
+
 def test_a_failed_download_names_the_missing_file(fake_numerai, tmp_path):
     fake_numerai.add_dataset("v5.2/train.parquet", b"not the version asked for")
     source = V5Source(str(tmp_path / "fresh"), 1, 4, version=VERSION, download=True)

@@ -104,7 +104,9 @@ class V5Source(DataSource):
 
     def _fetch(self, fetch: Fetch, files: list[str] | None, failure: str) -> None:
         try:
-            fetch(self.version, self.dir, files)
+            # version null: the version the dir's downloads are of, so a new live.parquet
+            # never joins files of another version; the newest only for a dir without any
+            fetch(self.version or self.held_version(), self.dir, files)
         except NumerlabError as exc:
             raise NumerlabError(f"{failure}: {exc}") from None
 
@@ -132,6 +134,14 @@ class V5Source(DataSource):
         except (OSError, ValueError, AttributeError):
             return None
         return records if isinstance(records, dict) else {}
+
+    def held_version(self) -> str | None:
+        """The one data version the dir's downloaded files are of (their manifest's
+        `<version>/<file>` sources); None when there are none, or several."""
+        versions = {str(record.get("source", "")).split("/", 1)[0]
+                    for record in (self.download_records() or {}).values()
+                    if isinstance(record, dict) and "/" in str(record.get("source", ""))}
+        return versions.pop() if len(versions) == 1 else None
 
     def stale_files(self) -> list[str]:
         """Downloaded files of another version than `version` (none when version is null:
