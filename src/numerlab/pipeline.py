@@ -549,6 +549,41 @@ def write_evaluation(out_dir: Path, metrics: dict[str, Any], per_era: pl.DataFra
     return [Path(p.name) for p in plots]
 
 
+@dataclass
+class Evaluation:
+    """What `evaluate_run` wrote and what the terminal and the tracker show of it."""
+
+    metrics: dict[str, Any]
+    per_era: pl.DataFrame
+    plots: list[Path]
+    top_features: pl.DataFrame
+
+
+def evaluate_run(cfg: DictConfig, out_dir: Path, model: Model, frame: pl.DataFrame,
+                 features: Dataset, model_name: str, benchmark_name: str | None,
+                 diagnostics_dir: Path | None = None) -> Evaluation:
+    """A trained run's validation evaluation, as both doors write it (task=train, the DVC
+    evaluate stage): feature diagnostics (`diagnostics_dir`, default `out_dir`), scores,
+    per_era.parquet, plots and metrics.json (last). The per-era |corr| of the predictions
+    with each feature is computed once for the diagnostics and the scores."""
+    from numerlab import diagnostics
+
+    correlations = feature_correlations(frame, features)
+    top = diagnostics.write_run_diagnostics(diagnostics_dir or out_dir, model, features,
+                                            frame, correlations)
+    metrics, per_era = score(cfg, frame, features, model_name, benchmark_name, correlations)
+    plots = write_evaluation(out_dir, metrics, per_era)
+    return Evaluation(metrics, per_era, plots, top)
+
+
+def show_evaluation(evaluation: Evaluation) -> None:
+    """The metrics table and, under it, the top features."""
+    from numerlab import diagnostics
+
+    show(evaluation.metrics)
+    diagnostics.print_footer(evaluation.top_features)
+
+
 def show(metrics: dict[str, Any], what: str = "validation") -> None:
     """The terminal table."""
     report.print_metrics(metrics, title=f"{metrics['model']} · {metrics['target']} · {what}")

@@ -374,7 +374,7 @@ def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
 def stage_evaluate(cfg: DictConfig) -> None:
     """metrics.json, per-era scores (parquet; csv for `dvc plots`), PNG plots and the
     feature (and ensemble member) diagnostics."""
-    from numerlab import diagnostics, pipeline, tracking
+    from numerlab import pipeline, tracking
     from numerlab.tracking import build_tracker
 
     manifest = read_manifest(cfg)
@@ -385,20 +385,18 @@ def stage_evaluate(cfg: DictConfig) -> None:
                             f"the 'predict' stage (`dvc repro predict`)")
     model = load_trained_model(manifest)
 
-    correlations = pipeline.feature_correlations(frame, features)  # once, as task=train
-    metrics, per_era = pipeline.score(cfg, frame, features, pipeline.model_name(cfg.model),
-                                      manifest.get("benchmark"), correlations)
     with artifacts.staged(ARTIFACTS) as stage:
         (stage / DIAGNOSTICS_DIR.name).mkdir()
-        top = diagnostics.write_run_diagnostics(stage / DIAGNOSTICS_DIR.name, model, features,
-                                                frame, correlations)
-        per_era_plot_table(per_era).write_csv(stage / PER_ERA_PLOT.name)
-        plots = pipeline.write_evaluation(stage, metrics, per_era)
-    pipeline.show(metrics)
-    diagnostics.print_footer(top)
+        evaluation = pipeline.evaluate_run(cfg, stage, model, frame, features,
+                                           pipeline.model_name(cfg.model),
+                                           manifest.get("benchmark"),
+                                           diagnostics_dir=stage / DIAGNOSTICS_DIR.name)
+        per_era_plot_table(evaluation.per_era).write_csv(stage / PER_ERA_PLOT.name)
+    pipeline.show_evaluation(evaluation)
     tracker = build_tracker(cfg.logger)
     with tracking.job(tracker, cfg, ARTIFACTS, "train"):
-        pipeline.log_to_tracker(tracker, metrics, per_era, ARTIFACTS, plots)
+        pipeline.log_to_tracker(tracker, evaluation.metrics, evaluation.per_era, ARTIFACTS,
+                                evaluation.plots)
 
 
 def stage_cv(cfg: DictConfig) -> None:

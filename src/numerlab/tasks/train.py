@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, diagnostics, pipeline, tracking
+from numerlab import artifacts, pipeline, tracking
 from numerlab.models.base import save_model
 
 log = logging.getLogger(__name__)
@@ -27,19 +27,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                                                    splits.validation, splits.live,
                                                    splits.meta_model, splits.benchmarks)
         pipeline.write_predictions(stage, validation, live)
-        # per-era |corr| of the predictions with each feature, once: the diagnostics'
-        # exposure per feature and the scores' feature exposure per era
-        correlations = pipeline.feature_correlations(validation, splits.validation)
-        features = diagnostics.write_run_diagnostics(stage, parts.model, splits.validation,
-                                                     validation, correlations)
-        metrics, per_era = pipeline.score(cfg, validation, splits.validation, parts.model_name,
-                                          splits.benchmark_name, correlations)
-        plots = pipeline.write_evaluation(stage, metrics, per_era)
-    pipeline.show(metrics)
-    diagnostics.print_footer(features)
-    pipeline.log_to_tracker(tracker, metrics, per_era, run_dir, plots)
+        evaluation = pipeline.evaluate_run(cfg, stage, parts.model, validation,
+                                           splits.validation, parts.model_name,
+                                           splits.benchmark_name)
+    pipeline.show_evaluation(evaluation)
+    pipeline.log_to_tracker(tracker, evaluation.metrics, evaluation.per_era, run_dir,
+                            evaluation.plots)
     log.info("artifacts in %s", run_dir)
-    return metrics
+    return evaluation.metrics
 
 
 def metric_keys(cfg: DictConfig) -> set[str]:
