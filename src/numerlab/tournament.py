@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from numerlab.data.v5 import META_MODEL_FILE, REQUIRED_FILES
+from numerlab.data.v5 import BENCHMARK_SUFFIX, META_MODEL_FILE, REQUIRED_FILES
 from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
@@ -62,12 +62,7 @@ T = TypeVar("T")
 CLASSIC_TOURNAMENT = 8  # numerapi's NumerAPI.tournament_id: Numerai Classic
 DATA_MAJOR_VERSION = 5  # latest_version() picks the newest v5.x
 
-# The files of a data version that sync_dataset fetches by default (besides every
-# `*_benchmark_models.parquet`). The first four are required: a version without them is
-# not a usable v5 layout.
-REQUIRED_DATA_FILES = REQUIRED_FILES
-OPTIONAL_DATA_FILES = (META_MODEL_FILE,)
-BENCHMARK_SUFFIX = "_benchmark_models.parquet"  # the v5 reader's BENCHMARK_FILES end so
+TIME_FORMAT = "%a %Y-%m-%d %H:%M UTC"  # round times, as shown
 MANIFEST_FILE = ".numerlab-downloads.json"
 TEMP_SUFFIX = ".temp"
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -519,19 +514,25 @@ class RoundStatus:
                         for n in (s.name, s.display_name))]
         return found[0] if len(found) == 1 else None
 
+    def require_open(self, what: str) -> None:
+        """NumerlabError `<what>: the Numerai round is closed; the next one opens <when>`
+        unless the round is open (before an upload, and before predicting for one)."""
+        if not self.is_open:
+            raise NumerlabError(f"{what}: the Numerai round is closed; the next one opens "
+                                f"{self.next_open_time.strftime(TIME_FORMAT)}")
+
     def lines(self) -> list[str]:
         """Human-readable summary, one fact a line."""
-        fmt = "%a %Y-%m-%d %H:%M UTC"
         round_name = f"round {self.number}" if self.number is not None else "current round"
         out = []
         if self.is_open and self.close_time is not None:
-            out.append(f"{round_name} is open; closes {self.close_time.strftime(fmt)} "
-                       f"({_duration(self.time_left)} left)")
+            out.append(f"{round_name} is open; closes {self.close_time.strftime(TIME_FORMAT)} "
+                       f"({duration(self.time_left)} left)")
         else:
-            closed = (f", closed {self.close_time.strftime(fmt)}"
+            closed = (f", closed {self.close_time.strftime(TIME_FORMAT)}"
                       if self.close_time is not None else "")
             out.append(f"{round_name} is closed{closed}")
-        out.append(f"next round opens {self.next_open_time.strftime(fmt)}")
+        out.append(f"next round opens {self.next_open_time.strftime(TIME_FORMAT)}")
         if self.payout_factor is not None:
             out.append(f"payout factor {self.payout_factor:g}")
         for score in self.payout_scores:
@@ -542,9 +543,10 @@ class RoundStatus:
         return out
 
 
-def _duration(delta: timedelta | None) -> str:
+def duration(delta: timedelta | None, unknown: str = "?") -> str:
+    """`1d 2h 03m` (days only when there are any); `unknown` for None."""
     if delta is None:
-        return "?"
+        return unknown
     minutes = int(delta.total_seconds() // 60)
     days, rest = divmod(minutes, 24 * 60)
     return (f"{days}d " if days else "") + f"{rest // 60}h {rest % 60:02d}m"
@@ -972,11 +974,12 @@ class TournamentClient:
                 raise NumerlabError(f"Numerai lists no dataset {unknown[0]!r} (files of "
                                     f"{version}: {', '.join(n.removeprefix(prefix) for n in listed)})")
             return wanted
-        for required in REQUIRED_DATA_FILES:
+        for required in REQUIRED_FILES:
             if prefix + required not in listed:
                 raise NumerlabError(f"Numerai lists no {prefix + required}: {version} is not "
                                     f"a complete v5 layout")
-        base = [prefix + f for f in REQUIRED_DATA_FILES + OPTIONAL_DATA_FILES
+        # by default: the v5 reader's required files, the meta model, every benchmark file
+        base = [prefix + f for f in (*REQUIRED_FILES, META_MODEL_FILE)
                 if prefix + f in listed]
         return base + sorted(n for n in listed if n.endswith(BENCHMARK_SUFFIX))
 
@@ -1192,11 +1195,7 @@ class TournamentClient:
         round is closed. (Validate it first with numerlab.submission.validate_submission.)"""
         path = _existing_file(csv_path, "submission")
         model = self.model_id(model_name)
-        status = self.round_status()
-        if not status.is_open:
-            when = status.next_open_time.strftime("%a %Y-%m-%d %H:%M UTC")
-            raise NumerlabError(f"not uploading {path}: the Numerai round is closed; the next "
-                                f"one opens {when}")
+        self.round_status().require_open(f"not uploading {path}")
         auth = self._upload_auth(SUBMISSION_AUTH_QUERY, "submission_upload_auth",
                                  {"filename": path.name, "tournament": CLASSIC_TOURNAMENT,
                                   "modelId": model})

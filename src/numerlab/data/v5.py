@@ -51,7 +51,8 @@ ID = "id"
 ERA = "era"
 DATA_TYPE = "data_type"
 META_MODEL_COLUMN = "numerai_meta_model"
-BENCHMARK_FILES = ("train_benchmark_models.parquet", "validation_benchmark_models.parquet")
+BENCHMARK_SUFFIX = "_benchmark_models.parquet"  # <split>_benchmark_models.parquet
+BENCHMARK_FILES = tuple(f"{split}{BENCHMARK_SUFFIX}" for split in ("train", "validation"))
 # `scoring.benchmark: auto` picks Numerai's main benchmark, the newest `v<N>_lgbm_ender20`
 MAIN_BENCHMARK = re.compile(r"^v(\d+)_lgbm_ender20$")
 FEATURE_MAX = 4  # features are bins 0..4

@@ -73,10 +73,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def open_round(client: Any) -> int | None:
     """The current round's number; NumerlabError when it is closed."""
     status = client.round_status()
-    if not status.is_open:
-        when = status.next_open_time.strftime("%a %Y-%m-%d %H:%M UTC")
-        raise NumerlabError(f"the Numerai round is closed: nothing is submitted; the next "
-                            f"round opens {when}")
+    status.require_open("nothing is submitted")
     return status.number
 
 

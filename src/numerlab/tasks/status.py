@@ -10,18 +10,18 @@ says which environment variables to set.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from numerlab import artifacts, pipeline
+from numerlab.tournament import TIME_FORMAT, duration
 
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
-TIME_FORMAT = "%a %Y-%m-%d %H:%M UTC"
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -74,11 +74,7 @@ def _when(text: str | None) -> str:
 
 
 def _left(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    return (f"{days}d " if days else "") + f"{rest // 60}h {rest % 60:02d}m"
+    return duration(None if seconds is None else timedelta(seconds=seconds), unknown="—")
 
 
 def show(record: dict[str, Any]) -> None:
