@@ -317,8 +317,7 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
         for i, run in enumerate(with_eras):
             if column not in run.per_era.columns:
                 continue
-            cumulative = running_sum(run.per_era[column].cast(pl.Float64).fill_null(np.nan)
-                                     .to_numpy())
+            cumulative = running_sum(run.per_era[column])
             known = ~np.isnan(cumulative)
             if not known.any():
                 continue

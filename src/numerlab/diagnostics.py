@@ -20,7 +20,6 @@ import numpy as np
 import polars as pl
 
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
 
 FEATURES_FILE = "features.parquet"
 MEMBERS_FILE = "members.parquet"
@@ -93,9 +92,9 @@ def feature_diagnostics(model: Any, dataset: Dataset, frame: pl.DataFrame,
     """The top `n` features by exposure of `frame["prediction"]` (rows aligned with
     `dataset`, checked by id) and, where the model has it, by gain importance.
     `correlations`: the run's `pipeline.feature_correlations` of these rows, if computed."""
-    if frame.height != len(dataset) or not frame["id"].equals(
-            pl.Series("id", dataset.ids, dtype=pl.String)):
-        raise NumerlabError("predictions and features are not aligned by id")
+    from numerlab.pipeline import check_aligned
+
+    check_aligned(frame, dataset)
     exposure = feature_exposures(frame["prediction"].to_numpy(), dataset.features,
                                  dataset.era_index, dataset.n_eras, correlations)
     parts = [top_features("exposure", exposure, dataset.feature_names, n)]

@@ -477,12 +477,13 @@ def feature_correlations(frame: pl.DataFrame, features: Dataset) -> np.ndarray:
     """(n_eras of `features`, k) per-era |corr| of `frame["prediction"]` with each feature
     (`scoring.feature_correlations`): computed once a run, read by the scores' feature
     exposure and by the feature diagnostics. Rows are aligned with `features` (checked)."""
-    _check_aligned(frame, features)
+    check_aligned(frame, features)
     return scoring.feature_correlations(frame["prediction"].to_numpy(), features.features,
                                         features.era_index, features.n_eras)
 
 
-def _check_aligned(frame: pl.DataFrame, features: Dataset) -> None:
+def check_aligned(frame: pl.DataFrame, features: Dataset) -> None:
+    """NumerlabError unless `frame`'s rows are `features`' rows, id for id, in order."""
     ids = pl.Series("id", features.ids, dtype=pl.String)
     if len(features) != frame.height or not frame["id"].equals(ids):
         raise NumerlabError("predictions and features are not aligned by id")
@@ -500,7 +501,7 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
     want_fnc = features is not None and bool(cfg.scoring.fnc)
     want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
-        _check_aligned(frame, features)
+        check_aligned(frame, features)
     if want_fnc:
         feature_cols = features.feature_names
         scored = frame.with_columns(

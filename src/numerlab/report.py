@@ -76,10 +76,12 @@ def pyplot():
     return plt
 
 
-def running_sum(values: np.ndarray) -> np.ndarray:
-    """Cumulative sum of per-era scores skipping undefined (NaN) eras, and NaN before the
-    first defined era: MMC's curve starts where the meta model does, BMC's where the
-    benchmark does. One rule for every cumulative plot (run, compare, `dvc plots`)."""
+def running_sum(values: np.ndarray | pl.Series) -> np.ndarray:
+    """Cumulative sum of per-era scores skipping undefined (NaN or null) eras, and NaN
+    before the first defined era: MMC's curve starts where the meta model does, BMC's where
+    the benchmark does. One rule for every cumulative plot (run, CV, compare, `dvc plots`)."""
+    if isinstance(values, pl.Series):
+        values = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
     values = np.asarray(values, dtype=np.float64)
     out = np.nancumsum(values)
     known = np.flatnonzero(~np.isnan(values))
@@ -100,8 +102,7 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for column in ("corr", "mmc", "bmc", "fnc"):
         if column in per_era.columns:
-            cumulative = running_sum(per_era[column].cast(pl.Float64).fill_null(np.nan)
-                                     .to_numpy())
+            cumulative = running_sum(per_era[column])
             known = ~np.isnan(cumulative)
             ax.plot(x[known], cumulative[known], label=column.upper())
     ax.axhline(0, color="grey", linewidth=0.8)
@@ -157,9 +158,10 @@ def plot_folds(per_era: pl.DataFrame, folds: pl.DataFrame, out_dir: Path) -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     eras = per_era["era"].to_list()
     x = np.arange(len(eras))
-    corr = np.nan_to_num(per_era["corr"].to_numpy().astype(float))
+    cumulative = running_sum(per_era["corr"])
+    known = ~np.isnan(cumulative)
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(x, np.cumsum(corr), label="cumulative out-of-fold CORR")
+    ax.plot(x[known], cumulative[known], label="cumulative out-of-fold CORR")
     position = {era: i for i, era in enumerate(eras)}
     for row in folds.iter_rows(named=True):
         start = position.get(row["test_first_era"])

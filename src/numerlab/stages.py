@@ -366,7 +366,7 @@ def per_era_plot_table(per_era: pl.DataFrame) -> pl.DataFrame:
     scores = [c for c in ("corr", "mmc", "bmc", "fnc") if c in per_era.columns]
     return per_era.with_columns(
         pl.Series(f"{c}_cumulative",
-                  running_sum(per_era[c].cast(pl.Float64).fill_null(np.nan).to_numpy()),
+                  running_sum(per_era[c]),
                   nan_to_null=True)
         for c in scores)
 
