@@ -15,7 +15,7 @@ install-test: $(TEST_STAMP)
 
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,slurm]'
-	$(PY) -m pip install --quiet --no-deps hydra-ray-launcher==1.2.2
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt hydra-ray-launcher
 	touch $(TEST_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
