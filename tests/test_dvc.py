@@ -510,3 +510,16 @@ def test_stale_features_are_refused(repo, reproduced, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         ("error: artifacts/features was made with another 'data.era_stride' than params.yaml: "
         "rerun the 'features' stage (`dvc repro features`)")]
+
+
+def test_features_made_with_a_setting_now_null_are_refused(repo, reproduced, tmp_path):
+    """A key set to null is a value like any other: features kept for BMC's benchmark are
+    stale once scoring.benchmark is null."""
+    cfg = yaml.safe_load((repo / "params.yaml").read_text())
+    assert cfg["scoring"]["benchmark"] is not None
+    cfg["scoring"]["benchmark"] = None
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copytree(repo / "artifacts/features", tmp_path / "artifacts/features")
+    proc = sh(tmp_path, sys.executable, "-m", "numerlab.stages", "train", check=False)
+    assert proc.returncode == 2
+    assert "was made with another 'scoring.benchmark' than params.yaml" in proc.stderr

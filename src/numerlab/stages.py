@@ -181,8 +181,9 @@ def read_manifest(cfg: DictConfig) -> dict[str, Any]:
 
     manifest = json.loads(need(FEATURES_MANIFEST, "features").read_text())
     made_from = flatten(manifest.get("params") or {})
-    in_hand = flatten(selected(cfg, [k for k in FEATURE_PARAMS
-                                     if OmegaConf.select(cfg, k) is not None]))
+    absent = object()  # a key set to null is compared; one the file lacks is not
+    in_hand = flatten(selected(cfg, [k for k in FEATURE_PARAMS if OmegaConf.select(
+        cfg, k, default=absent, throw_on_missing=False) is not absent]))
     changed = next((k for k, v in in_hand.items() if made_from.get(k, v) != v), None)
     if changed is not None:
         raise NumerlabError(f"{FEATURES_DIR} was made with another '{changed}' than "
