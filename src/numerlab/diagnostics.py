@@ -45,30 +45,11 @@ def feature_exposures(predictions: np.ndarray, features: np.ndarray, era_codes: 
 
 
 def gain_importance(model: Any, n_features: int) -> np.ndarray | None:
-    """(k,) total split gain per feature normalized to sum 1 for a LightGBM or XGBoost
-    model, the weighted mean over the GBDT members of an ensemble; None for other models."""
-    members = getattr(model, "models", None)
-    if members is not None and hasattr(model, "weights"):
-        parts = [(w, gain_importance(m, n_features)) for w, m in zip(model.weights, members,
-                                                                     strict=True)]
-        parts = [(w, g) for w, g in parts if g is not None and w > 0]
-        if not parts:
-            return None
-        total = sum(w for w, _ in parts)
-        return sum(w * g for w, g in parts) / total
-    booster = getattr(model, "booster", None)
-    if booster is None:
-        return None
-    gain = np.zeros(n_features)
-    if hasattr(booster, "feature_importance"):  # LightGBM
-        gain[:] = booster.feature_importance(importance_type="gain")
-    elif hasattr(booster, "get_score"):  # XGBoost: features named f0.. (fit on an array)
-        for name, value in booster.get_score(importance_type="total_gain").items():
-            gain[int(name.removeprefix("f"))] = value
-    else:
-        return None
-    total = gain.sum()
-    return gain / total if total > 0 else gain
+    """(k,) total split gain per feature normalized to sum 1, from the model's own
+    `gain_importance(n_features)` (LightGBM, XGBoost, an ensemble's GBDT members
+    weight-averaged); None for a model without one."""
+    own = getattr(model, "gain_importance", None)
+    return None if own is None else own(n_features)
 
 
 def top_features(kind: str, values: np.ndarray, names: list[str], n: int = TOP_N

@@ -361,6 +361,16 @@ class EnsembleModel:
                 raise NumerlabError(f"ensemble member {self.label(i)}: {exc}") from None
         return EnsembleScorer(scorers, self.weights, self.combine)
 
+    def gain_importance(self, n_features: int) -> np.ndarray | None:
+        """The weight-averaged gain importance of the members that have one (GBDT);
+        None when none has."""
+        parts = [(w, own(n_features)) for w, m in zip(self.weights, self.models, strict=True)
+                 if w > 0 and (own := getattr(m, "gain_importance", None)) is not None]
+        parts = [(w, g) for w, g in parts if g is not None]
+        if not parts:
+            return None
+        return sum(w * g for w, g in parts) / sum(w for w, _ in parts)
+
     # -- save / load --
 
     def save(self, path: Path) -> None:

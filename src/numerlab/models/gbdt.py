@@ -119,6 +119,16 @@ class GBDTModel:
         model._load_booster(Path(path) / cls.model_file)
         return model
 
+    def gain_importance(self, n_features: int) -> np.ndarray:
+        """(k,) total split gain per feature, normalized to sum 1 (the feature
+        diagnostics' `gain`)."""
+        gain = self._split_gain(n_features)
+        total = gain.sum()
+        return gain / total if total > 0 else gain
+
+    def _split_gain(self, n_features: int) -> np.ndarray:
+        raise NotImplementedError
+
     def _save_booster(self, path: Path) -> None:
         raise NotImplementedError
 
@@ -165,6 +175,10 @@ class LGBMModel(GBDTModel):
             out[rows] = self.booster.predict(features[rows].astype(np.float32),
                                              num_iteration=self.best_iteration)
         return out
+
+    def _split_gain(self, n_features: int) -> np.ndarray:
+        return np.asarray(self.booster.feature_importance(importance_type="gain"),
+                          dtype=np.float64)
 
     def _save_booster(self, path: Path) -> None:
         self.booster.save_model(str(path))
@@ -216,6 +230,13 @@ class XGBModel(GBDTModel):
             out[rows] = self.booster.predict(xgb.DMatrix(features[rows]),
                                              iteration_range=rounds)
         return out
+
+    def _split_gain(self, n_features: int) -> np.ndarray:
+        gain = np.zeros(n_features)
+        # fitted on an array: features are named f0, f1, ...; unused ones are absent
+        for name, value in self.booster.get_score(importance_type="total_gain").items():
+            gain[int(name.removeprefix("f"))] = value
+        return gain
 
     def _save_booster(self, path: Path) -> None:
         self.booster.save_model(str(path))
