@@ -101,11 +101,11 @@ def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def _read_parquet(path: Path) -> pl.DataFrame | None:
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, columns=columns)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise NumerlabError(f"{path}: cannot read ({message_line(exc)})") from None
 
@@ -240,11 +240,6 @@ def _best(frame: pl.DataFrame, key: str) -> Any:
 
 # --- correlations ---------------------------------------------------------------------------
 
-def _percentile_by_era(frame: pl.DataFrame, column: str) -> pl.Expr:
-    return ((pl.col(column).rank("average").over("era") - 0.5)
-            / pl.col(column).count().over("era"))
-
-
 def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
     """(labels, matrix): Pearson correlation of the runs' within-era percentile ranks of
     their validation predictions, over the ids every run predicted (inner join by id).
@@ -252,7 +247,7 @@ def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | No
     frames, labels = [], []
     for i, run in enumerate(runs):
         path = run.run_dir / artifacts.VALIDATION_PREDICTIONS
-        predictions = _read_parquet(path)
+        predictions = _read_parquet(path, columns=["id", "era", "prediction"])
         if predictions is None:
             log.warning("%s: no %s, left out of the prediction correlations", run.run_dir,
                         artifacts.VALIDATION_PREDICTIONS)
@@ -267,9 +262,16 @@ def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | No
     if joined.height < 3:
         raise NumerlabError(f"the runs' validation predictions share {joined.height} ids: "
                             f"nothing to correlate (were they run on the same data?)")
+    from numerlab.scoring import EraSegments, era_codes, tie_kept_rank
+
+    codes, eras = era_codes(joined["era"])
+    segments = EraSegments.of(codes, len(eras))
     value_columns = [c for c in joined.columns if c.startswith("p")]
-    ranks = joined.select(_percentile_by_era(joined, c).alias(c) for c in value_columns)
-    return labels, np.corrcoef(ranks.to_numpy().T)
+    ranks = np.empty((len(value_columns), joined.height))
+    for row, column in zip(ranks, value_columns, strict=True):  # numerlab's one rank
+        values = joined[column].cast(pl.Float64).to_numpy()
+        row[segments.order] = tie_kept_rank(segments, values[segments.order])
+    return labels, np.corrcoef(ranks)
 
 
 def era_corr_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
