@@ -88,7 +88,9 @@ def main() -> None:
     ours = fast.to_pandas().set_index("era")
     max_diff = float(np.max(np.abs(ours[columns].to_numpy() - base[columns].to_numpy())))
     print(f"best of {args.repeat}                               wall        CPU")
-    print(f"numerlab per_era_scores ({'+'.join(columns).upper():8s}): {fast_wall * 1e3:8.1f} ms {fast_cpu * 1e3:8.1f} ms")
+    label = "+".join(columns).upper()
+    print(f"numerlab per_era_scores ({label:8s}): {fast_wall * 1e3:8.1f} ms "
+          f"{fast_cpu * 1e3:8.1f} ms")
     print(f"numerai-tools groupby-apply:        {base_wall * 1e3:8.1f} ms {base_cpu * 1e3:8.1f} ms")
     print(
         f"speed-up:                           {base_wall / fast_wall:8.1f}x  "

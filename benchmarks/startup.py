@@ -43,7 +43,8 @@ def main() -> None:
     print(f"python -c pass (baseline):      {baseline:6.3f} s")
     print(f"python run.py --help:           {help_s:6.3f} s  ({help_s / baseline:.1f}x baseline;"
           f" goal < 2.5 s: {'met' if help_s < 2.5 else 'NOT met'})")
-    print(f"import numerlab.pipeline:       {import_s:6.3f} s  ({import_s / baseline:.1f}x baseline)")
+    print(f"import numerlab.pipeline:       {import_s:6.3f} s  "
+          f"({import_s / baseline:.1f}x baseline)")
     print(f"heavy modules it imports:       {loaded or 'none'}")
 
 

@@ -114,7 +114,8 @@ def live() -> Dataset:
 def models(tmp_path_factory) -> dict:
     train = make_dataset(20, 100, seed=0)
     work = tmp_path_factory.mktemp("fits")
-    return {name: fit_model(name, train, work / name) for name in ("lgbm", "xgboost", "mlp", "tabnet")}
+    return {name: fit_model(name, train, work / name)
+            for name in ("lgbm", "xgboost", "mlp", "tabnet")}
 
 
 def make_run(run_dir: Path, model, pp_cfg: dict) -> Path:

@@ -380,7 +380,7 @@ def test_ghost_batch_norm_normalizes_each_virtual_batch():
 def test_batches_stay_int8_and_cover_every_row(train_set):
     dm = TabularDataModule(train_set, train_set, batch_size=300, batches_per_iteration=3)
     seen = []
-    for x, y, aux, era, sizes in dm.train_dataloader():
+    for x, y, _aux, _era, sizes in dm.train_dataloader():
         assert x.dtype == torch.int8 and y.dtype == torch.float32
         assert sum(sizes) == len(x) and all(s <= 300 for s in sizes)
         seen.append(x)

@@ -392,7 +392,8 @@ def awkward_era(kind: str, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-AWKWARD_KINDS = ["well conditioned", "int8", "large integers", "constant columns", "duplicate columns",
+AWKWARD_KINDS = ["well conditioned", "int8", "large integers", "constant columns",
+                 "duplicate columns",
                  "collinear columns", "fewer rows than columns", "below rcond",
                  "ill conditioned", "just above rcond"]
 

@@ -232,9 +232,11 @@ def test_build_policy_unwraps_config_errors_and_checks_the_type():
     cfg.min_sharpe = -2
     with pytest.raises(NumerlabError, match=r"^staking.min_sharpe=-2: must be >= 0$"):
         build_policy(cfg)
-    with pytest.raises(NumerlabError, match=r"^staking._target_=numerlab.staking.Caps is not a StakePolicy"):
+    with pytest.raises(NumerlabError,
+                       match=r"^staking._target_=numerlab.staking.Caps is not a StakePolicy"):
         build_policy(OmegaConf.create({"_target_": "numerlab.staking.Caps", **NO_CAPS}))
-    with pytest.raises(NumerlabError, match=r"^staking._target_=numerlab.staking.Nope cannot be imported"):
+    with pytest.raises(NumerlabError,
+                       match=r"^staking._target_=numerlab.staking.Nope cannot be imported"):
         build_policy(OmegaConf.create({"_target_": "numerlab.staking.Nope"}))
 
 

@@ -199,8 +199,8 @@ TRAIN = """import json, sys, yaml
 p = yaml.safe_load(open("params.yaml"))
 if p["model"]["depth"] > 8:
     sys.exit("error: model.depth=%d is over 8" % p["model"]["depth"])
-json.dump({"corr_mean": p["model"]["lr"] * p["model"]["depth"], "corr_sharpe": 1 / p["model"]["depth"],
-           "n_eras": 3}, open("metrics.json", "w"))
+json.dump({"corr_mean": p["model"]["lr"] * p["model"]["depth"],
+           "corr_sharpe": 1 / p["model"]["depth"], "n_eras": 3}, open("metrics.json", "w"))
 """
 DVC_YAML = {"stages": {"train": {"cmd": f"{sys.executable} train.py", "deps": ["train.py"],
                                  "params": ["model", "seed"],

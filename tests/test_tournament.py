@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-pytest.register_assert_rewrite("fakes")
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY, FakeNumerai, parquet_bytes
 from omegaconf import OmegaConf
 

@@ -106,8 +106,8 @@ def footer(features: pl.DataFrame, n: int = FOOTER_N) -> str:
     for kind in KINDS:
         rows = features.filter((pl.col("kind") == kind) & (pl.col("rank") <= n))
         if rows.height:
-            cells = ", ".join(f"{f.removeprefix('feature_')} {v:.3f}" for f, v in zip(rows["feature"], rows["value"],
-                                                             strict=True))
+            pairs = zip(rows["feature"], rows["value"], strict=True)
+            cells = ", ".join(f"{f.removeprefix('feature_')} {v:.3f}" for f, v in pairs)
             lines.append(f"top {kind}: {cells}")
     return "\n".join(lines)
 

@@ -334,7 +334,8 @@ def predict_frame(model: Model, dataset: Dataset) -> pl.DataFrame:
     prediction = np.asarray(by_era(dataset) if by_era else model.predict(dataset.features),
                             dtype=np.float64)
     if prediction.shape != (len(dataset),):
-        raise NumerlabError(f"model returned {prediction.shape} predictions for {len(dataset)} rows")
+        raise NumerlabError(f"model returned {prediction.shape} predictions for "
+                            f"{len(dataset)} rows")
     return pl.DataFrame({
         "id": pl.Series(dataset.ids, dtype=pl.String),
         "era": pl.Series(dataset.eras, dtype=pl.String),

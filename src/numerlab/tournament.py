@@ -971,8 +971,9 @@ class TournamentClient:
             wanted = [f if "/" in f else prefix + f for f in files]
             unknown = [w for w in wanted if w not in listed]
             if unknown:
+                names = ", ".join(n.removeprefix(prefix) for n in listed)
                 raise NumerlabError(f"Numerai lists no dataset {unknown[0]!r} (files of "
-                                    f"{version}: {', '.join(n.removeprefix(prefix) for n in listed)})")
+                                    f"{version}: {names})")
             return wanted
         for required in REQUIRED_FILES:
             if prefix + required not in listed:

@@ -344,7 +344,7 @@ class _World:
 
         targets = np.empty((n, 1 + len(AUX_TARGETS)), dtype=np.float32)
         targets[:, 0] = _bins(main, TARGET_BIN_FREQUENCIES) / 4
-        for j, (name, rho) in enumerate(AUX_TARGETS.items()):
+        for j, rho in enumerate(AUX_TARGETS.values()):
             own = STABLE_WEIGHT * _standardize(z @ self.aux_weights[j]) + rng.standard_normal(n)
             latent_aux = rho * main + np.sqrt(1 - rho ** 2) * _standardize(own)
             targets[:, 1 + j] = _bins(latent_aux, TARGET_BIN_FREQUENCIES) / 4

@@ -37,18 +37,9 @@ from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext
 from numerlab.models.nn.datamodule import TabularDataModule
 from numerlab.models.nn.device import resolve_accelerator, torch_device
-
-# Lightning advertises a cloud logger on every fit; a run's log is no place for ads.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: "litlogger" not in record.getMessage())
-# Lightning prints its info lines through handlers of its own *and* passes them on to the
-# root logger (Hydra's console and run.log): every line came out twice. Keep the root's.
-for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-    for _handler in list(logging.getLogger(_name).handlers):
-        logging.getLogger(_name).removeHandler(_handler)
-    logging.getLogger(_name).propagate = True
-log = logging.getLogger(__name__)
 from numerlab.models.nn.lightning_module import TabularLitModule
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state_dict.pt"
@@ -356,10 +347,30 @@ class KeepBestCheckpoint(ModelCheckpoint):
         self.best_k_models = {new_best: score}
 
 
+def quiet_lightning_logs() -> None:
+    """Lightning's loggers as a run wants them, set when a Trainer is built (importing this
+    module changes no logging): Lightning advertises a cloud logger on every fit, and a
+    run's log is no place for ads; it prints its info lines through handlers of its own
+    *and* passes them on to the root logger (Hydra's console and run.log), so every line
+    came out twice: keep the root's."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "numerlab", False) for f in rank_zero.filters):
+        def no_ads(record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+        no_ads.numerlab = True  # type: ignore[attr-defined]
+        rank_zero.addFilter(no_ads)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
 def build_trainer(
     trainer_cfg: Mapping[str, Any], accelerator: str, run_dir: Path, callbacks: list[L.Callback]
 ) -> L.Trainer:
     """A Lightning Trainer from the `trainer` config (see the module docstring)."""
+    quiet_lightning_logs()
     kwargs = dict(trainer_cfg)
     extra = kwargs.pop("callbacks", None) or []
     if kwargs.pop("enable_model_summary", True):
