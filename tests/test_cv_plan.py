@@ -11,15 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from numerlab.cv import (
-    Fold,
-    carve_holdout,
-    fold_table,
-    ordered_eras,
-    plan_folds,
-    print_plan,
-    select_eras,
-)
+from numerlab.cv import Fold, fold_table, plan_folds, print_plan, select_eras
+from numerlab.eras import carve_holdout, ordered_eras
 from numerlab.errors import NumerlabError
 
 

@@ -14,7 +14,7 @@ from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
 from numerai_tools.scoring import numerai_corr
 
 from numerlab.cli import run_job
-from numerlab.data.v5 import era_number
+from numerlab.eras import era_number
 
 CV = ["task=cv", "cv.n_splits=3", "cv.embargo_eras=4"]
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from numerlab import data
 from numerlab.data import synthetic, v5
+from numerlab.data.source import build_source
 from numerlab.errors import NumerlabError
 
 SMALL = {"n_train_eras": 24, "n_validation_eras": 10, "n_test_eras": 2, "rows_per_era": 60,
@@ -36,6 +37,11 @@ def data_cfg(path: Path, params: dict = SMALL, seed: int = 0, **overrides):
         del cfg["synthetic"]
         cfg.update(version=None, download=False)  # a dir of the user's own files
     return OmegaConf.create({**cfg, **overrides})
+
+
+def data_source(path: Path, params: dict = SMALL, seed: int = 0, **overrides):
+    """The built data source of `data_cfg(...)`, as the loader takes it."""
+    return build_source(data_cfg(path, params, seed, **overrides))
 
 
 def features_cfg(set_name: str = "all", columns=None):
@@ -162,7 +168,7 @@ def test_meta_model_covers_only_later_validation_eras(small_dir):
 
 
 def test_signal_exists_and_linear_model_generalizes(medium_dir):
-    splits = data.load_splits(data_cfg(medium_dir, MEDIUM), features_cfg(), MAIN)
+    splits = data.load_splits(data_source(medium_dir, MEDIUM), features_cfg(), MAIN)
     train, valid = splits.train, splits.validation
 
     def design(ds):
@@ -271,7 +277,7 @@ def test_default_config_composes_into_prepare_and_load(tmp_path):
     cfg.dir = str(tmp_path / "syn")
     cfg.synthetic.merge_with(SMALL)
     data.prepare(cfg)
-    splits = data.load_splits(cfg, OmegaConf.load(conf / "features" / "small.yaml"),
+    splits = data.load_splits(build_source(cfg), OmegaConf.load(conf / "features" / "small.yaml"),
                               OmegaConf.load(conf / "target" / "main.yaml"))
     assert len(splits.feature_names) == len(range(0, SMALL["n_features"], 4))
 
@@ -327,7 +333,7 @@ def test_features_json_without_the_set(v5_copy):
     del meta["feature_sets"]["medium"]
     (v5_copy / "features.json").write_text(json.dumps(meta))
     with pytest.raises(NumerlabError, match="'medium'"):
-        data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("medium"), MAIN)
+        data.load_splits(data_source(v5_copy, source="v5"), features_cfg("medium"), MAIN)
 
 
 @pytest.mark.parametrize("content, needle", [(None, "missing"), ("{not json", "cannot read"),
@@ -343,7 +349,7 @@ def test_bad_features_json_is_named(v5_copy, content, needle):
 # --- loading ----------------------------------------------------------------------------
 
 def test_splits_are_int8_sorted_and_filtered(small_dir):
-    splits = data.load_splits(data_cfg(small_dir), features_cfg("medium"),
+    splits = data.load_splits(data_source(small_dir), features_cfg("medium"),
                               {"name": "target", "aux": ["target_cyrusd_60"]})
     assert splits.data_dir == small_dir
     assert splits.feature_names == data.read_features_json(small_dir)["feature_sets"]["medium"]
@@ -375,7 +381,7 @@ def test_loaded_values_match_the_file(small_dir):
 
 @pytest.mark.parametrize("stride, embargo", [(1, 0), (3, 4), (4, 2)])
 def test_era_stride_and_embargo(small_dir, stride, embargo):
-    splits = data.load_splits(data_cfg(small_dir, era_stride=stride, embargo_eras=embargo),
+    splits = data.load_splits(data_source(small_dir, era_stride=stride, embargo_eras=embargo),
                               features_cfg("small"), MAIN, splits=("train", "validation"))
     all_train = sorted(set(read(small_dir / "train.parquet")["era"]))
     assert sorted(set(splits.train.eras)) == all_train[::stride]
@@ -390,7 +396,7 @@ def test_era_stride_and_embargo(small_dir, stride, embargo):
 def test_embargo_leaving_no_validation_eras(small_dir):
     cfg = data_cfg(small_dir, embargo_eras=1000)
     with pytest.raises(NumerlabError) as err:
-        data.load_splits(cfg, features_cfg("small"), MAIN)
+        data.load_splits(build_source(cfg), features_cfg("small"), MAIN)
     last_valid = f"{SMALL['n_train_eras'] + SMALL['n_validation_eras']:04d}"
     assert str(err.value) == (f"embargo of 1000 eras leaves no validation eras (last train era "
                               f"{SMALL['n_train_eras']:04d}, last validation era {last_valid})")
@@ -400,19 +406,19 @@ def test_embargo_leaving_no_validation_eras(small_dir):
                                         ("era_stride", "2")])
 def test_bad_era_settings_are_named(small_dir, key, value):
     with pytest.raises(NumerlabError, match=key):
-        data.load_splits(data_cfg(small_dir, **{key: value}), features_cfg("small"), MAIN)
+        data.load_splits(data_source(small_dir, **{key: value}), features_cfg("small"), MAIN)
 
 
 def test_nan_target_rows_are_dropped_from_train_and_validation(small_dir):
-    late = data.load_splits(data_cfg(small_dir), features_cfg("small"),
+    late = data.load_splits(data_source(small_dir), features_cfg("small"),
                             {"name": "target_claudia_20", "aux": []})
     frame = read(small_dir / "train.parquet")
     known = ~np.isnan(frame["target_claudia_20"])
     assert np.isnan(frame["target_claudia_20"]).any()
     assert len(late.train) == known.sum() and not np.isnan(late.train.target).any()
-    slow = data.load_splits(data_cfg(small_dir), features_cfg("small"),
+    slow = data.load_splits(data_source(small_dir), features_cfg("small"),
                             {"name": "target_cyrusd_60", "aux": []})
-    main = data.load_splits(data_cfg(small_dir), features_cfg("small"), MAIN)
+    main = data.load_splits(data_source(small_dir), features_cfg("small"), MAIN)
     assert slow.validation.n_eras < main.validation.n_eras
     assert not np.isnan(slow.validation.target).any()
 
@@ -439,7 +445,7 @@ def test_only_requested_columns_are_read(small_dir, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy_read_group)
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy_batches)
     names = data.read_features_json(small_dir)["feature_sets"]["small"]
-    data.load_splits(data_cfg(small_dir), features_cfg("small"),
+    data.load_splits(data_source(small_dir), features_cfg("small"),
                      {"name": "target", "aux": ["target_agnes_20"]})
     assert requested and all(columns is not None for columns in requested)
     read_columns = {c for columns in requested for c in columns}
@@ -566,7 +572,7 @@ def test_pandas_written_file_with_index_and_categorical_era(tmp_path):
 def test_missing_train_parquet_is_named(v5_copy):
     (v5_copy / "train.parquet").unlink()
     with pytest.raises(NumerlabError, match="train.parquet"):
-        data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+        data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN)
 
 
 @pytest.mark.parametrize("name", ["train.parquet", "validation.parquet", "live.parquet",
@@ -574,12 +580,12 @@ def test_missing_train_parquet_is_named(v5_copy):
 def test_corrupt_parquet_is_named(v5_copy, name):
     (v5_copy / name).write_bytes(b"PAR1 garbage, not a parquet file PAR1")
     with pytest.raises(NumerlabError, match=name):
-        data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+        data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN)
 
 
 def test_missing_meta_model_is_none(v5_copy):
     (v5_copy / "meta_model.parquet").unlink()
-    splits = data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+    splits = data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN)
     assert splits.meta_model is None
 
 
@@ -587,7 +593,7 @@ def test_missing_column_names_file_and_column(v5_copy):
     table = pq.read_table(v5_copy / "validation.parquet")
     pq.write_table(table.drop_columns(["target"]), v5_copy / "validation.parquet")
     with pytest.raises(NumerlabError) as err:
-        data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+        data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN)
     assert "validation.parquet" in str(err.value) and "'target'" in str(err.value)
 
 
@@ -620,7 +626,7 @@ def test_live_without_target_columns_reads_nan(v5_copy):
     table = pq.read_table(v5_copy / "live.parquet")
     targets = [c for c in table.column_names if c.startswith("target")]
     pq.write_table(table.drop_columns(targets), v5_copy / "live.parquet")
-    splits = data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"),
+    splits = data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"),
                               {"name": "target", "aux": ["target_rowan_20"]}, splits=("live",))
     assert np.isnan(splits.live.target).all() and np.isnan(splits.live.aux).all()
     assert splits.train is None and splits.validation is None
@@ -631,7 +637,7 @@ def test_numbered_live_era_is_kept_as_in_the_file(v5_copy):
     era = pa.array(["0999"] * table.num_rows)
     pq.write_table(table.set_column(table.column_names.index("era"), "era", era),
                    v5_copy / "live.parquet")
-    splits = data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN,
+    splits = data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN,
                               splits=("live",))
     assert set(splits.live.eras) == {"0999"}
 
@@ -649,7 +655,7 @@ def test_target_unknown_everywhere_is_named(v5_copy):
     table = table.set_column(table.column_names.index("target_agnes_20"), "target_agnes_20", nan)
     pq.write_table(table, v5_copy / "validation.parquet")
     with pytest.raises(NumerlabError, match="target_agnes_20"):
-        data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"),
+        data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"),
                          {"name": "target_agnes_20", "aux": []})
 
 
@@ -666,7 +672,7 @@ def test_synthetic_files_keep_id_as_the_pandas_index(small_dir):
 def test_a_data_dir_without_meta_model_warns_once(v5_copy, caplog):
     (v5_copy / "meta_model.parquet").unlink()
     with caplog.at_level("WARNING"):
-        splits = data.load_splits(data_cfg(v5_copy, source="v5"), features_cfg("small"), MAIN)
+        splits = data.load_splits(data_source(v5_copy, source="v5"), features_cfg("small"), MAIN)
     assert splits.meta_model is None
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [f"no meta_model.parquet in {v5_copy}: MMC is not computed"]

@@ -15,7 +15,7 @@ from numerai_tools.scoring import gaussian, neutralize, numerai_corr, tie_kept_r
 
 from numerlab.data import load_splits
 from numerlab.data.dataset import Dataset
-from numerlab.data.v5 import prepare
+from numerlab.data.source import build_source, prepare
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, load_model
 from numerlab.models.ensemble import EnsembleModel, combine_per_era, compose_member, on_target
@@ -50,7 +50,7 @@ def validation_data(data_dir: Path, *aux: str):
     cfg = compose([*SMALL_DATA, f"data.dir={data_dir}"])
     prepare(cfg.data)  # generated on first use
     target = {"name": "target", "aux": list(aux)}
-    return load_splits(cfg.data, cfg.features, target)
+    return load_splits(build_source(cfg.data), cfg.features, target)
 
 
 # --- combining ----------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_members_compose_from_conf_with_their_overrides():
 ])
 def test_command_line_forms_of_member_overrides(override):
     """The forms README gives for a member's overrides, through Hydra's own parser."""
-    from numerlab.pipeline import build_model
+    from numerlab.models.base import build_model
 
     model = build_model(compose(["model=ensemble", "model.members=[lgbm,mlp]", override]).model)
     assert model.member_configs[1]["d_hidden"] == 256
@@ -275,7 +275,7 @@ def test_loader_reads_only_the_missing_neutralization_columns(small_data_dir):
     cfg = compose([*SMALL_DATA, f"data.dir={small_data_dir}"])
     prepare(cfg.data)
     meta = json.loads((small_data_dir / "features.json").read_text())
-    splits = load_splits(cfg.data, cfg.features, cfg.target,
+    splits = load_splits(build_source(cfg.data), cfg.features, cfg.target,
                          extra_features={"set": "medium", "key": "postprocess.features"})
     small_set, medium = meta["feature_sets"]["small"], meta["feature_sets"]["medium"]
     for data in (splits.validation, splits.live):
@@ -284,7 +284,8 @@ def test_loader_reads_only_the_missing_neutralization_columns(small_data_dir):
         assert data.postprocess_columns == medium
     assert splits.train.extra_names == []
     with pytest.raises(NumerlabError, match=r"postprocess.features: .*'huge'.*small, medium"):
-        load_splits(cfg.data, cfg.features, cfg.target, extra_features={"set": "huge"})
+        load_splits(build_source(cfg.data), cfg.features, cfg.target,
+                    extra_features={"set": "huge"})
 
 
 def test_neutralize_on_another_feature_set_matches_numerai_tools(tmp_path, small_data_dir):
@@ -295,7 +296,8 @@ def test_neutralize_on_another_feature_set_matches_numerai_tools(tmp_path, small
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = compose([*SMALL_DATA, f"data.dir={small_data_dir}"])
     medium_cfg = {"set": "medium", "columns": None}
-    splits = load_splits(cfg.data, medium_cfg, cfg.target)  # medium, loaded independently
+    # medium, loaded independently
+    splits = load_splits(build_source(cfg.data), medium_cfg, cfg.target)
     model, names = load_model(run_dir / "model")
     small_index = [splits.feature_names.index(n) for n in names]
     raw = model.predict(np.ascontiguousarray(splits.validation.features[:, small_index]))

@@ -92,7 +92,7 @@ def fit_model(name: str, train: Dataset, work: Path):
         from conftest import compose
         from omegaconf import OmegaConf
 
-        from numerlab.pipeline import build_model
+        from numerlab.models.base import build_model
 
         model_cfg = compose([f"model={name}", "model.lr=3e-3", "model.batch_size=128",
                              "model.eval_batch_size=256", "model.patience=null"]).model
@@ -359,14 +359,14 @@ def test_neutralization_matches_postprocess_on_one_era():
     expected = postprocess.neutralize_per_era(values, features[:, columns],
                                               np.array(["X"] * 200), proportion=0.7)
     names = [f"f{j}" for j in columns]
-    neutral = export.Neutralization(0.7, names, rcond=1e-6)(values, features[:, columns])
+    neutral = postprocess.Neutralization(0.7, names, rcond=1e-6)(values, features[:, columns])
     np.testing.assert_allclose(neutral, expected, rtol=0, atol=1e-9)
 
 
 def test_export_refuses_a_scorer_that_predicts_differently(models, tmp_path, monkeypatch):
     # a rebuilt model that drifted from the saved one must never reach the upload
-    lgbm = "numerlab.models.gbdt.LGBMModel"
-    monkeypatch.setitem(export.SCORERS, lgbm, lambda model: lambda x: np.zeros(len(x)))
+    drifted = {LGBMModel: lambda model: lambda x: np.zeros(len(x))}
+    monkeypatch.setattr(export, "scorer_builders", lambda: drifted)
     run_dir = make_run(tmp_path / "run", models["lgbm"], NONE)
     with pytest.raises(NumerlabError, match=r"model: the exported model predicts differently"):
         export.export_model(run_dir, tmp_path / "model.pkl")

@@ -117,12 +117,13 @@ def test_submission_is_valid(lgbm_run, small_data_dir):
 
 def test_saved_model_reproduces_validation_predictions(lgbm_run, small_data_dir):
     from numerlab import data
+    from numerlab.data.source import build_source
     from numerlab.models.base import load_model
 
     run_dir, _ = lgbm_run
     model, feature_names = load_model(run_dir / "model")
     cfg = compose(small(small_data_dir))
-    splits = data.load_splits(cfg.data, cfg.features, cfg.target)
+    splits = data.load_splits(build_source(cfg.data), cfg.features, cfg.target)
     assert feature_names == splits.feature_names
     saved = pl.read_parquet(run_dir / "predictions/validation.parquet")
     assert saved["id"].to_list() == splits.validation.ids.tolist()

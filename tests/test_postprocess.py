@@ -8,8 +8,9 @@ from numerai_tools.scoring import neutralize
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
-from numerlab.postprocess import Neutralize, neutralize_per_era, rank_unit
+from numerlab.postprocess import Neutralize, neutralize_per_era
 from numerlab.registry import build
+from numerlab.scoring import rank_unit
 
 
 @pytest.mark.parametrize("proportion", [0.0, 0.5, 1.0])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from numerlab.data.v5 import in_era_order
+from numerlab.eras import in_era_order
 from numerlab.errors import NumerlabError
 from numerlab.staking import (
     StakeInputs,

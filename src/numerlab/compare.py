@@ -304,7 +304,7 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
     with_eras = [r for r in runs if r.per_era is not None]
     if not with_eras:
         return None
-    from numerlab.data.v5 import sort_eras
+    from numerlab.eras import sort_eras
 
     scores = [(c, title) for c, title in SCORES
               if any(c in r.per_era.columns and r.per_era[c].is_not_null().any()

@@ -1,7 +1,7 @@
 """Walk-forward era cross-validation: which eras each fold trains on and tests on.
 
 Pure planning over era labels ("0001", "0575", "era12"); fitting is `tasks/cv`'s job.
-Eras are ordered and compared by era NUMBER (`numerlab.data.v5.era_number`), so gaps in the
+Eras are ordered and compared by era NUMBER (`numerlab.eras.era_number`), so gaps in the
 numbering (a strided load, validation eras after the data embargo) count as the time they
 span.
 
@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 from typing import TYPE_CHECKING
 
-from numerlab.data.v5 import era_number, sort_eras
+from numerlab.eras import era_number, ordered_eras
 from numerlab.errors import NumerlabError
+from numerlab.settings import choice, integer
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,16 +95,15 @@ def plan_folds(eras: Sequence[str], n_splits: int, embargo_eras: int,
     unknown cv.scheme, cv.train_eras missing or larger than the first fold can train on for
     `rolling`, data.era_stride < 1, and eras without or sharing an era number.
     """
-    _require_int("cv.n_splits", n_splits, MIN_SPLITS)
-    _require_int("cv.embargo_eras", embargo_eras, 0)
-    _require_int("data.era_stride", era_stride, 1)
-    if scheme not in SCHEMES:
-        raise NumerlabError(f"cv.scheme={scheme!r} is unknown (allowed: {', '.join(SCHEMES)})")
+    integer("cv.n_splits", n_splits, minimum=MIN_SPLITS)
+    integer("cv.embargo_eras", embargo_eras, minimum=0)
+    integer("data.era_stride", era_stride, minimum=1)
+    choice("cv.scheme", scheme, SCHEMES)
     if scheme == "rolling":
         if train_eras is None:
             raise NumerlabError("cv.train_eras is missing: cv.scheme=rolling needs the window "
                                 "size (an integer >= 1)")
-        _require_int("cv.train_eras", train_eras, 1)
+        integer("cv.train_eras", train_eras, minimum=1)
 
     ordered = ordered_eras(eras)
     numbers = [era_number(e, "cv eras") for e in ordered]
@@ -130,19 +129,6 @@ def plan_folds(eras: Sequence[str], n_splits: int, embargo_eras: int,
     return folds
 
 
-def ordered_eras(eras: Iterable[str]) -> list[str]:
-    """Distinct era labels in era-number order ("0999" < "1001", "era9" < "era10").
-    NumerlabError for a label without a number or two labels with one number ("1", "0001")."""
-    ordered = sort_eras(eras)
-    seen: dict[int, str] = {}
-    for era in ordered:
-        number = era_number(era, "cv eras")
-        if number in seen:
-            raise NumerlabError(f"eras {seen[number]!r} and {era!r} share era number {number}")
-        seen[number] = era
-    return ordered
-
-
 def _test_block_size(n_eras: int, n_splits: int) -> int:
     """Eras per test block: n_eras // (n_splits + 1), which must be at least 1."""
     max_splits = n_eras - 1
@@ -166,52 +152,15 @@ def _check_embargo(ordered: list[str], numbers: list[int], head: int, embargo: i
             f"0..{max_embargo})")
 
 
-def _require_int(key: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise NumerlabError(f"{key}={value!r} must be an integer >= {minimum}")
-
-
 # --- era selection ----------------------------------------------------------------------
 
 def select_eras(cv_eras: str, train_eras: Iterable[str], validation_eras: Iterable[str]
                 ) -> list[str]:
     """The eras CV folds over, in era order: `cv.eras=train` the training eras only, `all`
     the training then the validation eras."""
-    if cv_eras == "train":
+    if choice("cv.eras", cv_eras, CV_ERAS) == "train":
         return ordered_eras(train_eras)
-    if cv_eras == "all":
-        return ordered_eras([*train_eras, *validation_eras])
-    raise NumerlabError(f"cv.eras={cv_eras!r} is unknown (allowed: {', '.join(CV_ERAS)})")
-
-
-def carve_holdout(train_eras: Iterable[str], holdout_eras: int | None, embargo_eras: int, *,
-                  embargo_key: str = "data.embargo_eras") -> tuple[list[str], list[str]]:
-    """(fit eras, holdout eras): the last `holdout_eras` training eras become the holdout that
-    early stopping may look at; fit eras are the earlier ones whose number + `embargo_eras`
-    is below the holdout's first era number. `holdout_eras` None or 0: (all eras, []).
-    NumerlabError (naming fit.holdout_eras / `embargo_key`) when no fit era would be left."""
-    ordered = ordered_eras(train_eras)
-    if holdout_eras is None:
-        return ordered, []
-    _require_int("fit.holdout_eras", holdout_eras, 0)
-    if holdout_eras == 0:
-        return ordered, []
-    _require_int(embargo_key, embargo_eras, 0)
-    if not ordered:
-        raise NumerlabError(f"fit.holdout_eras={holdout_eras} but there are no training eras")
-    numbers = [era_number(e) for e in ordered]
-    # A holdout leaves the first era to fit iff it lies wholly beyond first number + embargo.
-    max_holdout = min(len(ordered) - 1,
-                      sum(1 for n in numbers if n > numbers[0] + embargo_eras))
-    if holdout_eras > max_holdout:
-        raise NumerlabError(
-            f"fit.holdout_eras={holdout_eras} with {embargo_key}={embargo_eras} leaves no era "
-            f"to fit among the {len(ordered)} training eras {ordered[0]}..{ordered[-1]} "
-            f"(allowed null or 0..{max_holdout})")
-    holdout_start = len(ordered) - holdout_eras
-    fit = [e for e, n in zip(ordered[:holdout_start], numbers, strict=False)
-           if n + embargo_eras < numbers[holdout_start]]
-    return fit, ordered[holdout_start:]
+    return ordered_eras([*train_eras, *validation_eras])
 
 
 # --- display ----------------------------------------------------------------------------

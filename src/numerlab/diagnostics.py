@@ -73,9 +73,7 @@ def feature_diagnostics(model: Any, dataset: Dataset, frame: pl.DataFrame,
     """The top `n` features by exposure of `frame["prediction"]` (rows aligned with
     `dataset`, checked by id) and, where the model has it, by gain importance.
     `correlations`: the run's `pipeline.feature_correlations` of these rows, if computed."""
-    from numerlab.pipeline import check_aligned
-
-    check_aligned(frame, dataset)
+    dataset.check_aligned(frame["id"])
     exposure = feature_exposures(frame["prediction"].to_numpy(), dataset.features,
                                  dataset.era_index, dataset.n_eras, correlations)
     parts = [top_features("exposure", exposure, dataset.feature_names, n)]

@@ -19,7 +19,7 @@ objects load only under the Python minor version that wrote them.
 At predict time: select the trained feature columns by name, convert them to int8 in
 row chunks, score, neutralize (one era: numerai-predict calls once per era) against the
 post-processing's columns (selected by name too: they need not be the model's), and rank
-into (0, 1) exactly as the pipeline ranks live predictions (`postprocess.rank_unit`).
+into (0, 1) exactly as the pipeline ranks live predictions (`scoring.rank_unit`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from numerlab import runs
 from numerlab.errors import NumerlabError, message_line
-from numerlab.postprocess import rank_unit
+from numerlab.scoring import rank_unit
 
 MODEL_DIR = "model"
 CHUNK_ROWS = 10_000
@@ -80,32 +81,6 @@ def live_feature_matrix(live_features: pd.DataFrame, feature_names: list[str],
                 f"{start + row}: features must be whole numbers (Numerai bins 0..4)")
         out[start:start + len(block)] = values.astype(np.int8)
     return out
-
-
-class Neutralization:
-    """values - proportion * X b within one era, X = [features, 1] with `features` the int8
-    (n, k) matrix of the live feature columns named `columns`, and b the least-squares fit
-    of values on X (singular values below rcond * largest dropped): the projection
-    `postprocess.neutralize_per_era` removes, for a single era. A live transform
-    (`PostProcess.live_transform`): `columns` says which columns it is given."""
-
-    def __init__(self, proportion: float, columns: list[str], rcond: float):
-        self.proportion = float(proportion)
-        self.columns = [str(c) for c in columns]
-        self.rcond = float(rcond)
-
-    def __call__(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, dtype=np.float64)
-        if not len(values):
-            return values
-        if features.shape != (len(values), len(self.columns)):
-            raise NumerlabError(f"neutralization: {features.shape} features for "
-                                f"{len(values)} predictions and {len(self.columns)} columns")
-        x = np.empty((len(values), len(self.columns) + 1))
-        x[:, :-1] = features
-        x[:, -1] = 1.0
-        b = np.linalg.lstsq(x, values, rcond=self.rcond)[0]
-        return values - self.proportion * (x @ b)
 
 
 class LazyModel:
@@ -236,7 +211,7 @@ class EnsembleScorer:
     same ties) and w the weights normalized to sum 1. Returns float32, as the ensemble."""
 
     def __init__(self, scorers: list[Scorer], weights: list[float], combine: str):
-        # built by EnsembleModel.export_scorer from a checked ensemble
+        # built by `_ensemble_scorer` from a checked ensemble
         w = np.asarray(weights, dtype=np.float64)
         self.scorers = list(scorers)
         self.weights = [float(x) for x in w / w.sum()]  # the ensemble's normalized weights
@@ -305,18 +280,6 @@ def model_dir(run_dir: Path) -> Path:
     if not path.is_dir():
         raise NumerlabError(f"{run_dir}: no {MODEL_DIR}/ directory (not a trained numerlab run)")
     return path
-
-
-def read_run_config(run_dir: Path) -> Any:
-    """The config the run ran with, from `<run_dir>/.hydra/config.yaml` (a DictConfig):
-    `pipeline.read_saved_config`, required here."""
-    from numerlab.pipeline import SAVED_CONFIG, read_saved_config
-
-    cfg = read_saved_config(run_dir)
-    if cfg is None:
-        raise NumerlabError(f"{Path(run_dir) / SAVED_CONFIG}: missing, so the run's config "
-                            f"(postprocess, data) is unknown")
-    return cfg
 
 
 def run_data_dir(run_cfg: Any, where: str) -> Path:
@@ -401,27 +364,46 @@ def _torch_scorer(model: Any) -> TorchScorer:
                        model.config["eval_batch_size"], features_to_float)
 
 
-SCORERS: dict[str, Callable[[Any], Scorer]] = {
-    "numerlab.models.gbdt.LGBMModel": _lightgbm_scorer,
-    "numerlab.models.gbdt.XGBModel": _xgboost_scorer,
-    "numerlab.models.nn.model.NeuralModel": _torch_scorer,
-}
+def _ensemble_scorer(model: Any) -> EnsembleScorer:
+    # each member's own scorer (LightGBM, XGBoost and torch members alike), combined as
+    # `EnsembleModel.predict` combines them over one era
+    scorers = []
+    for i, member in enumerate(model.models):
+        try:
+            scorers.append(scorer_for(member))
+        except NumerlabError as exc:
+            raise NumerlabError(f"ensemble member {model.label(i)}: {exc}") from None
+    return EnsembleScorer(scorers, model.weights, model.combine)
+
+
+def scorer_builders() -> dict[type, Callable[[Any], Scorer]]:
+    """Model class -> the builder of its export scorer. The neural class is served only
+    when its module is loaded (a neural model exists only then), so exporting a GBDT model
+    never imports torch."""
+    import sys
+
+    from numerlab.models.ensemble import EnsembleModel
+    from numerlab.models.gbdt import LGBMModel, XGBModel
+
+    builders: dict[type, Callable[[Any], Scorer]] = {
+        LGBMModel: _lightgbm_scorer, XGBModel: _xgboost_scorer,
+        EnsembleModel: _ensemble_scorer}
+    neural = sys.modules.get("numerlab.models.nn.model")
+    if neural is not None:
+        builders[neural.NeuralModel] = _torch_scorer
+    return builders
 
 
 def scorer_for(model: Any) -> Scorer:
-    """A picklable, self-contained scorer predicting as `model.predict` does. A model class
-    may provide its own through an `export_scorer()` method (an ensemble can build its
-    members' with this function); the built-in classes are served by `SCORERS`."""
-    from numerlab.models.base import class_path
-
-    own = getattr(model, "export_scorer", None)
-    if own is not None:
-        return own()
-    name = class_path(model)
-    if name not in SCORERS:
-        raise NumerlabError(f"model class {name} cannot be exported "
-                            f"(exportable: {', '.join(SCORERS)})")
-    return SCORERS[name](model)
+    """A picklable, self-contained scorer predicting as `model.predict` does, by the
+    model's class (or the nearest base class with a builder in `scorer_builders`)."""
+    builders = scorer_builders()
+    for cls in type(model).__mro__:
+        if cls in builders:
+            return builders[cls](model)
+    exportable = "LGBMModel, XGBModel, NeuralModel, EnsembleModel"
+    raise NumerlabError(f"model class {type(model).__module__}.{type(model).__qualname__} "
+                        f"cannot be exported (exportable: {exportable})")
 
 
 def check_scorer(scorer: Scorer, model: Any, n_features: int, where: Path) -> None:
@@ -451,9 +433,7 @@ def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
     path = model_dir(run_dir)
     model, feature_names = load_model(path)
     if run_cfg is None:
-        from numerlab.pipeline import SAVED_CONFIG
-
-        run_cfg, where = read_run_config(run_dir), str(Path(run_dir) / SAVED_CONFIG)
+        run_cfg, where = runs.required_config(run_dir), str(Path(run_dir) / runs.SAVED_CONFIG)
     else:
         where = f"the config of run {run_dir}"
         run_cfg = run_cfg if isinstance(run_cfg, DictConfig) else OmegaConf.create(

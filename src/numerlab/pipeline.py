@@ -22,19 +22,16 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab import artifacts, data, report, scoring
+from numerlab import artifacts, data, eras, report, scoring
 from numerlab.data.dataset import Dataset
+from numerlab.data.layout import META_MODEL_COLUMN
 from numerlab.data.source import DataSource, build_source
-from numerlab.data.v5 import META_MODEL_COLUMN
-from numerlab.errors import NumerlabError, message_line
-from numerlab.models.base import FitContext, Model, check_ready
-from numerlab.postprocess import PostProcess, rank_unit
+from numerlab.errors import NumerlabError
+from numerlab.models.base import FitContext, Model, build_model, check_ready, model_name
+from numerlab.postprocess import PostProcess
 from numerlab.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-MODEL_NAME_KEY = "name"  # model configs name themselves: metrics.json `model`, run names
-
 
 # --- config, checked before any data is loaded ------------------------------------------
 
@@ -47,30 +44,6 @@ class RunParts:
     model: Model
     model_name: str
     postprocess: PostProcess
-    staking: Any = None
-
-
-def build_model(model_cfg: DictConfig) -> Model:
-    """Instantiate the configured estimator; nested configs (networks, optimizers) are left
-    for the model to build once it knows the data's shape."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    settings = OmegaConf.masked_copy(model_cfg, [k for k in model_cfg if k != MODEL_NAME_KEY])
-    try:
-        return instantiate(settings, _recursive_=False)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, NumerlabError):  # the model's own one-line complaint
-            raise exc.__cause__ from None
-        raise NumerlabError(f"model config: {message_line(exc, last=True)}") from None
-
-
-def model_name(model_cfg: DictConfig) -> str:
-    """The configured model's name (`model.name`: lgbm, xgboost, mlp, resnet, tabnet...)."""
-    name = model_cfg.get(MODEL_NAME_KEY)
-    if not name:
-        raise NumerlabError("model.name is missing: every conf/model/*.yaml names its model")
-    return str(name)
 
 
 def seed_of(cfg: DictConfig) -> int:
@@ -123,25 +96,11 @@ def check(cfg: DictConfig, run_dir: Path) -> RunParts:
     postprocess = build(cfg.postprocess, "postprocess", PostProcess)
     from numerlab.staking import build_policy
 
-    staking = build_policy(cfg.staking)
+    build_policy(cfg.staking)  # its settings, checked before any data
     model = build_model(cfg.model)
     name = model_name(cfg.model)
     check_ready(model, fit_context(cfg, run_dir))
-    return RunParts(source=source, model=model, model_name=name, postprocess=postprocess,
-                    staking=staking)
-
-
-MAIN_TARGET = "target"  # Numerai's main target: a copy of target_ender_20 (20 days)
-MAIN_TARGET_DAYS = 20
-
-
-def target_days(name: str) -> int | None:
-    """How many days a Numerai target looks ahead (`target_cyrusd_60` -> 60, the main
-    `target` -> 20), from its name; None when the name does not say."""
-    if name == MAIN_TARGET:
-        return MAIN_TARGET_DAYS
-    tail = str(name).rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    return RunParts(source=source, model=model, model_name=name, postprocess=postprocess)
 
 
 def check_embargo(cfg: DictConfig, embargo_eras: int, key: str = "data.embargo_eras") -> None:
@@ -151,58 +110,10 @@ def check_embargo(cfg: DictConfig, embargo_eras: int, key: str = "data.embargo_e
     the scored eras' (a 60-day target needs 12; the 20-day ones 4). `key` is the setting
     that embargo comes from (data.embargo_eras; cv.embargo_eras between CV folds). Every
     door checks it: run.py's tasks (`check`, task=cv) and the DVC features stage."""
-    for name in fitted_targets(cfg):
-        days = target_days(name)
-        if days is not None and embargo_eras < days // 5:
-            raise NumerlabError(f"{key}={embargo_eras} is too short for {name}: its labels "
-                                f"span {days // 5} eras, so set {key}>={days // 5} (training "
-                                f"labels would overlap the scored eras)")
+    eras.check_embargo(fitted_targets(cfg), embargo_eras, key)
 
 
 # --- data ---------------------------------------------------------------------------------
-
-def tournament_client(cfg: DictConfig) -> Any:
-    """A `numerlab.tournament.TournamentClient` of `cfg.tournament` (keys from the
-    environment or the keys file it names; never from config values)."""
-    from numerlab.tournament import TournamentClient
-
-    if "tournament" not in cfg:
-        raise NumerlabError("the config has no tournament group (conf/tournament/)")
-    return TournamentClient.from_config(OmegaConf.to_container(cfg.tournament, resolve=True))
-
-
-def tournament_switch(cfg: DictConfig, key: str) -> bool:
-    """`tournament.<key>` (submit, execute_stake) as a bool: only true acts on Numerai."""
-    value = OmegaConf.select(cfg, f"tournament.{key}")
-    if not isinstance(value, bool):
-        raise NumerlabError(f"tournament.{key}={value!r} must be true or false")
-    return value
-
-
-def upload_client(cfg: DictConfig) -> tuple[bool, str | None, Any]:
-    """(submit?, tournament.model_name, client or None): with `tournament.submit=true` the
-    keys and the model are checked now, before any work is done."""
-    submit = tournament_switch(cfg, "submit")
-    model_name = cfg.tournament.get("model_name")
-    if not submit:
-        return False, model_name, None
-    client = tournament_client(cfg)
-    client.model_id(model_name)
-    return True, model_name, client
-
-
-DRY_RUN = "dry run"  # the upload id a file gets when it is not sent
-
-
-def send_file(job_dir: Path, path: Path, record_file: str, upload: Any | None,
-              **fields: Any) -> dict[str, Any]:
-    """`upload()` (None: a dry run, nothing sent) of the file `path` written into `job_dir`,
-    then the record of it (`fields`, the upload id or "dry run", the file's sha256, the
-    time) as `record_file` in `job_dir`."""
-    upload_id = upload() if upload is not None else DRY_RUN
-    return artifacts.write_record(job_dir, record_file, {
-        **fields, "upload_id": upload_id, "sha256": artifacts.sha256(path)})
-
 
 def data_fetcher(cfg: DictConfig) -> Any:
     """`fetch(version, data_dir, files=None) -> (version, paths)`: sync Numerai data
@@ -213,7 +124,9 @@ def data_fetcher(cfg: DictConfig) -> Any:
 
     def fetch(version: str | None, data_dir: Path, files: list[str] | None = None
               ) -> tuple[str, list[Path]]:
-        client = tournament_client(cfg)
+        from numerlab.tournament import TournamentClient
+
+        client = TournamentClient.from_config(cfg.tournament)
         version = version or client.latest_version()
         log.info("Numerai data %s -> %s", version, data_dir)
         return version, client.sync_dataset(version, data_dir, files)
@@ -266,15 +179,16 @@ def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
             "key": "postprocess.columns" if columns else "postprocess.features"}
 
 
-def load_data(cfg: DictConfig, source: DataSource, data_cfg: Any = None,
+def load_data(cfg: DictConfig, source: DataSource,
               splits: tuple[str, ...] = ("train", "validation", "live"),
               post_processed: tuple[str, ...] = ("validation", "live")) -> data.Splits:
     """The `splits` of the configured data (downloaded first where the source does that),
     with the targets the model fits, the columns post-processing needs and the benchmark
-    column. `data_cfg` replaces `cfg.data` for the loader (task=cv: no stride, no embargo);
-    `post_processed` are the splits whose predictions are post-processed."""
+    column (`source`: the built data source, its dir, era stride and embargo; task=cv reads
+    every era with no embargo, `DataSource.with_rows`); `post_processed` are the splits
+    whose predictions are post-processed."""
     data_dir = source.prepare(fetch=data_fetcher(cfg))
-    read = data.load_splits(cfg.data if data_cfg is None else data_cfg, cfg.features,
+    read = data.load_splits(source, cfg.features,
                             target_config(cfg), splits=splits,
                             extra_features=postprocess_columns(cfg),
                             post_processed=post_processed)
@@ -300,12 +214,10 @@ def split_holdout(train: Dataset, holdout_eras: int, embargo_eras: int,
                   embargo_key: str = "data.embargo_eras") -> tuple[Dataset, Dataset | None]:
     """(rows to fit on, holdout or None): the last `holdout_eras` training eras are the
     holdout, and the eras within `embargo_eras` (by era number) before its first era are
-    left out, as between training and validation eras (`cv.carve_holdout`)."""
-    from numerlab.cv import carve_holdout
-
+    left out, as between training and validation eras (`eras.carve_holdout`)."""
     if not holdout_eras:
         return train, None
-    fitted, holdout = carve_holdout(train.era_labels, holdout_eras, embargo_eras,
+    fitted, holdout = eras.carve_holdout(train.era_labels, holdout_eras, embargo_eras,
                                     embargo_key=embargo_key)
     return train.take_eras(fitted), train.take_eras(holdout)
 
@@ -386,7 +298,8 @@ def predict_splits(postprocess: PostProcess, model: Model, validation: Dataset,
 def predict_live(postprocess: PostProcess, model: Model, live: Dataset) -> pl.DataFrame:
     """`id era prediction` for the live rows: post-processed, then ranked into (0, 1)."""
     live_frame = postprocess.apply(predict_frame(model, live).drop("target"), live)
-    return live_frame.with_columns(prediction=rank_unit(live_frame["prediction"].to_numpy()))
+    ranked = scoring.rank_unit(live_frame["prediction"].to_numpy())
+    return live_frame.with_columns(prediction=ranked)
 
 
 def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFrame) -> None:
@@ -398,96 +311,15 @@ def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFram
     write_submission(live["id"], live["prediction"], out_dir / artifacts.SUBMISSION)
 
 
-# --- a finished run (`run_dir=`), for task=live|stake|backtest|export -----------------
-
-SAVED_CONFIG = Path(".hydra") / "config.yaml"
-
-
-def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
-    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract), and
-    not to be the dir this job writes into (it would replace the finished run's files)."""
-    task = cfg.task.get("_target_", "task").rsplit(".", 2)[-2]
-    value = cfg.get("run_dir")
-    if not value:
-        raise NumerlabError(f"run_dir is not set: task={task} needs a finished run's dir "
-                            f"(run_dir=outputs/<date>/<time>-<model>)")
-    path = Path(str(value)).expanduser()
-    if not path.is_dir():
-        raise NumerlabError(f"run_dir={path} does not exist")
-    if not (path / needs).exists():
-        raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
-                            f"run that wrote it)")
-    if path.resolve() == Path(job_dir).resolve():
-        raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
-                            f"would overwrite the finished run's files (drop hydra.run.dir)")
-    return path
-
-
-def read_saved_config(run_dir: Path) -> DictConfig | None:
-    """The config a finished run ran with (`<run_dir>/.hydra/config.yaml`, as Hydra saved
-    it: interpolations resolve on use); None where the run has none (e.g. DVC's
-    artifacts/), a one-line error where it cannot be read."""
-    path = Path(run_dir) / SAVED_CONFIG
-    if not path.is_file():
-        return None
-    try:
-        loaded_cfg = OmegaConf.load(path)
-    except Exception as exc:  # noqa: BLE001 - any parse or OS error means the same here
-        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
-    if not isinstance(loaded_cfg, DictConfig):
-        raise NumerlabError(f"{path}: must hold a mapping of config groups")
-    return loaded_cfg
-
-
-def saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """The config a finished run ran with (`read_saved_config`); the current `cfg` where
-    the run has none (e.g. DVC's artifacts/)."""
-    saved = read_saved_config(run_dir)
-    if saved is None:
-        log.info("%s has no %s: using the current config's data, features, target and "
-                 "postprocess", run_dir, SAVED_CONFIG)
-        return cfg
-    return saved
-
-
-def option_name(cfg: DictConfig, group: str) -> str:
-    """The chosen option of a config group (`staking=sharpe_scaled` -> "sharpe_scaled"),
-    or its `_target_`'s class name outside Hydra."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        name = HydraConfig.get().runtime.choices.get(group)
-        if name:
-            return str(name)
-    except ValueError:  # not under Hydra
-        pass
-    return str(OmegaConf.select(cfg, f"{group}._target_", default=group)).rsplit(".", 1)[-1]
-
-
-def read_per_era(path: Path) -> pl.DataFrame:
-    """A run's per_era.parquet (one row per scored era: era corr mmc ...)."""
-    try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - polars/arrow/OS errors all mean "unreadable"
-        raise NumerlabError(f"cannot read {path}: {message_line(exc)}") from None
-
-
 # --- scores -------------------------------------------------------------------------------
 
 def feature_correlations(frame: pl.DataFrame, features: Dataset) -> np.ndarray:
     """(n_eras of `features`, k) per-era |corr| of `frame["prediction"]` with each feature
     (`scoring.feature_correlations`): computed once a run, read by the scores' feature
     exposure and by the feature diagnostics. Rows are aligned with `features` (checked)."""
-    check_aligned(frame, features)
+    features.check_aligned(frame["id"])
     return scoring.feature_correlations(frame["prediction"].to_numpy(), features.features,
                                         features.era_index, features.n_eras)
-
-
-def check_aligned(frame: pl.DataFrame, features: Dataset) -> None:
-    """NumerlabError unless `frame`'s rows are `features`' rows, id for id, in order."""
-    ids = pl.Series("id", features.ids, dtype=pl.String)
-    if len(features) != frame.height or not frame["id"].equals(ids):
-        raise NumerlabError("predictions and features are not aligned by id")
 
 
 def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
@@ -502,7 +334,7 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
     want_fnc = features is not None and bool(cfg.scoring.fnc)
     want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
-        check_aligned(frame, features)
+        features.check_aligned(frame["id"])
     if want_fnc:
         feature_cols = features.feature_names
         scored = frame.with_columns(

@@ -1,4 +1,6 @@
-"""Post-processing of predictions: feature neutralization and rank normalization."""
+"""Post-processing of predictions: feature neutralization, per era over a run's rows and,
+for the model export, over one live era in numpy alone (`Neutralization`, pickled by value
+into the upload)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,7 @@ import polars as pl
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
-from numerlab.scoring import EraSegments, tie_kept_rank
-
-
-def rank_unit(values: np.ndarray) -> np.ndarray:
-    """Tie-kept percentile rank into (0, 1): (average_rank - 0.5) / n, the one rank
-    function of numerlab (`scoring.tie_kept_rank` over a single group; numpy only, so the
-    exported model pickles it by value)."""
-    values = np.asarray(values, dtype=np.float64)
-    if not len(values):
-        return values.copy()
-    segments = EraSegments.of(np.zeros(len(values), dtype=np.int32), 1)
-    out = np.empty_like(values)
-    out[segments.order] = tie_kept_rank(segments, values[segments.order])
-    return out
+from numerlab.scoring import EraSegments
 
 
 def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarray,
@@ -38,6 +27,32 @@ def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarra
     out[segments.order] = neutralize(segments, values[segments.order], np.asarray(features),
                                      proportion=proportion)
     return out
+
+
+class Neutralization:
+    """values - proportion * X b within one era, X = [features, 1] with `features` the int8
+    (n, k) matrix of the live feature columns named `columns`, and b the least-squares fit
+    of values on X (singular values below rcond * largest dropped): the projection
+    `neutralize_per_era` removes, for a single era. A live transform
+    (`PostProcess.live_transform`): `columns` says which columns it is given."""
+
+    def __init__(self, proportion: float, columns: list[str], rcond: float):
+        self.proportion = float(proportion)
+        self.columns = [str(c) for c in columns]
+        self.rcond = float(rcond)
+
+    def __call__(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if not len(values):
+            return values
+        if features.shape != (len(values), len(self.columns)):
+            raise NumerlabError(f"neutralization: {features.shape} features for "
+                                f"{len(values)} predictions and {len(self.columns)} columns")
+        x = np.empty((len(values), len(self.columns) + 1))
+        x[:, :-1] = features
+        x[:, -1] = 1.0
+        b = np.linalg.lstsq(x, values, rcond=self.rcond)[0]
+        return values - self.proportion * (x @ b)
 
 
 class PostProcess:
@@ -128,7 +143,6 @@ class Neutralize(PostProcess):
                        postprocess_columns: list[str] | None = None):
         """Neutralization of one live era against the columns `apply` would use: the
         resolved `postprocess_columns`, else `columns`, else the model's features."""
-        from numerlab.export import Neutralization
         from numerlab.scoring import NEUTRALIZE_RCOND
 
         if (self.feature_set or self.columns) and postprocess_columns is not None:

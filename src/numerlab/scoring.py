@@ -191,6 +191,19 @@ def tie_kept_rank(segments: EraSegments, values: np.ndarray) -> np.ndarray:
     return percentiles
 
 
+def rank_unit(values: np.ndarray) -> np.ndarray:
+    """Tie-kept percentile rank into (0, 1): (average_rank - 0.5) / n, the one rank
+    function of numerlab (`tie_kept_rank` over a single group; numpy only, so the
+    exported model pickles it by value)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return values.copy()
+    segments = EraSegments.of(np.zeros(len(values), dtype=np.int32), 1)
+    out = np.empty_like(values)
+    out[segments.order] = tie_kept_rank(segments, values[segments.order])
+    return out
+
+
 def gaussianize(percentiles: np.ndarray) -> np.ndarray:
     """Standard normal quantile of each percentile: scipy.stats.norm.ppf(p), i.e. ndtri(p)."""
     return ndtri(percentiles)
@@ -815,9 +828,9 @@ def _defined(per_era: pl.DataFrame, column: str) -> np.ndarray:
 
 
 def _in_era_order(per_era: pl.DataFrame) -> pl.DataFrame:
-    """Rows in time order of their eras (`numerlab.data.v5.in_era_order`); a
+    """Rows in time order of their eras (`numerlab.eras.in_era_order`); a
     `per_era_scores` frame of Numerai's zero-padded eras is already in this order."""
-    from numerlab.data.v5 import in_era_order
+    from numerlab.eras import in_era_order
 
     return in_era_order(per_era)
 

@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 from numerlab import artifacts
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError, message_line
+from numerlab.models.base import model_name
 
 log = logging.getLogger("numerlab.stages")
 
@@ -265,10 +266,11 @@ def stage_features(cfg: DictConfig) -> None:
     need(DATA_MANIFEST, "data")
     # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
     # dir is regenerated here from its seed (same bytes), v5 files are checked
-    pipeline.check_embargo(cfg, int(cfg.data.embargo_eras))  # as run.py's check does
-    data.prepare(cfg.data)
+    source = data.build_source(cfg.data)
+    pipeline.check_embargo(cfg, source.embargo_eras)  # as run.py's check does
+    source.prepare()
     splits = pipeline.with_benchmarks(cfg, data.load_splits(
-        cfg.data, cfg.features, pipeline.target_config(cfg),
+        source, cfg.features, pipeline.target_config(cfg),
         extra_features=pipeline.postprocess_columns(cfg), post_processed=POST_PROCESSED))
     extra = splits.validation if splits.validation is not None else splits.live
     manifest: dict[str, Any] = {
@@ -389,7 +391,7 @@ def stage_evaluate(cfg: DictConfig) -> None:
     with artifacts.staged(ARTIFACTS) as stage:
         (stage / DIAGNOSTICS_DIR.name).mkdir()
         evaluation = pipeline.evaluate_run(cfg, stage, model, frame, features,
-                                           pipeline.model_name(cfg.model),
+                                           model_name(cfg.model),
                                            manifest.get("benchmark"),
                                            diagnostics_dir=stage / DIAGNOSTICS_DIR.name)
         per_era_plot_table(evaluation.per_era).write_csv(stage / PER_ERA_PLOT.name)

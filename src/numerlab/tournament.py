@@ -49,7 +49,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from numerlab.data.v5 import BENCHMARK_SUFFIX, META_MODEL_FILE, REQUIRED_FILES
+from numerlab.data.layout import (
+    BENCHMARK_SUFFIX,
+    MANIFEST_FILE,
+    META_MODEL_FILE,
+    REQUIRED_FILES,
+)
 from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
@@ -63,7 +68,6 @@ CLASSIC_TOURNAMENT = 8  # numerapi's NumerAPI.tournament_id: Numerai Classic
 DATA_MAJOR_VERSION = 5  # latest_version() picks the newest v5.x
 
 TIME_FORMAT = "%a %Y-%m-%d %H:%M UTC"  # round times, as shown
-MANIFEST_FILE = ".numerlab-downloads.json"
 TEMP_SUFFIX = ".temp"
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 
@@ -844,7 +848,12 @@ class TournamentClient:
         """Client of a `tournament` config. Keys come from `keys_file` when it is set (a
         dotenv-style file outside the repository, holding the two variables named by
         `public_id_env` / `secret_key_env`), else from those environment variables.
-        Missing keys are only an error when a call needs them."""
+        Missing keys are only an error when a call needs them. `cfg` may be the composed
+        `tournament` group itself (resolved here)."""
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
         require_keys(cfg)
         policy = retry_policy(cfg)
         public_env, secret_env = _name(cfg, "public_id_env"), _name(cfg, "secret_key_env")

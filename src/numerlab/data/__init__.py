@@ -2,12 +2,12 @@
 in-memory `Dataset` (int8 features, float32 targets)."""
 
 from numerlab.data.dataset import Dataset
+from numerlab.data.source import build_source, prepare
 from numerlab.data.synthetic import generate
 from numerlab.data.v5 import (
     Splits,
     load_split,
     load_splits,
-    prepare,
     read_features_json,
     resolve_features,
     resolve_targets,
@@ -16,6 +16,7 @@ from numerlab.data.v5 import (
 __all__ = [
     "Dataset",
     "Splits",
+    "build_source",
     "generate",
     "load_split",
     "load_splits",

@@ -7,8 +7,11 @@ batch to float when it needs one. Never materialize a float copy of the whole ma
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from numerlab.errors import NumerlabError
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Dataset:
             raise ValueError(f"extra_features shape {self.extra_features.shape} != "
                              f"({n}, {len(self.extra_names)})")
         if self.era_labels is None or self.era_index is None:
-            from numerlab.data.v5 import sort_eras
+            from numerlab.eras import sort_eras
 
             labels = sort_eras(np.unique(self.eras.astype(str)).tolist()) if n else []
             position = {era: i for i, era in enumerate(labels)}
@@ -106,6 +109,15 @@ class Dataset:
             extra_names=self.extra_names,
             postprocess_columns=self.postprocess_columns,
         )
+
+    def check_aligned(self, ids: Any) -> None:
+        """NumerlabError unless `ids` (a polars/numpy column of a frame of predictions)
+        are this dataset's ids, in order: scores and diagnostics join by position."""
+        import polars as pl
+
+        mine = pl.Series("id", self.ids, dtype=pl.String)
+        if len(self) != len(ids) or not pl.Series("id", ids, dtype=pl.String).equals(mine):
+            raise NumerlabError("predictions and features are not aligned by id")
 
     def feature_columns(self, names: list[str]) -> np.ndarray:
         """(n, len(names)) int8: the named columns, from `features` or `extra_features`

@@ -7,11 +7,14 @@ embargo. A new source is one yaml file in conf/data/ naming a `DataSource` subcl
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from numerlab.data.layout import MANIFEST_FILE, REQUIRED_FILES, check_layout
 from numerlab.errors import NumerlabError
+from numerlab.settings import integer
 
 Fetch = Callable[..., Any]
 """`fetch(version, data_dir, files=None)`: bring data `version` (None = the newest) of
@@ -20,21 +23,22 @@ names, else the version's default set). `pipeline.data_fetcher` builds one from
 `cfg.tournament`; sources that download call it, others ignore it."""
 
 
-def int_setting(key: str, value: Any, minimum: int) -> int:
-    """`value` as an int >= minimum, else a one-line error naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise NumerlabError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 class DataSource:
     """dir: the data dir; era_stride: keep every Nth training era; embargo_eras: eras left
     out between the last training era and the first validation era."""
 
     def __init__(self, dir: str, era_stride: int, embargo_eras: int) -> None:
         self.dir = Path(str(dir)).expanduser()
-        self.era_stride = int_setting("data.era_stride", era_stride, 1)
-        self.embargo_eras = int_setting("data.embargo_eras", embargo_eras, 0)
+        self.era_stride = integer("data.era_stride", era_stride, minimum=1)
+        self.embargo_eras = integer("data.embargo_eras", embargo_eras, minimum=0)
+
+    def with_rows(self, era_stride: int, embargo_eras: int) -> DataSource:
+        """This source read with another era stride and embargo (task=cv folds over every
+        era and sets its own embargo between folds)."""
+        other = copy.copy(self)
+        other.era_stride = integer("data.era_stride", era_stride, minimum=1)
+        other.embargo_eras = integer("data.embargo_eras", embargo_eras, minimum=0)
+        return other
 
     def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
         """Make `dir` ready to load and return it. `fetch` lets a source that downloads do
@@ -87,7 +91,6 @@ class V5Source(DataSource):
         self.download = download
 
     def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
-        from numerlab.data.v5 import check_layout
 
         if self.download and fetch is not None and self.managed():
             missing, stale = self.missing_files(), self.stale_files()
@@ -111,23 +114,17 @@ class V5Source(DataSource):
             raise NumerlabError(f"{failure}: {exc}") from None
 
     def missing_files(self) -> list[str]:
-        from numerlab.data.v5 import REQUIRED_FILES
-
         return [name for name in REQUIRED_FILES if not (self.dir / name).is_file()]
 
     def managed(self) -> bool:
         """True when numerlab may write into `dir`: it holds the download manifest, or
         none of the required v5 files."""
-        from numerlab.data.v5 import REQUIRED_FILES
-
         return self.download_records() is not None or len(self.missing_files()) == len(
             REQUIRED_FILES)
 
     def download_records(self) -> dict[str, Any] | None:
         """file name -> what it was downloaded from (the download manifest), or None."""
         import json
-
-        from numerlab.tournament import MANIFEST_FILE
 
         try:
             records = json.loads((self.dir / MANIFEST_FILE).read_text()).get("files")
@@ -158,3 +155,9 @@ def build_source(data_cfg: Any) -> DataSource:
     from numerlab.registry import build
 
     return build(data_cfg, "data", DataSource)
+
+
+def prepare(data_cfg: Any) -> Path:
+    """Make `data_cfg.dir` ready to load with the source its `_target_` names (synthetic:
+    generated; v5: checked) and return it."""
+    return build_source(data_cfg).prepare()

@@ -380,6 +380,6 @@ def _unique_ids(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _rank_unit(values: np.ndarray) -> np.ndarray:
-    from numerlab.postprocess import rank_unit  # numerlab's one percentile rank
+    from numerlab.scoring import rank_unit  # numerlab's one percentile rank
 
     return rank_unit(values)

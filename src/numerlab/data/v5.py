@@ -33,30 +33,31 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from numerlab.data.dataset import Dataset
+from numerlab.data.layout import (
+    BENCHMARK_FILES,
+    DATA_TYPE,
+    ERA,
+    FEATURE_MAX,
+    FEATURES_FILE,
+    ID,
+    LIVE_FILE,
+    META_MODEL_COLUMN,
+    META_MODEL_FILE,
+    SPLIT_NAMES,
+    TRAIN_FILE,
+    VALIDATION_FILE,
+)
+from numerlab.eras import era_number, sort_eras
 from numerlab.errors import NumerlabError, message_line
 
 if TYPE_CHECKING:
     import polars as pl
 
+    from numerlab.data.source import DataSource
+
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "train.parquet"
-VALIDATION_FILE = "validation.parquet"
-LIVE_FILE = "live.parquet"
-FEATURES_FILE = "features.json"
-META_MODEL_FILE = "meta_model.parquet"
-REQUIRED_FILES = (TRAIN_FILE, VALIDATION_FILE, LIVE_FILE, FEATURES_FILE)
-
-ID = "id"
-ERA = "era"
-DATA_TYPE = "data_type"
-META_MODEL_COLUMN = "numerai_meta_model"
-BENCHMARK_SUFFIX = "_benchmark_models.parquet"  # <split>_benchmark_models.parquet
-BENCHMARK_FILES = tuple(f"{split}{BENCHMARK_SUFFIX}" for split in ("train", "validation"))
-# `scoring.benchmark: auto` picks Numerai's main benchmark, the newest `v<N>_lgbm_ender20`
 MAIN_BENCHMARK = re.compile(r"^v(\d+)_lgbm_ender20$")
-FEATURE_MAX = 4  # features are bins 0..4
-SPLIT_NAMES = ("train", "validation", "live")
 
 # int8 cells decoded per read: bounds the transient memory next to the feature matrix.
 READ_CHUNK_CELLS = 8 * 2**20
@@ -70,22 +71,6 @@ SMALL_BATCH_ROWS = 65_536
 
 
 # --- layout -----------------------------------------------------------------------------
-
-def prepare(data_cfg: Mapping[str, Any]) -> Path:
-    """Make `data_cfg.dir` ready to load with the source its `_target_` names (synthetic:
-    generated; v5: checked) and return it."""
-    from numerlab.data.source import build_source
-
-    return build_source(data_cfg).prepare()
-
-
-def check_layout(data_dir: Path) -> None:
-    """NumerlabError naming the first missing required file of a v5 data dir."""
-    for name in REQUIRED_FILES:
-        if not (data_dir / name).is_file():
-            raise NumerlabError(f"missing data file {data_dir / name} (Numerai v5 layout needs "
-                                f"{', '.join(REQUIRED_FILES)})")
-
 
 def read_features_json(data_dir: str | Path) -> dict:
     """features.json of `data_dir`: {"feature_sets": {name: [columns]}, "targets": [names]}."""
@@ -163,12 +148,14 @@ class Splits:
     benchmark_name: str | None = None
 
 
-def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
+def load_splits(source: DataSource, features_cfg: Mapping[str, Any],
                 target_cfg: Mapping[str, Any],
                 splits: Sequence[str] = SPLIT_NAMES,
                 extra_features: Mapping[str, Any] | None = None,
                 post_processed: Sequence[str] = ("validation", "live")) -> Splits:
-    """Load the requested splits of `data_cfg.dir` with the configured features and targets.
+    """Load the requested splits of the built data source's dir (`source.dir`, its
+    `era_stride` and `embargo_eras`, checked when it was built) with the configured features
+    and targets.
 
     train:      every `era_stride`-th era of train.parquet (the first era is kept), rows with
                 a NaN target dropped.
@@ -185,9 +172,7 @@ def load_splits(data_cfg: Mapping[str, Any], features_cfg: Mapping[str, Any],
     unknown = [s for s in splits if s not in SPLIT_NAMES]
     if unknown:
         raise NumerlabError(f"unknown split {unknown[0]!r} (known: {', '.join(SPLIT_NAMES)})")
-    data_dir = Path(str(data_cfg["dir"])).expanduser()
-    era_stride = _int_setting(data_cfg, "era_stride", minimum=1)
-    embargo = _int_setting(data_cfg, "embargo_eras", minimum=0)
+    data_dir, era_stride, embargo = source.dir, source.era_stride, source.embargo_eras
     meta = read_features_json(data_dir)
     feature_names = resolve_features(meta, features_cfg)
     target_name, aux_names = resolve_targets(meta, target_cfg)
@@ -631,39 +616,6 @@ _MALLOC_TRIM = _malloc_trim()
 _READ_POOL = pa.system_memory_pool()
 
 
-# --- eras -------------------------------------------------------------------------------
-
-def era_number(era: str, source: str = "") -> int:
-    """The number of an era label ("0575" -> 575, "era12" -> 12), for embargo arithmetic."""
-    match = re.search(r"\d+$", str(era))
-    if match is None:
-        where = f" in {source}" if source else ""
-        raise NumerlabError(f"era {era!r}{where} has no era number")
-    return int(match.group())
-
-
-def sort_eras(eras: Iterable[str]) -> list[str]:
-    """Era labels in time order: numbered eras by number, others ("X") after them."""
-    def key(era: str) -> tuple[int, int, str]:
-        match = re.search(r"\d+$", era)
-        return (0, int(match.group()), era) if match else (1, 0, era)
-
-    return sorted({str(e) for e in eras}, key=key)
-
-
-def in_era_order(frame: pl.DataFrame, column: str = "era") -> pl.DataFrame:
-    """`frame`'s rows in time order of their era labels (`sort_eras`: by era number,
-    "9" before "10"; labels without a number last), ties kept in row order."""
-    if column not in frame.columns or frame.height < 2:
-        return frame
-    import polars as pl
-
-    labels = frame.get_column(column).cast(pl.String)
-    position = {era: i for i, era in enumerate(sort_eras(labels.unique().to_list()))}
-    key = labels.replace_strict(position, return_dtype=pl.Int64)
-    return frame if key.is_sorted() else frame.sort(key, maintain_order=True)
-
-
 # --- arrow helpers ----------------------------------------------------------------------
 
 def _open(path: str | Path) -> pq.ParquetFile:
@@ -784,12 +736,3 @@ def _some(known: list[str], name: object, count: int = 6) -> str:
     shown = close + [k for k in known if k not in close][: count - len(close)]
     rest = f", ... ({len(known)} in all)" if len(known) > len(shown) else ""
     return ", ".join(shown) + rest
-
-
-def _int_setting(cfg: Mapping[str, Any], key: str, minimum: int) -> int:
-    """`data.<key>` as an int >= minimum; its default lives in conf/data/, not here."""
-    from numerlab.data.source import int_setting
-
-    if key not in cfg:
-        raise NumerlabError(f"data.{key} is missing from the data config (see conf/data/)")
-    return int_setting(f"data.{key}", cfg[key], minimum)

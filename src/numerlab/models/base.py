@@ -7,12 +7,15 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from numerlab.data.dataset import Dataset
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 MODEL_META = "numerlab_model.json"
 
@@ -81,3 +84,30 @@ def load_model(path: Path) -> tuple[Model, list[str]]:
     module_name, _, cls_name = meta["class"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls.load(Path(path)), list(meta["feature_names"])
+
+
+MODEL_NAME_KEY = "name"  # model configs name themselves: metrics.json `model`, run names
+
+
+def build_model(model_cfg: DictConfig) -> Model:
+    """Instantiate the configured estimator; nested configs (networks, optimizers) are left
+    for the model to build once it knows the data's shape."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.masked_copy(model_cfg, [k for k in model_cfg if k != MODEL_NAME_KEY])
+    try:
+        return instantiate(settings, _recursive_=False)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, NumerlabError):  # the model's own one-line complaint
+            raise exc.__cause__ from None
+        raise NumerlabError(f"model config: {message_line(exc, last=True)}") from None
+
+
+def model_name(model_cfg: DictConfig) -> str:
+    """The configured model's name (`model.name`: lgbm, xgboost, mlp, resnet, tabnet...)."""
+    name = model_cfg.get(MODEL_NAME_KEY)
+    if not name:
+        raise NumerlabError("model.name is missing: every conf/model/*.yaml names its model")
+    return str(name)

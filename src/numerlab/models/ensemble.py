@@ -31,7 +31,14 @@ import numpy as np
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError, message_line
-from numerlab.models.base import FitContext, Model, check_ready, load_model, save_model
+from numerlab.models.base import (
+    FitContext,
+    Model,
+    build_model,
+    check_ready,
+    load_model,
+    save_model,
+)
 from numerlab.parallel import affordable_jobs
 
 log = logging.getLogger(__name__)
@@ -252,7 +259,6 @@ class EnsembleModel:
     def _build(self, index: int) -> Model:
         from omegaconf import OmegaConf
 
-        from numerlab.pipeline import build_model
 
         try:
             return build_model(OmegaConf.create(self.member_configs[index]))
@@ -346,20 +352,6 @@ class EnsembleModel:
         """The members combined over all rows as one era (exact for one live era)."""
         return combine_per_era(self.member_predictions(features), self.weights,
                                np.zeros(len(features), dtype=np.int32), 1, self.combine)
-
-    def export_scorer(self) -> Any:
-        """For `task=export`: a picklable scorer predicting as `predict` does (one era,
-        `export.EnsembleScorer`) from each member's own export scorer
-        (`export.scorer_for`: LightGBM, XGBoost and torch members alike)."""
-        from numerlab.export import EnsembleScorer, scorer_for
-
-        scorers = []
-        for i, model in enumerate(self.models):
-            try:
-                scorers.append(scorer_for(model))
-            except NumerlabError as exc:
-                raise NumerlabError(f"ensemble member {self.label(i)}: {exc}") from None
-        return EnsembleScorer(scorers, self.weights, self.combine)
 
     def gain_importance(self, n_features: int) -> np.ndarray | None:
         """The weight-averaged gain importance of the members that have one (GBDT);

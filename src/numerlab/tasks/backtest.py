@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab import artifacts, backtest, pipeline, registry
+from numerlab import artifacts, backtest, registry, runs
 from numerlab.staking import StakePolicy, build_policy, config_number
 
 BACKTEST_FILE = "backtest.parquet"
@@ -35,25 +35,25 @@ def fixed_policy() -> StakePolicy:
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    saved = pipeline.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
+    saved = runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
     policy = build_policy(cfg.staking)
-    per_era = pipeline.read_per_era(saved / artifacts.PER_ERA)
+    per_era = runs.read_per_era(saved / artifacts.PER_ERA)
     payout = OmegaConf.to_container(cfg.payout, resolve=True)
     initial = config_number("initial_stake", cfg.task.get("initial_stake"), minimum=0,
                             prefix="task")
     wallet = config_number("wallet", cfg.task.get("wallet"), minimum=0, prefix="task")
-    runs = {name: backtest.simulate(per_era, chosen, payout, initial, wallet)
-            for name, chosen in (("policy", policy), ("fixed", fixed_policy()))}
-    label = pipeline.option_name(cfg, "staking")
+    simulated = {name: backtest.simulate(per_era, chosen, payout, initial, wallet)
+                 for name, chosen in (("policy", policy), ("fixed", fixed_policy()))}
+    label = runs.option_name(cfg, "staking")
     metrics: dict[str, Any] = {"policy": label, "run_dir": str(saved),
                                "initial_stake": float(initial), "wallet": float(wallet)}
-    for name, sim in runs.items():
+    for name, sim in simulated.items():
         metrics.update({f"{name}_{k}": v for k, v in backtest.summary(sim).items()})
     show(metrics, label, float(initial))
     with artifacts.staged(Path(run_dir)) as stage:
-        pl.concat([sim.with_columns(strategy=pl.lit(name)) for name, sim in runs.items()]
+        pl.concat([sim.with_columns(strategy=pl.lit(name)) for name, sim in simulated.items()]
                   ).write_parquet(stage / BACKTEST_FILE)
-        backtest.plot(runs["policy"], runs["fixed"],
+        backtest.plot(simulated["policy"], simulated["fixed"],
                       stage / artifacts.PLOTS_DIR / PLOT_FILE, label=label,
                       fixed_label=f"fixed {float(initial):g} NMR")
         artifacts.write_metrics(stage / artifacts.METRICS, metrics)

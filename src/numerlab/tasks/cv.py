@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from numerlab import artifacts, cv, pipeline, report, scoring, tracking
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
+from numerlab.models.base import build_model
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ def load_cv_rows(cfg: DictConfig, parts: pipeline.RunParts) -> tuple[Dataset, An
     `data.era_stride` thins each fold's training span, never a test block), and with
     `cv.eras=all` the validation eras after them (no data embargo: each fold has its own)."""
     cv.select_eras(str(cfg.cv.eras), [], [])  # checks the value
-    data_cfg = OmegaConf.merge(cfg.data, {"era_stride": 1, "embargo_eras": 0})
+    every_era = parts.source.with_rows(era_stride=1, embargo_eras=0)
     wanted = ("train", "validation") if cfg.cv.eras == "all" else ("train",)
-    splits = pipeline.load_data(cfg, parts.source, data_cfg, wanted, post_processed=wanted)
+    splits = pipeline.load_data(cfg, every_era, wanted, post_processed=wanted)
     rows = splits.train if splits.validation is None else splits.train.concat(
         splits.validation)
     splits.train = splits.validation = None  # `rows` holds them: one int8 copy, not two
@@ -54,7 +55,7 @@ def plan(cfg: DictConfig, rows: Dataset) -> list[cv.Fold]:
 def fit_fold(cfg: DictConfig, rows: Dataset, fold: cv.Fold, run_dir: Path,
              tracker: tracking.Tracker | None = None) -> np.ndarray:
     """A fresh model fitted on the fold's training eras; its predictions of the test block."""
-    model = pipeline.build_model(cfg.model)
+    model = build_model(cfg.model)
     log.info("fold %d: fitting on eras %s..%s (%d), testing %s..%s (%d)", fold.index,
              fold.first_train_era, fold.last_train_era, fold.n_train_eras,
              fold.first_test_era, fold.last_test_era, fold.n_test_eras)

@@ -29,7 +29,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                             f"(data._target_ is {cfg.data.get('_target_')})")
     fetch = pipeline.data_fetcher(cfg)
     if fetch is None:
-        pipeline.tournament_client(cfg)  # says what is missing: the tournament group
+        raise NumerlabError("task=download needs the tournament group (conf/tournament/)")
     version, paths = fetch(source.version, source.dir)
     files = {path.name: path.stat().st_size for path in paths}
     show(version, source.dir, files)

@@ -21,8 +21,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, pipeline
+from numerlab import artifacts, runs
 from numerlab.export import export_model
+from numerlab.tasks import _send
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,13 @@ EXPORT_FILE = "export.json"
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
-    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
-    submit, model_name, client = pipeline.upload_client(cfg)  # checked before the export
-    run_cfg = pipeline.saved_config(cfg, saved)  # postprocess and its columns' data dir
+    saved = runs.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
+    submit, model_name, client = _send.upload_client(cfg)  # checked before the export
+    run_cfg = runs.saved_config(cfg, saved)  # postprocess and its columns' data dir
     with artifacts.staged(job_dir) as stage:
         export_model(saved, stage / PICKLE_FILE, run_cfg)
     pickle = job_dir / PICKLE_FILE
-    record = pipeline.send_file(
+    record = _send.send_file(
         job_dir, pickle, EXPORT_FILE,
         (lambda: client.upload_model(pickle, model_name)) if submit else None,
         model=model_name, run_dir=str(saved), file=PICKLE_FILE,

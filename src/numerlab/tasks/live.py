@@ -25,13 +25,14 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig
 
-from numerlab import artifacts, data, pipeline, registry
+from numerlab import artifacts, data, pipeline, registry, runs
+from numerlab.data.layout import LIVE_FILE
 from numerlab.data.source import build_source
-from numerlab.data.v5 import LIVE_FILE
 from numerlab.errors import NumerlabError
 from numerlab.models.base import load_model
 from numerlab.postprocess import PostProcess
 from numerlab.submission import validate_submission, write_submission
+from numerlab.tasks import _send
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,17 @@ SUBMISSION_RECORD = "submission.json"
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(run_dir)
-    saved = pipeline.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
-    run_cfg = pipeline.saved_config(cfg, saved)
+    saved = runs.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
+    run_cfg = runs.saved_config(cfg, saved)
     postprocess = registry.build(run_cfg.postprocess, "postprocess", PostProcess)
     source = build_source(run_cfg.data)
 
-    submit, model_name, client = pipeline.upload_client(cfg)  # before predicting
+    submit, model_name, client = _send.upload_client(cfg)  # before predicting
     round_number = open_round(client) if submit else None
 
     model, feature_names = load_model(saved / artifacts.MODEL_DIR)
     data_dir = source.prepare(fetch=pipeline.data_fetcher(cfg), fresh=(LIVE_FILE,))
-    live = data.load_splits(run_cfg.data, {"columns": feature_names}, run_cfg.target,
+    live = data.load_splits(source, {"columns": feature_names}, run_cfg.target,
                             splits=("live",),
                             extra_features=pipeline.postprocess_columns(run_cfg)).live
     frame = pipeline.predict_live(postprocess, model, live)
@@ -59,7 +60,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     log.info("%d live predictions of %s -> %s", frame.height, saved, job_dir)
 
     submission = job_dir / artifacts.SUBMISSION
-    record = pipeline.send_file(
+    record = _send.send_file(
         job_dir, submission, SUBMISSION_RECORD,
         (lambda: client.upload_predictions(submission, model_name)) if submit else None,
         model=model_name, round=round_number, rows=frame.height, run_dir=str(saved))

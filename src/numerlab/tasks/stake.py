@@ -21,9 +21,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, pipeline
+from numerlab import artifacts, runs
 from numerlab.errors import NumerlabError
+from numerlab.settings import boolean
 from numerlab.staking import Caps, StakeInputs, StakeProposal, build_policy, propose
+from numerlab.tournament import TournamentClient
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,13 @@ CAP_TOLERANCE = 1e-9
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    saved = pipeline.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
-    execute = pipeline.tournament_switch(cfg, "execute_stake")
+    saved = runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
+    execute = boolean("tournament.execute_stake", cfg.tournament.get("execute_stake"))
     policy = build_policy(cfg.staking)
-    scores = StakeInputs.from_per_era(pipeline.read_per_era(saved / artifacts.PER_ERA))
+    scores = StakeInputs.from_per_era(runs.read_per_era(saved / artifacts.PER_ERA))
     model_name = cfg.tournament.get("model_name")
 
-    client = pipeline.tournament_client(cfg)
+    client = TournamentClient.from_config(cfg.tournament)
     client.model_id(model_name)  # keys, and the model is this account's: one clear line
     current = client.stake(model_name)
     wallet = client.wallet_balance()
@@ -54,7 +56,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     action = ("sent" if sent is not None else "no change" if change == 0
               else "dry run (tournament.execute_stake=true sends it)")
     record = {
-        "model": model_name, "policy": pipeline.option_name(cfg, "staking"),
+        "model": model_name, "policy": runs.option_name(cfg, "staking"),
         "run_dir": str(saved), "current": proposal.current, "target": proposal.target,
         "change": change, "wish": proposal.wish, "capped_by": proposal.capped_by,
         "reason": proposal.reason, "wallet": wallet, "executed": sent is not None,

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, pipeline
-from numerlab.tournament import TIME_FORMAT, duration
+from numerlab import artifacts
+from numerlab.tournament import TIME_FORMAT, TournamentClient, duration
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ STATUS_FILE = "status.json"
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    client = pipeline.tournament_client(cfg)
+    client = TournamentClient.from_config(cfg.tournament)
     status = client.round_status()
     record = round_record(status)
     if client.public_id and client.secret_key:

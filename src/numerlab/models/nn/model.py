@@ -162,6 +162,7 @@ class NeuralModel:
         c = self.config
         trainer_cfg = dict(_plain(ctx.trainer) or {})
         accelerator = resolve_accelerator(trainer_cfg.pop("accelerator", "auto"))
+        quiet_lightning_logs()
         L.seed_everything(int(ctx.seed), workers=True)
 
         use_aux = c["aux_weight"] > 0 and train.aux.shape[1] > 0
@@ -348,7 +349,7 @@ class KeepBestCheckpoint(ModelCheckpoint):
 
 
 def quiet_lightning_logs() -> None:
-    """Lightning's loggers as a run wants them, set when a Trainer is built (importing this
+    """Lightning's loggers as a run wants them, set when a fit starts (importing this
     module changes no logging): Lightning advertises a cloud logger on every fit, and a
     run's log is no place for ads; it prints its info lines through handlers of its own
     *and* passes them on to the root logger (Hydra's console and run.log), so every line
@@ -370,7 +371,6 @@ def build_trainer(
     trainer_cfg: Mapping[str, Any], accelerator: str, run_dir: Path, callbacks: list[L.Callback]
 ) -> L.Trainer:
     """A Lightning Trainer from the `trainer` config (see the module docstring)."""
-    quiet_lightning_logs()
     kwargs = dict(trainer_cfg)
     extra = kwargs.pop("callbacks", None) or []
     if kwargs.pop("enable_model_summary", True):
