@@ -1,4 +1,4 @@
-"""The DVC stage commands: `python -m numerlab.stages {data,features,train,predict,evaluate}`.
+"""The DVC stage commands: `python -m numerlab.stages {data,features,train,predict,evaluate,cv}`.
 
     data      artifacts/data.json          synthetic data generated into data.dir, or the v5
                                            files there checked; the manifest lists them
@@ -8,8 +8,10 @@
     evaluate  artifacts/metrics.json       per_era.parquet/.csv, plots/, diagnostics/
 
 Each stage reads `params.yaml` (DVC composes it from conf/ on `dvc exp run -S ...`; Hydra's
-`@hydra.main` would ignore `-S`) and calls the functions `pipeline.run` calls, so
-`dvc exp run -S model=xgboost` and `python run.py model=xgboost` write the same metrics.
+`@hydra.main` would ignore `-S`) and calls the `numerlab.pipeline` steps that task=train
+(`numerlab.tasks.train.run`) composes, so `dvc exp run -S model=xgboost` and
+`python run.py model=xgboost` write the same metrics. The `cv` stage
+(pipelines/cv/dvc.yaml) calls `numerlab.tasks.cv.run` itself, into artifacts/cv/.
 Every stage writes its outs into a staging dir and renames them into place when complete:
 an interrupted stage leaves nothing DVC would take as its output.
 
