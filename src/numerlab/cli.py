@@ -30,9 +30,12 @@ def task_name(cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the configured task (`task._target_`) as one tracked job; returns its metrics."""
-    from numerlab import registry, tracking
+    from numerlab import pipeline, registry, settings, tracking
 
     task = registry.resolve(cfg.task, "task")
+    settings.keys("task", {k: v for k, v in cfg.task.items() if k != "_target_"},
+                  getattr(sys.modules[task.__module__], "SETTINGS", ()))
+    pipeline.check_settings(cfg)
     tracker = tracking.build_tracker(cfg.logger)
     with tracking.job(tracker, cfg, Path(run_dir), task_name(cfg)):
         return task(cfg, Path(run_dir)) or {}

@@ -152,6 +152,16 @@ def _check_embargo(ordered: list[str], numbers: list[int], head: int, embargo: i
             f"0..{max_embargo})")
 
 
+def settings_keys() -> tuple[str, ...]:
+    """The keys of the `cv` group: `plan_folds`' settings (the eras and the data's era
+    stride come from elsewhere), which eras to fold over, and how many folds fit at once."""
+    import inspect
+
+    planned = [n for n in inspect.signature(plan_folds).parameters
+               if n not in ("eras", "era_stride")]
+    return (*planned, "eras", "n_jobs")
+
+
 # --- era selection ----------------------------------------------------------------------
 
 def select_eras(cv_eras: str, train_eras: Iterable[str], validation_eras: Iterable[str]

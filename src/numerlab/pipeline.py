@@ -14,7 +14,7 @@ use them, when they use them: importing this module stays cheap.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab import artifacts, data, eras, report, scoring
+from numerlab import artifacts, data, eras, report, scoring, settings
 from numerlab.data.dataset import Dataset
 from numerlab.data.layout import META_MODEL_COLUMN
 from numerlab.data.source import DataSource, build_source
@@ -46,21 +46,66 @@ class RunParts:
     postprocess: PostProcess
 
 
+SEED_MAX = 2**32 - 1  # numpy, torch and the GBDT libraries take seeds in [0, 2**32)
+
+
 def seed_of(cfg: DictConfig) -> int:
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise NumerlabError(f"seed={seed!r} must be an integer")
-    return seed
+    return settings.integer("seed", cfg.get("seed"), minimum=0, maximum=SEED_MAX)
 
 
 def holdout_eras_of(cfg: DictConfig) -> int:
     """`fit.holdout_eras` as an int (0 = no holdout)."""
-    value = OmegaConf.select(cfg, "fit.holdout_eras", default=None)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise NumerlabError(f"fit.holdout_eras={value!r} must be null or an integer >= 0")
-    return value
+    return settings.integer("fit.holdout_eras", OmegaConf.select(cfg, "fit.holdout_eras"),
+                            minimum=0, optional=True) or 0
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The `scoring` group (conf/config.yaml): what a run scores besides CORR and MMC."""
+
+    fnc: bool
+    exposure: bool
+    benchmark: str | None
+    recent_eras: int | None
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> Scoring:
+        group = cfg.get("scoring")
+        settings.keys("scoring", group, [f.name for f in fields(cls)])
+        return cls(fnc=settings.boolean("scoring.fnc", group.get("fnc")),
+                   exposure=settings.boolean("scoring.exposure", group.get("exposure")),
+                   benchmark=settings.text("scoring.benchmark", group.get("benchmark"),
+                                           optional=True, what="auto, null or a column"),
+                   recent_eras=settings.integer("scoring.recent_eras",
+                                                group.get("recent_eras"), minimum=1,
+                                                optional=True))
+
+
+FIT_KEYS = ("holdout_eras",)  # the `fit` group: the holdout is all a fit may look at
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Every setting every task shares, checked before any work: unknown keys of the root
+    groups that have no class of their own (`+fit.holdout=8` must not run with no
+    holdout), the seed, the holdout, scoring, payout, tournament and task keys, and the
+    objective a sweep reads (`optimized_metric`, against what the task writes)."""
+    from numerlab import cv
+    from numerlab.backtest import PayoutRule
+    from numerlab.sweep_checks import check_optimized_metric, task_metric_keys
+    from numerlab.tournament import check_config_keys
+
+    seed_of(cfg)
+    for group, known in (("fit", FIT_KEYS), ("cv", cv.settings_keys())):
+        settings.keys(group, cfg.get(group), known)
+    holdout_eras_of(cfg)
+    if "scoring" in cfg:
+        Scoring.of(cfg)
+    if "payout" in cfg:
+        PayoutRule.from_config(OmegaConf.to_container(cfg.payout, resolve=True))
+    if "tournament" in cfg:
+        check_config_keys(cfg.tournament)
+    if task_metric_keys(cfg) is not None:  # a task whose metrics a sweep may rank
+        check_optimized_metric(cfg)
 
 
 def fit_context(cfg: DictConfig, run_dir: Path, tracker: Tracker | None = None) -> FitContext:
@@ -73,22 +118,7 @@ def fit_context(cfg: DictConfig, run_dir: Path, tracker: Tracker | None = None) 
 def check(cfg: DictConfig, run_dir: Path) -> RunParts:
     """Build and check every part of the run that needs no data: a bad value is one line
     naming the key and what is allowed, before anything is loaded or fitted."""
-    seed_of(cfg)
-    holdout_eras_of(cfg)
-    for key in ("fnc", "exposure"):
-        value = OmegaConf.select(cfg, f"scoring.{key}")
-        if not isinstance(value, bool):
-            raise NumerlabError(f"scoring.{key}={value!r} must be true or false")
-    recent = OmegaConf.select(cfg, "scoring.recent_eras")
-    if recent is not None and (isinstance(recent, bool) or not isinstance(recent, int)
-                               or recent < 1):
-        raise NumerlabError(f"scoring.recent_eras={recent!r} must be null or an integer >= 1")
-    benchmark = OmegaConf.select(cfg, "scoring.benchmark")
-    if benchmark is not None and not isinstance(benchmark, str):
-        raise NumerlabError(f"scoring.benchmark={benchmark!r} must be auto, null or a column")
-    metric = cfg.get("optimized_metric")
-    if not isinstance(metric, str) or not metric:
-        raise NumerlabError(f"optimized_metric={metric!r} must name a metrics.json key")
+    check_settings(cfg)
     from numerlab.registry import build
 
     source = build_source(cfg.data)

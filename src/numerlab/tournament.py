@@ -82,6 +82,9 @@ WEEKEND_ROUND_DAYS = 2  # Saturday -> Monday
 
 MAX_BACKOFF_S = 60.0  # cap of one exponential backoff wait (before jitter)
 
+# What the tasks read of the `tournament` group besides the client's keys.
+TASK_KEYS = ("model_name", "submit", "execute_stake")
+
 # Config keys TournamentClient.from_config reads (defaults live in conf/tournament/).
 CLIENT_KEYS = ("api_url", "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
                "breaker_reset_s", "public_id_env", "secret_key_env", "keys_file")
@@ -186,6 +189,14 @@ def _name(cfg: Mapping[str, Any], key: str) -> str:
         raise NumerlabError(f"tournament.{key} must name an environment variable, "
                             f"got {value!r}")
     return value.strip()
+
+
+def check_config_keys(cfg: Mapping[str, Any]) -> None:
+    """NumerlabError for a key of the `tournament` group that nothing reads (a typo such as
+    `+tournament.submitt=true` must not upload nothing silently)."""
+    from numerlab.settings import keys
+
+    keys("tournament", cfg, (*CLIENT_KEYS, *TASK_KEYS))
 
 
 def require_keys(cfg: Mapping[str, Any], keys: Sequence[str] = CLIENT_KEYS) -> None:

@@ -97,12 +97,35 @@ def build_model(model_cfg: DictConfig) -> Model:
     from omegaconf import OmegaConf
 
     settings = OmegaConf.masked_copy(model_cfg, [k for k in model_cfg if k != MODEL_NAME_KEY])
+    _refuse_unknown_keys(settings)
     try:
         return instantiate(settings, _recursive_=False)
     except InstantiationException as exc:
         if isinstance(exc.__cause__, NumerlabError):  # the model's own one-line complaint
             raise exc.__cause__ from None
         raise NumerlabError(f"model config: {message_line(exc, last=True)}") from None
+
+
+def _refuse_unknown_keys(model_cfg: DictConfig) -> None:
+    """A key the model class does not take (`+model.num_boost_rounds=5`) is one line naming
+    it and the close setting, not Python's TypeError; a class that takes any keyword
+    (a network's hyperparameters, interpolated into its parts) accepts every key."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    from numerlab.settings import keys
+
+    target = model_cfg.get("_target_")
+    try:
+        cls = get_object(str(target))
+    except Exception:  # noqa: BLE001 - instantiate names an unimportable target itself
+        return
+    signature = inspect.signature(cls)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    keys("model", {k: None for k in model_cfg if k != "_target_"},
+         [MODEL_NAME_KEY, *signature.parameters])
 
 
 def model_name(model_cfg: DictConfig) -> str:

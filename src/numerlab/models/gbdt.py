@@ -7,7 +7,11 @@ Prediction converts bounded row chunks only.
 
 from __future__ import annotations
 
+import copy
+import difflib
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,16 @@ def _text_params(params: dict[str, Any]) -> str:
 
     text = [f"{k}={v!r}" for k, v in params.items() if isinstance(v, str) and not numeric(v)]
     return f" (text values: {', '.join(text)})" if text else ""
+
+
+def _probe_rows(n: int = 64, k: int = 3) -> Dataset:
+    """A few random rows in the layout of the data (int8 bins 0..4, one era), for checking
+    a model's settings by fitting it before any data is loaded."""
+    rng = np.random.default_rng(0)
+    return Dataset(ids=np.array([f"p{i}" for i in range(n)]), eras=np.array(["0001"] * n,
+                   dtype=object), features=rng.integers(0, 5, (n, k), dtype=np.int8),
+                   feature_names=[f"f{j}" for j in range(k)],
+                   target=(rng.integers(0, 5, n) / 4).astype(np.float32), target_name="target")
 
 
 def _int8_table(features: np.ndarray):
@@ -99,7 +113,24 @@ class GBDTModel:
         self.best_iteration: int | None = None
 
     def check(self, ctx: FitContext) -> None:
+        """Before any data: what the context asks that this library cannot do, parameter
+        names the library does not know, and values it refuses (one boosting round on a
+        few random rows, with these params)."""
         _check_gbdt_context(self.library, ctx, self.early_stopping_rounds)
+        self._check_param_names()
+        probe = copy.copy(self)
+        probe.num_boost_round, probe.early_stopping_rounds = 1, None
+        probe.fit(_probe_rows(), None, FitContext(seed=ctx.seed, run_dir=ctx.run_dir))
+
+    def _check_param_names(self) -> None:
+        """NumerlabError for a `model.params` key the library does not know."""
+
+    def _refuse_unknown(self, unknown: list[str], known: list[str]) -> None:
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=3, cutoff=0.6)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise NumerlabError(f"model.params.{unknown[0]} is not a parameter of "
+                                f"{self.library}{hint}")
 
     def _stops_early(self, valid: Dataset | None) -> bool:
         return valid is not None and bool(self.early_stopping_rounds)
@@ -141,6 +172,18 @@ class LGBMModel(GBDTModel):
 
     library = "LightGBM"
     model_file = "lgbm.txt"
+
+    def _check_param_names(self) -> None:
+        # LightGBM only logs "Unknown parameter" and trains on: its own list of names and
+        # aliases (the C API's parameter dump) tells a typo from a parameter
+        try:
+            from lightgbm.basic import _ConfigAliases
+
+            aliases = _ConfigAliases._get_all_param_aliases()
+        except (ImportError, AttributeError):  # a LightGBM without the dump: no name check
+            return
+        known = sorted(set(aliases) | {a for names in aliases.values() for a in names})
+        self._refuse_unknown([k for k in self.params if k not in known], known)
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         import lightgbm as lgb
@@ -195,6 +238,26 @@ class XGBModel(GBDTModel):
 
     library = "XGBoost"
     model_file = "xgboost.json"
+
+    def _check_param_names(self) -> None:
+        # XGBoost warns "Parameters: { ... } are not used" and trains on: a one-round fit
+        # with the params tells, by that warning
+        import xgboost as xgb
+
+        rows = _probe_rows()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                xgb.train({**self.params, "verbosity": 1}, xgb.DMatrix(rows.features,
+                                                                       label=rows.target), 1)
+            except xgb.core.XGBoostError:
+                return  # a bad value: the probe fit names it
+        for warning in caught:
+            match = re.search(r"Parameters: \{(.*?)\} (?:are|is) not used", str(warning.message),
+                              re.S)
+            if match:
+                unknown = [n.strip().strip('"') for n in match.group(1).split(",")]
+                self._refuse_unknown([n for n in unknown if n], [])
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         import xgboost as xgb

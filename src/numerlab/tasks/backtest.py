@@ -34,6 +34,9 @@ def fixed_policy() -> StakePolicy:
     return build_policy(OmegaConf.load(registry.CONF_DIR / "staking" / f"{FIXED_OPTION}.yaml"))
 
 
+SETTINGS = ("initial_stake", "wallet")  # conf/task/backtest.yaml
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     saved = runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
     policy = build_policy(cfg.staking)

@@ -152,11 +152,38 @@ class NeuralModel:
         )
 
     def check(self, ctx: FitContext) -> None:
-        """Fail at once (before data is loaded) for an accelerator that is not there or a
-        checkpoint file that does not exist."""
-        resolve_accelerator((_plain(ctx.trainer) or {}).get("accelerator", "auto"))
+        """Fail at once, before data is loaded: an accelerator that is not there, a
+        checkpoint file that does not exist, a setting out of range, a network, optimizer
+        or scheduler its settings cannot build (built here on a few inputs), and a trainer
+        key or value Lightning refuses (a Trainer is built here, logging nothing)."""
+        from numerlab import settings
+        from numerlab.models.nn.datamodule import BATCHING_MODES
+        from numerlab.models.nn.lightning_module import LOSSES
+
+        trainer_cfg = dict(_plain(ctx.trainer) or {})
+        accelerator = resolve_accelerator(trainer_cfg.pop("accelerator", "auto"))
         if ctx.ckpt_path and not Path(str(ctx.ckpt_path)).is_file():
             raise NumerlabError(f"ckpt_path={ctx.ckpt_path}: no such checkpoint file")
+        c = self.config
+        for key in ("batch_size", "eval_batch_size", "batches_per_iteration"):
+            settings.integer(f"model.{key}", c[key], minimum=1)
+        settings.integer("model.num_workers", c["num_workers"], minimum=0)
+        settings.integer("model.patience", c["patience"], minimum=0, optional=True)
+        settings.choice("model.batching", c["batching"], BATCHING_MODES)
+        settings.choice("model.loss", c["loss"], tuple(LOSSES))
+        for key in ("aux_weight", "sparsity_weight"):
+            settings.number(f"model.{key}", c[key], minimum=0)
+        for key in ("lr", "weight_decay"):  # conf/model/base/nn.yaml interpolates them
+            if key in (c["optimizer"] or {}):
+                settings.number(f"model.{key}", c["optimizer"][key], minimum=0)
+        try:
+            self._build_module(in_features=4, out_features=1).configure_optimizers()
+        except NumerlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch and hydra raise many kinds here
+            raise NumerlabError(f"model settings cannot build the network, optimizer or "
+                                f"scheduler: {message_line(exc, last=True)}") from None
+        check_trainer_config(trainer_cfg, accelerator, Path(ctx.run_dir))
 
     def fit(self, train: Dataset, valid: Dataset | None, ctx: FitContext) -> None:
         c = self.config
@@ -365,6 +392,35 @@ def quiet_lightning_logs() -> None:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
+
+
+# trainer keys numerlab reads itself (the module clips gradients; see the module docstring)
+OWN_TRAINER_KEYS = ("accelerator", "gradient_clip_val", "gradient_clip_algorithm")
+
+
+def check_trainer_config(trainer_cfg: Mapping[str, Any], accelerator: str, run_dir: Path
+                         ) -> None:
+    """NumerlabError for a `trainer` key that is not a Lightning Trainer argument, or values
+    Lightning refuses (`trainer.precision=64x`): a Trainer is built from them, with no
+    logger and no checkpoints, so nothing is written."""
+    import inspect
+
+    from numerlab.settings import keys
+
+    lightning_keys = [n for n in inspect.signature(L.Trainer.__init__).parameters
+                      if n != "self"]
+    keys("trainer", trainer_cfg, list(dict.fromkeys([*OWN_TRAINER_KEYS, *lightning_keys])))
+    probe = {k: v for k, v in trainer_cfg.items() if k not in OWN_TRAINER_KEYS}
+    probe.update(logger=False, enable_checkpointing=False, callbacks=None)
+    quiet = logging.getLogger("lightning.pytorch")  # its device lines belong to the fit
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_trainer(probe, accelerator, run_dir, [])
+    finally:
+        quiet.setLevel(level)
 
 
 def build_trainer(
