@@ -38,6 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from numerlab import artifacts
 from numerlab.data.dataset import Dataset
+from numerlab.data.layout import META_MODEL_FILE, SPLIT_FILES
 from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import model_name
 
@@ -51,9 +52,6 @@ ARTIFACTS = Path("artifacts")
 DATA_MANIFEST = ARTIFACTS / "data.json"
 FEATURES_DIR = ARTIFACTS / "features"
 FEATURES_MANIFEST = FEATURES_DIR / "manifest.json"
-SPLIT_FILES = {"train": "train.parquet", "validation": "validation.parquet",
-               "live": "live.parquet"}
-META_MODEL_FILE = "meta_model.parquet"
 BENCHMARKS_FILE = "benchmarks.parquet"   # the scoring.benchmark column, validation rows
 MODEL_DIR = ARTIFACTS / artifacts.MODEL_DIR
 VALIDATION_PREDICTIONS = ARTIFACTS / artifacts.VALIDATION_PREDICTIONS

@@ -41,6 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from numerlab.data import layout
+from numerlab.eras import MAIN_TARGET
 from numerlab.errors import NumerlabError
 
 MANIFEST = "synthetic.json"
@@ -51,7 +53,6 @@ PARAM_NAMES = ("n_train_eras", "n_validation_eras", "n_test_eras", "rows_per_era
 PARAM_MINIMUM = {"n_train_eras": 1, "n_validation_eras": 1, "n_test_eras": 0,
                  "rows_per_era": 20, "n_features": 4, "n_live_rows": 1}
 LIVE_ERA = "X"
-MAIN_TARGET = "target"
 
 TARGET_BIN_FREQUENCIES = (0.05, 0.20, 0.50, 0.20, 0.05)
 FEATURE_BIN_FREQUENCIES = (0.20, 0.20, 0.20, 0.20, 0.20)
@@ -233,9 +234,9 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
 
     valid_eras = range(n_train, n_eras)
     kinds = ["validation"] * n_valid + ["test"] * p["n_test_eras"]
-    pq.write_table(table(range(n_train), ["train"] * n_train), out_dir / "train.parquet")
-    pq.write_table(table(valid_eras, kinds), out_dir / "validation.parquet")
-    pq.write_table(table(range(n_eras, n_eras + 1), ["live"]), out_dir / "live.parquet")
+    pq.write_table(table(range(n_train), ["train"] * n_train), out_dir / layout.TRAIN_FILE)
+    pq.write_table(table(valid_eras, kinds), out_dir / layout.VALIDATION_FILE)
+    pq.write_table(table(range(n_eras, n_eras + 1), ["live"]), out_dir / layout.LIVE_FILE)
 
     covered = range(n_train + n_valid - int(np.ceil(META_MODEL_ERA_SHARE * n_valid)),
                     n_train + n_valid)
@@ -248,8 +249,8 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
         "era": pa.array(np.repeat([era_labels[t] for t in covered], sizes[covered.start:
                                                                          covered.stop])),
         "data_type": pa.array(["validation"] * (rows.stop - rows.start), pa.string()),
-        "numerai_meta_model": pa.array(meta_model, pa.float32()),
-    })), out_dir / "meta_model.parquet")
+        layout.META_MODEL_COLUMN: pa.array(meta_model, pa.float32()),
+    })), out_dir / layout.META_MODEL_FILE)
 
     # Benchmark models from a generator of their own, so the files above stay as they were.
     bench_rng = np.random.default_rng([seed, BENCHMARK_STREAM])
@@ -267,13 +268,13 @@ def generate(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
                 _rank_unit(eras[t].signal + noise * bench_rng.standard_normal(
                     len(eras[t].signal))) for t in span]), pa.float32())
         pq.write_table(_id_indexed(pa.table(columns)),
-                       out_dir / f"{split}_benchmark_models.parquet")
+                       out_dir / layout.benchmark_file(split))
 
     features_json = {
         "feature_sets": {"small": names[::4], "medium": names[::2], "all": names},
         "targets": [MAIN_TARGET, *aux_names],
     }
-    (out_dir / "features.json").write_text(json.dumps(features_json, indent=1))
+    (out_dir / layout.FEATURES_FILE).write_text(json.dumps(features_json, indent=1))
     (out_dir / MANIFEST).write_text(json.dumps(info, indent=1))
     return out_dir
 
