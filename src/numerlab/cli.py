@@ -75,6 +75,7 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     except NumerlabError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
+        append_to_log_files(f"error: {message}")
         if hydra_cfg.mode == RunMode.MULTIRUN:
             # the sweep goes on: Optuna records the trial as failed (no value), the summary
             # lists the job with this line
@@ -82,6 +83,42 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             (run_dir / ERROR_FILE).write_text(message + "\n")
             return None
         sys.exit(2)
+
+
+def append_to_log_files(line: str) -> None:
+    """`line` as the last line of the job's log files (Hydra's `run.log`), as it stands: the
+    log of a failed run ends with the error its terminal showed."""
+    import logging
+
+    record = logging.makeLogRecord({"name": "numerlab", "levelno": logging.ERROR,
+                                    "levelname": "ERROR", "msg": line})
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            formatter = handler.formatter
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            try:
+                handler.handle(record)
+            finally:
+                handler.setFormatter(formatter)
+
+
+def run_name(task: Any, model: Any) -> str:
+    """What a run dir's name says after its time (conf/config.yaml `hydra.run.dir`, and a
+    sweep job's `hydra.sweep.subdir` after its number): the model for task=train
+    (`12-00-00-lgbm`), the task and the model for any other (`12-00-00-cv-lgbm`)."""
+    return str(model) if task == "train" else f"{task}-{model}"
+
+
+RESOLVERS = {"numerlab.run_name": run_name}
+
+
+def register_resolvers() -> None:
+    """numerlab's OmegaConf resolvers, before Hydra composes conf/ (Hydra hands them on to
+    the processes a launcher starts)."""
+    from omegaconf import OmegaConf
+
+    for name, resolver in RESOLVERS.items():
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
 
 
 def main(hydra_main: Callable[[], Any]) -> None:
@@ -92,6 +129,7 @@ def main(hydra_main: Callable[[], Any]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    register_resolvers()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         hydra_main()
         return

@@ -190,6 +190,11 @@ class LGBMModel(GBDTModel):
 
         train = train.with_known_target()
         params = {**self.params, "seed": ctx.seed, "deterministic": True, "verbosity": -1}
+        if not params.get("force_row_wise"):
+            # else LightGBM times col-wise against row-wise histograms and keeps the faster:
+            # under load the choice flips, and the model's last bits with it (its docs ask
+            # for one of the two with `deterministic`)
+            params.setdefault("force_col_wise", True)
         train_set = lgb.Dataset(_int8_table(train.features), label=train.target,
                                 free_raw_data=True)
         valid_sets, names, callbacks = [], [], []
