@@ -251,3 +251,19 @@ def test_stake_inputs_from_a_per_era_table_in_era_order():
     assert scores.corr.tolist() == [0.1, 0.3]
     assert scores.mmc[0] == 0.2 and math.isnan(scores.mmc[1])
     assert np.isnan(StakeInputs.from_per_era(table.drop("mmc")).mmc).all()
+
+
+def test_the_guard_weighs_scores_by_the_payout_multipliers_of_the_run():
+    """drawdown_guard's weights are conf/payout/'s multipliers, not a copy of them."""
+    cfg = compose(["staking=drawdown_guard", "payout.corr_mult=0.5", "payout.mmc_mult=3.0"])
+    policy = build_policy(cfg.staking)
+    assert (policy.corr_weight, policy.mmc_weight) == (0.5, 3.0)
+
+
+def test_policies_share_one_caps_default():
+    default = OmegaConf.to_container(compose([]).staking.caps)  # staking=none: no caps
+    assert Caps.from_config(default) == Caps(None, None, 0.0)
+    shared = [OmegaConf.to_container(compose([f"staking={name}"]).staking.caps)
+              for name in ("fixed", "sharpe_scaled", "drawdown_guard")]
+    assert shared[0] == shared[1] == shared[2] != default
+    assert compose(["staking=fixed", "staking/caps=none"]).staking.caps == default
