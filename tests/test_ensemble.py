@@ -148,6 +148,48 @@ def test_compose_member_leaves_no_global_hydra_behind():
     assert not GlobalHydra.instance().is_initialized()
 
 
+@pytest.fixture
+def own_conf(tmp_path) -> Path:
+    """A copy of conf/ where lgbm has 7 rounds and a model `tiny` exists."""
+    import shutil
+
+    from conftest import CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    lgbm = conf / "model" / "lgbm.yaml"
+    lgbm.write_text(lgbm.read_text().replace("num_boost_round: 300", "num_boost_round: 7"))
+    (conf / "model" / "tiny.yaml").write_text(lgbm.read_text().replace("name: lgbm",
+                                                                        "name: tiny"))
+    return conf
+
+
+def test_members_compose_from_the_configs_the_running_hydra_app_has(own_conf):
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(own_conf), version_base="1.3"):
+        assert compose_member("lgbm")["num_boost_round"] == 7
+        assert compose_member("tiny")["name"] == "tiny"
+    assert compose_member("lgbm")["num_boost_round"] == 300  # outside: numerlab's conf/
+
+
+def test_members_compose_from_the_primary_config_source_a_hydra_job_records(own_conf):
+    """A job whose HydraConfig is set but no GlobalHydra (a launcher's worker) composes
+    from its `hydra.runtime.config_sources` main entry, not from numerlab's conf/."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(own_conf), version_base="1.3"):
+        job = hydra_compose(config_name="config", return_hydra_config=True)
+    HydraConfig.instance().set_config(job)
+    try:
+        assert compose_member("lgbm")["num_boost_round"] == 7
+        assert compose_member("tiny")["name"] == "tiny"
+    finally:
+        HydraConfig.instance().cfg = None
+
+
 def test_parallel_fit_equals_sequential_fit(small_data_dir):
     splits = validation_data(small_data_dir)
     predictions = []

@@ -2,8 +2,9 @@
 combined per era into one prediction. To every task it is a model like any other.
 
 Members are model config names (`conf/model/<name>.yaml`), composed with Hydra's compose API
-when the ensemble is built (inside a running Hydra app through its GlobalHydra, elsewhere
-from numerlab's `conf/`), each with its own overrides (`model.overrides.mlp='[d_hidden=256]'`).
+when the ensemble is built (`registry.compose`: inside a running Hydra app from the configs it
+ran with, elsewhere from numerlab's `conf/`), each with its own overrides
+(`model.overrides.mlp='[d_hidden=256]'`).
 Member i fits with seed `seed + i` on `targets[i]` (default: the run's target; a target other
 than the run's is loaded as an auxiliary column, see `pipeline.target_config`) over the rows
 where that target is known, and is saved under `members/<i>-<name>/` of the model dir.
@@ -81,32 +82,25 @@ def compose_member(name: str, overrides: Sequence[str | Mapping[str, Any]] = ()
     """`conf/model/<name>.yaml` composed with `overrides`, as a plain dict. An override is a
     Hydra override string of the model's keys (`d_hidden=256`, `params.num_leaves=15`) or a
     mapping merged over them ({d_hidden: 256}); a key the model config lacks is an error.
-    Uses the running Hydra app's config search path when there is one, else numerlab's
-    conf/."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    The configs are those the running Hydra app ran with when there is one, else numerlab's
+    conf/ (`registry.compose`)."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from numerlab.registry import CONF_DIR, options
+    from numerlab.registry import compose, options
 
     known = [o for o in options("model") if o != ENSEMBLE_NAME]
     if name == ENSEMBLE_NAME:
         raise NumerlabError("model.members: an ensemble cannot be a member of an ensemble "
                             f"(members are model configs: {', '.join(known)})")
-    if name not in known:
-        raise NumerlabError(f"model.members: {name!r} names no model config in conf/model/ "
+    if known and name not in known:  # none known: no configs to list, compose says why
+        raise NumerlabError(f"model.members: {name!r} names no model config "
                             f"(known: {', '.join(known)})")
     texts = [f"model.{o.removeprefix('model.')}" for o in overrides if isinstance(o, str)]
     mappings = [o for o in overrides if not isinstance(o, str)]
     try:
-        if GlobalHydra.instance().is_initialized():
-            cfg = compose(config_name=f"model/{name}", overrides=texts)
-        else:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                cfg = compose(config_name=f"model/{name}", overrides=texts)
-        model_cfg = cfg.model
+        model_cfg = compose(f"model/{name}", texts).model
         OmegaConf.set_struct(model_cfg, True)
         for mapping in mappings:
             model_cfg = OmegaConf.merge(model_cfg, OmegaConf.create(dict(mapping)))
