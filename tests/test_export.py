@@ -415,8 +415,8 @@ TRAINER = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
 
 def fit_ensemble(members: list[str], weights: list[float], combine: str,
                  work: Path) -> EnsembleModel:
-    model = EnsembleModel(members, weights=weights, combine=combine,
-                          overrides=MEMBER_OVERRIDES)
+    model = EnsembleModel(members, weights=weights, targets=None, combine=combine,
+                          overrides=MEMBER_OVERRIDES, n_jobs=1)
     model.fit(make_dataset(20, 100, seed=0), None,
               FitContext(seed=0, run_dir=work, trainer=TRAINER))
     return model

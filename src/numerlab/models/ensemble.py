@@ -41,6 +41,7 @@ from numerlab.models.base import (
     save_model,
 )
 from numerlab.parallel import affordable_jobs
+from numerlab.settings import choice, integer, number
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,13 @@ ENSEMBLE_NAME = "ensemble"
 # --- combining --------------------------------------------------------------------------
 
 def combine_per_era(member_predictions: np.ndarray, weights: Sequence[float],
-                    era_codes: np.ndarray, n_eras: int, method: str = "rank") -> np.ndarray:
+                    era_codes: np.ndarray, n_eras: int, method: str) -> np.ndarray:
     """(members, n) predictions -> (n,) float32 in (0, 1): within each era the weighted mean
     of the members' percentile ranks (`rank`) or gaussianized ranks (`gaussian`), ranked
     again (see the module docstring). Weights are normalized to sum 1."""
     from numerlab.scoring import EraSegments, gaussianize, tie_kept_rank
 
-    if method not in COMBINE_METHODS:
-        raise NumerlabError(f"model.combine={method!r} must be one of "
-                            f"{', '.join(COMBINE_METHODS)}")
+    choice("model.combine", method, COMBINE_METHODS)
     predictions = np.asarray(member_predictions, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
@@ -149,13 +148,8 @@ def _weights(weights: Sequence[Any] | None, members: Sequence[str]) -> list[floa
     _check_lengths("weights", weights, members)
     if weights is None:
         return [1.0] * len(members)
-    checked = []
-    for value in weights:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                np.isfinite(value) and value >= 0):
-            raise NumerlabError(f"model.weights={list(weights)}: {value!r} is not a number "
-                                f">= 0")
-        checked.append(float(value))
+    checked = [number(f"model.weights[{i}]", value, minimum=0)
+               for i, value in enumerate(weights)]
     if sum(checked) <= 0:
         raise NumerlabError(f"model.weights={list(weights)} must not all be 0")
     return checked
@@ -225,9 +219,9 @@ class EnsembleModel:
     combine: rank | gaussian; overrides: {member name or position: [key=value, ...]};
     n_jobs: members fit at once in spawned processes (1: one after another)."""
 
-    def __init__(self, members: Sequence[str], weights: Sequence[float] | None = None,
-                 targets: Sequence[str | None] | None = None, combine: str = "rank",
-                 overrides: Mapping[str, Any] | None = None, n_jobs: int = 1,
+    def __init__(self, members: Sequence[str], weights: Sequence[float] | None,
+                 targets: Sequence[str | None] | None, combine: str,
+                 overrides: Mapping[str, Any] | None, n_jobs: int,
                  member_configs: Sequence[Mapping[str, Any]] | None = None) -> None:
         if isinstance(members, str) or not isinstance(members, Sequence) or not members:
             raise NumerlabError(f"model.members={members!r} must be a non-empty list of model "
@@ -235,13 +229,8 @@ class EnsembleModel:
         self.members = [str(m) for m in members]
         self.weights = _weights(weights, self.members)
         self.targets = member_targets(targets, self.members)
-        if combine not in COMBINE_METHODS:
-            raise NumerlabError(f"model.combine={combine!r} must be one of "
-                                f"{', '.join(COMBINE_METHODS)}")
-        self.combine = combine
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise NumerlabError(f"model.n_jobs={n_jobs!r} must be an integer >= 1")
-        self.n_jobs = n_jobs
+        self.combine = choice("model.combine", combine, COMBINE_METHODS)
+        self.n_jobs = integer("model.n_jobs", n_jobs, minimum=1)
         if member_configs is None:
             member_configs = [compose_member(name, _overrides_for(overrides, i, name))
                               for i, name in enumerate(self.members)]
