@@ -41,10 +41,11 @@ FEATURE_SETS = {"model": MODEL_FEATURES, "other": OTHER_SET,
                 "all": [*MODEL_FEATURES, *EXTRA_FEATURES]}
 NONE = {"_target_": "numerlab.postprocess.NoPostProcess"}
 NEUTRALIZE = "numerlab.postprocess.Neutralize"
-NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None}
+# as a run's saved config holds them: every key of conf/postprocess/neutralize.yaml
+NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None, "features": None}
 # a subset, in an order other than the model's, at half strength
 NEUTRALIZE_SOME = {"_target_": NEUTRALIZE, "proportion": 0.5,
-                   "columns": feature_names(N_FEATURES)[5::-2]}
+                   "columns": feature_names(N_FEATURES)[5::-2], "features": None}
 NEUTRALIZE_OTHER_SET = {"_target_": NEUTRALIZE, "proportion": 1.0, "features": "other",
                         "columns": None}
 # What the upload image does not need: numerlab and its config, data and training stack.
@@ -317,11 +318,11 @@ def test_bad_postprocess_configs_are_named(models, tmp_path):
     cases = [
         ({"_target_": "numerlab.postprocess.Winsorize"},
          "postprocess._target_=numerlab.postprocess.Winsorize cannot be imported"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.5, "columns": None},
-         "postprocess.proportion=1.5 must be within [0, 1]"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.0, "columns": ["feature_nope"]},
+        ({**NEUTRALIZE_ALL, "proportion": 1.5},
+         "postprocess.proportion=1.5 must be a number within [0, 1]"),
+        ({**NEUTRALIZE_ALL, "columns": ["feature_nope"]},
          "postprocess.columns: features.json has no feature 'feature_nope'"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.0, "features": "nope"},
+        ({**NEUTRALIZE_ALL, "features": "nope"},
          ("postprocess.features: features.json has no feature set 'nope' (available: "
           "model, other, all)")),
     ]
