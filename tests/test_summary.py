@@ -101,7 +101,8 @@ def test_rank_names_the_metrics_it_could_rank_by(sweep_dir: Path):
     with pytest.raises(NumerlabError, match=r"'bmc_mean' is in no run's metrics.json; choose "
                                             r"one of corr_mean, corr_sharpe"):
         summary.rank(summary.collect(sweep_dir), "bmc_mean")
-    with pytest.raises(NumerlabError, match="direction='up' is not one of maximize, minimize"):
+    with pytest.raises(NumerlabError,
+                       match=r"direction='up' is unknown \(allowed: maximize, minimize\)"):
         summary.rank(summary.collect(sweep_dir), "corr_sharpe", "up")
 
 

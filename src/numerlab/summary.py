@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
+from numerlab.settings import choice
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +280,7 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
 def rank(frame: pl.DataFrame, metric: str, direction: str = "maximize") -> pl.DataFrame:
     """Finished runs best first by `metric` (NaN/null last, ties in job order) with `rank`
     1..k, then the failed runs. `metric` missing from every finished run is an error."""
-    if direction not in DIRECTIONS:
-        raise NumerlabError(f"direction={direction!r} is not one of {', '.join(DIRECTIONS)}")
+    choice("direction", direction, DIRECTIONS)
     finished = frame.filter(pl.col("status") == OK)
     if metric not in frame.columns:
         if finished.height:

@@ -412,7 +412,8 @@ def members_frame(model: EnsembleModel, dataset: Dataset, frame: Any) -> Any:
     rows = []
     for i, member_prediction in enumerate(predictions):
         scored = base.with_columns(prediction=pl.Series(member_prediction, dtype=pl.Float64))
-        summary = summarize(per_era_scores(scored, meta_model="meta_model" if has_mm else None))
+        summary = summarize(per_era_scores(scored, meta_model="meta_model" if has_mm else None),
+                            recent_eras=None)
         rows.append({
             "member": model.label(i),
             "target": model.target_of(i, dataset.target_name),
