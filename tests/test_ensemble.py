@@ -139,6 +139,8 @@ def test_command_line_forms_of_member_overrides(override):
     ({"members": ["lgbm"], "weights": [-1]}, r"model.weights\[0\]=-1 must be a number >= 0"),
     ({"members": ["lgbm"], "combine": "mean"}, r"model.combine='mean' .*rank, gaussian"),
     ({"members": ["lgbm"], "n_jobs": 0}, r"model.n_jobs=0 must be an integer >= 1"),
+    ({"members": ["lgbm"], "targets": [3]},
+     r"model.targets\[0\]=3 must be null or a target column name"),
     ({"members": ["lgbm"], "overrides": {"lgbm": {"no_such_key": 1}}},
      r"model.overrides.lgbm=.*no_such_key"),
     ({"members": ["lgbm"], "overrides": {"lgbm": ["num_boost_round=0"]}},

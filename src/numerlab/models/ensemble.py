@@ -41,7 +41,7 @@ from numerlab.models.base import (
     save_model,
 )
 from numerlab.parallel import affordable_jobs
-from numerlab.settings import choice, integer, number
+from numerlab.settings import choice, integer, number, text
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,8 @@ def member_targets(targets: Sequence[Any] | None, members: Sequence[str]) -> lis
     _check_lengths("targets", targets, members)
     if targets is None:
         return [None] * len(members)
-    for value in targets:
-        if value is not None and not isinstance(value, str):
-            raise NumerlabError(f"model.targets={list(targets)}: {value!r} is not a target "
-                                f"column name")
-    return [None if t is None else str(t) for t in targets]
+    return [text(f"model.targets[{i}]", value, optional=True, what="a target column name")
+            for i, value in enumerate(targets)]
 
 
 # --- fitting ----------------------------------------------------------------------------
