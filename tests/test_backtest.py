@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hydra.utils import instantiate
+from conftest import compose
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from numerlab.backtest import PayoutRule, plot, simulate, summary, worst_drawdown
 from numerlab.errors import NumerlabError
-from numerlab.staking import NoStake, StakePolicy
+from numerlab.staking import NoStake, StakePolicy, build_policy
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 NO_CAPS = {"max_stake": None, "max_change": None, "min_wallet": 0.0}
@@ -118,10 +118,8 @@ def test_worst_drawdown_is_a_fraction_of_the_running_peak():
 
 
 def conf_policy(name: str, **overrides) -> StakePolicy:
-    cfg = OmegaConf.load(CONF / "staking" / f"{name}.yaml")
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    return instantiate(cfg)
+    cfg = compose([f"staking={name}", *(f"staking.{k}={v}" for k, v in overrides.items())])
+    return build_policy(cfg.staking)
 
 
 LOOKAHEAD_POLICIES = {
@@ -178,7 +176,7 @@ def test_every_staking_option_instantiates_and_backtests():
     rng = np.random.default_rng(0)
     per_era = eras(rng.normal(0.01, 0.02, 30), rng.normal(0.0, 0.01, 30))
     for path in files:
-        policy = instantiate(OmegaConf.load(path))
+        policy = build_policy(compose([f"staking={path.stem}"]).staking)
         assert isinstance(policy, StakePolicy), path.name
         sim = simulate(per_era, policy, payout, initial_stake=100.0, wallet=100.0)
         assert sim.height == 30 and (sim["stake"] >= 0).all(), path.name
@@ -198,11 +196,13 @@ def test_plot_writes_a_png_comparing_two_runs(tmp_path):
 
 
 @pytest.mark.parametrize(("payout_rule", "message"), [
-    (rule(clip=1.5), "payout.clip=1.5: must be <= 1"),
-    (rule(corr_mult=-0.5), "payout.corr_mult=-0.5: must be >= 0"),
-    (rule(resolution_lag_eras=-1), "payout.resolution_lag_eras=-1: must be >= 0"),
-    ({**rule(), "mmc_mul": 2.0}, "payout.mmc_mul: unknown key; allowed: corr_mult, mmc_mult"),
-    ({k: v for k, v in rule().items() if k != "clip"}, "payout.clip: missing"),
+    (rule(clip=1.5), "payout.clip=1.5 must be a number within [0, 1]"),
+    (rule(corr_mult=-0.5), "payout.corr_mult=-0.5 must be a number >= 0"),
+    (rule(resolution_lag_eras=-1), "payout.resolution_lag_eras=-1 must be an integer >= 0"),
+    ({**rule(), "mmc_mul": 2.0}, "payout.mmc_mul is not a setting of payout (did you mean "
+                                 "payout.mmc_mult? settings: corr_mult, mmc_mult"),
+    ({k: v for k, v in rule().items() if k != "clip"},
+     "payout.clip is missing (settings: corr_mult, mmc_mult, clip"),
 ])
 def test_bad_payout_config_fails_in_one_line_naming_the_key(payout_rule, message):
     with pytest.raises(NumerlabError) as error:

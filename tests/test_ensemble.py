@@ -25,6 +25,15 @@ FAST_MEMBERS = ["model.overrides.lgbm={num_boost_round:40}",
                 "model.overrides.mlp={d_hidden:16}", "trainer.max_epochs=1"]
 
 
+def ensemble(**settings) -> EnsembleModel:
+    """An EnsembleModel with conf/model/ensemble.yaml's settings where `settings` has none."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.to_container(compose(["model=ensemble"]).model, resolve=True)
+    conf = {k: v for k, v in conf.items() if k not in ("_target_", "name")}
+    return EnsembleModel(**{**conf, **settings})
+
+
 def small(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return [*SMALL_DATA, f"data.dir={data_dir}", f"hydra.run.dir={run_dir}", *extra]
 
@@ -72,8 +81,8 @@ def test_per_era_combine_differs_from_one_global_rank():
     rng = np.random.default_rng(0)
     eras = np.repeat([0, 1], 100)
     predictions = rng.normal(size=(2, 200)) * np.where(eras == 0, 1.0, 5.0)
-    per_era = combine_per_era(predictions, [1, 1], eras, 2)
-    global_ = combine_per_era(predictions, [1, 1], np.zeros(200, dtype=int), 1)
+    per_era = combine_per_era(predictions, [1, 1], eras, 2, "rank")
+    global_ = combine_per_era(predictions, [1, 1], np.zeros(200, dtype=int), 1, "rank")
     assert not np.allclose(per_era, global_)
 
 
@@ -96,9 +105,9 @@ def test_on_target_fits_only_rows_where_the_target_is_known():
 # --- building -----------------------------------------------------------------------------
 
 def test_members_compose_from_conf_with_their_overrides():
-    model = EnsembleModel(members=["lgbm", "mlp", "mlp"],
-                          overrides={"mlp": {"d_hidden": 256}, "2": ["lr=0.01"],
-                                     "lgbm": ["params.num_leaves=7"]})
+    model = ensemble(members=["lgbm", "mlp", "mlp"],
+                     overrides={"mlp": {"d_hidden": 256}, "2": ["lr=0.01"],
+                                "lgbm": ["params.num_leaves=7"]})
     lgbm, mlp, mlp2 = model.member_configs
     assert lgbm["params"]["num_leaves"] == 7 and lgbm["num_boost_round"] == 300
     assert mlp["d_hidden"] == 256 and mlp["network"]["d_hidden"] == 256  # ${..d_hidden}
@@ -127,8 +136,11 @@ def test_command_line_forms_of_member_overrides(override):
      r"model.weights has 3 entries for 2 members"),
     ({"members": ["lgbm", "xgboost"], "targets": ["target"]},
      r"model.targets has 1 entries for 2 members"),
-    ({"members": ["lgbm"], "weights": [-1]}, "not a number >= 0"),
-    ({"members": ["lgbm"], "combine": "mean"}, "rank, gaussian"),
+    ({"members": ["lgbm"], "weights": [-1]}, r"model.weights\[0\]=-1 must be a number >= 0"),
+    ({"members": ["lgbm"], "combine": "mean"}, r"model.combine='mean' .*rank, gaussian"),
+    ({"members": ["lgbm"], "n_jobs": 0}, r"model.n_jobs=0 must be an integer >= 1"),
+    ({"members": ["lgbm"], "targets": [3]},
+     r"model.targets\[0\]=3 must be null or a target column name"),
     ({"members": ["lgbm"], "overrides": {"lgbm": {"no_such_key": 1}}},
      r"model.overrides.lgbm=.*no_such_key"),
     ({"members": ["lgbm"], "overrides": {"lgbm": ["num_boost_round=0"]}},
@@ -137,7 +149,7 @@ def test_command_line_forms_of_member_overrides(override):
 ])
 def test_bad_ensemble_settings_are_one_line(kwargs, message):
     with pytest.raises(NumerlabError, match=message) as info:
-        EnsembleModel(**kwargs)
+        ensemble(**kwargs)
     assert "\n" not in str(info.value)
 
 
@@ -148,13 +160,55 @@ def test_compose_member_leaves_no_global_hydra_behind():
     assert not GlobalHydra.instance().is_initialized()
 
 
+@pytest.fixture
+def own_conf(tmp_path) -> Path:
+    """A copy of conf/ where lgbm has 7 rounds and a model `tiny` exists."""
+    import shutil
+
+    from conftest import CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    lgbm = conf / "model" / "lgbm.yaml"
+    lgbm.write_text(lgbm.read_text().replace("num_boost_round: 300", "num_boost_round: 7"))
+    (conf / "model" / "tiny.yaml").write_text(lgbm.read_text().replace("name: lgbm",
+                                                                        "name: tiny"))
+    return conf
+
+
+def test_members_compose_from_the_configs_the_running_hydra_app_has(own_conf):
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(own_conf), version_base="1.3"):
+        assert compose_member("lgbm")["num_boost_round"] == 7
+        assert compose_member("tiny")["name"] == "tiny"
+    assert compose_member("lgbm")["num_boost_round"] == 300  # outside: numerlab's conf/
+
+
+def test_members_compose_from_the_primary_config_source_a_hydra_job_records(own_conf):
+    """A job whose HydraConfig is set but no GlobalHydra (a launcher's worker) composes
+    from its `hydra.runtime.config_sources` main entry, not from numerlab's conf/."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(own_conf), version_base="1.3"):
+        job = hydra_compose(config_name="config", return_hydra_config=True)
+    HydraConfig.instance().set_config(job)
+    try:
+        assert compose_member("lgbm")["num_boost_round"] == 7
+        assert compose_member("tiny")["name"] == "tiny"
+    finally:
+        HydraConfig.instance().cfg = None
+
+
 def test_parallel_fit_equals_sequential_fit(small_data_dir):
     splits = validation_data(small_data_dir)
     predictions = []
     for n_jobs in (1, 2):
-        model = EnsembleModel(members=["lgbm", "xgboost"], n_jobs=n_jobs,
-                              overrides={"lgbm": {"num_boost_round": 20},
-                                         "xgboost": {"num_boost_round": 20}})
+        model = ensemble(members=["lgbm", "xgboost"], n_jobs=n_jobs,
+                         overrides={"lgbm": {"num_boost_round": 20},
+                                    "xgboost": {"num_boost_round": 20}})
         model.fit(splits.train, None, FitContext(seed=5, run_dir=small_data_dir.parent / "p"))
         predictions.append(model.member_predictions(splits.validation.features))
     np.testing.assert_allclose(predictions[0], predictions[1], rtol=0, atol=1e-6)

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-from numerlab import export, pipeline, postprocess
+from numerlab import export, pipeline, postprocess, scoring
 from numerlab.data.dataset import Dataset
 from numerlab.data.synthetic import feature_names
 from numerlab.errors import NumerlabError
@@ -41,10 +41,11 @@ FEATURE_SETS = {"model": MODEL_FEATURES, "other": OTHER_SET,
                 "all": [*MODEL_FEATURES, *EXTRA_FEATURES]}
 NONE = {"_target_": "numerlab.postprocess.NoPostProcess"}
 NEUTRALIZE = "numerlab.postprocess.Neutralize"
-NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None}
+# as a run's saved config holds them: every key of conf/postprocess/neutralize.yaml
+NEUTRALIZE_ALL = {"_target_": NEUTRALIZE, "proportion": 1.0, "columns": None, "features": None}
 # a subset, in an order other than the model's, at half strength
 NEUTRALIZE_SOME = {"_target_": NEUTRALIZE, "proportion": 0.5,
-                   "columns": feature_names(N_FEATURES)[5::-2]}
+                   "columns": feature_names(N_FEATURES)[5::-2], "features": None}
 NEUTRALIZE_OTHER_SET = {"_target_": NEUTRALIZE, "proportion": 1.0, "features": "other",
                         "columns": None}
 # What the upload image does not need: numerlab and its config, data and training stack.
@@ -317,11 +318,11 @@ def test_bad_postprocess_configs_are_named(models, tmp_path):
     cases = [
         ({"_target_": "numerlab.postprocess.Winsorize"},
          "postprocess._target_=numerlab.postprocess.Winsorize cannot be imported"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.5, "columns": None},
-         "postprocess.proportion=1.5 must be within [0, 1]"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.0, "columns": ["feature_nope"]},
+        ({**NEUTRALIZE_ALL, "proportion": 1.5},
+         "postprocess.proportion=1.5 must be a number within [0, 1]"),
+        ({**NEUTRALIZE_ALL, "columns": ["feature_nope"]},
          "postprocess.columns: features.json has no feature 'feature_nope'"),
-        ({"_target_": NEUTRALIZE, "proportion": 1.0, "features": "nope"},
+        ({**NEUTRALIZE_ALL, "features": "nope"},
          ("postprocess.features: features.json has no feature set 'nope' (available: "
           "model, other, all)")),
     ]
@@ -346,8 +347,7 @@ def test_rank_unit_is_scipys_average_rank():
                    np.array([0.3]), np.array([1.0, 1.0, 1.0])):
         expected = (rankdata(values, method="average") - 0.5) / len(values)
         np.testing.assert_allclose(export.rank_unit(values), expected, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(export.rank_unit(values), postprocess.rank_unit(values),
-                                   rtol=0, atol=1e-12)
+    assert export.rank_unit is scoring.rank_unit  # the pickle ranks with the one rank
 
 
 def test_neutralization_matches_postprocess_on_one_era():
@@ -389,7 +389,7 @@ def test_an_early_stopped_gbdt_exports_the_trees_it_predicts_with(library, tmp_p
     predict = export.build_predict(run_dir)
     got = predict(live_frame(live), None)["prediction"].to_numpy()
     loaded, _ = load_model(run_dir / "model")
-    expected = postprocess.rank_unit(loaded.predict(live.features))
+    expected = scoring.rank_unit(loaded.predict(live.features))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
@@ -415,8 +415,8 @@ TRAINER = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
 
 def fit_ensemble(members: list[str], weights: list[float], combine: str,
                  work: Path) -> EnsembleModel:
-    model = EnsembleModel(members, weights=weights, combine=combine,
-                          overrides=MEMBER_OVERRIDES)
+    model = EnsembleModel(members, weights=weights, targets=None, combine=combine,
+                          overrides=MEMBER_OVERRIDES, n_jobs=1)
     model.fit(make_dataset(20, 100, seed=0), None,
               FitContext(seed=0, run_dir=work, trainer=TRAINER))
     return model

@@ -44,8 +44,8 @@ def test_bad_proportion_and_unknown_column_are_named():
                    target=np.zeros(3, dtype=np.float32), target_name="target")
     frame = pl.DataFrame({"prediction": [0.1, 0.2, 0.3]})
     with pytest.raises(NumerlabError, match="proportion=2"):
-        Neutralize(proportion=2.0).apply(frame, data)
+        Neutralize(proportion=2.0, columns=None, features=None).apply(frame, data)
     with pytest.raises(NumerlabError, match="feature_zzz"):
-        Neutralize(proportion=1.0, columns=["feature_zzz"]).apply(frame, data)
+        Neutralize(proportion=1.0, columns=["feature_zzz"], features=None).apply(frame, data)
     with pytest.raises(NumerlabError, match="banana"):
         build({"_target_": "numerlab.postprocess.banana"}, "postprocess")

@@ -270,7 +270,7 @@ def test_summarize_is_flat_json_and_consistent() -> None:
     frame = numerai_like(seed=15, sizes=[40, 150, 400, 90, 260, 120])
     per_era = scoring.per_era_scores(frame, meta_model="meta_model", features=FEATURES)
     exposure = scoring.per_era_feature_exposure(frame, features=FEATURES)
-    summary = scoring.summarize(per_era.join(exposure, on="era", how="left"))
+    summary = scoring.summarize(per_era.join(exposure, on="era", how="left"), recent_eras=None)
     json.dumps(summary, allow_nan=False)
     corr = per_era["corr"].to_numpy()
     mmc = per_era["mmc"].drop_nans().to_numpy()
@@ -289,7 +289,7 @@ def test_summarize_is_flat_json_and_consistent() -> None:
 
 def test_summarize_gives_null_for_what_is_undefined() -> None:
     per_era = pl.DataFrame({"era": ["0001"], "corr": [0.02], "mmc": [float("nan")]})
-    summary = scoring.summarize(per_era)
+    summary = scoring.summarize(per_era, recent_eras=None)
     assert summary["corr_sharpe"] is None  # one era: zero std
     assert summary["mmc_mean"] is None and summary["mmc_n_eras"] == 0
     assert "fnc_mean" not in summary and "max_feature_exposure" not in summary
@@ -483,7 +483,7 @@ def test_recent_summary_leaves_the_other_keys_unchanged_and_covers_all_eras_if_f
     frame = numerai_like(seed=26, sizes=[60] * 6)
     per_era = scoring.per_era_scores(frame, meta_model="meta_model", benchmark="benchmark")
     without = scoring.summarize(per_era, recent_eras=None)
-    summary = scoring.summarize(per_era)  # default: the last 200 eras, here all 6
+    summary = scoring.summarize(per_era, recent_eras=200)  # conf's 200: here all 6
     assert not any(key.startswith("recent_") for key in without)
     assert {k: v for k, v in summary.items() if not k.startswith("recent_")} == without
     assert summary["recent_n_eras"] == 6
@@ -508,7 +508,7 @@ def test_a_bad_recent_eras_is_an_error_naming_it(recent_eras) -> None:
 def test_summarize_reports_bmc_and_the_benchmark_columns() -> None:
     frame = numerai_like(seed=27, sizes=[60] * 8, benchmark_missing_eras=(2, 6))
     per_era = scoring.per_era_scores(frame, benchmark="benchmark")
-    summary = scoring.summarize(per_era)
+    summary = scoring.summarize(per_era, recent_eras=None)
     bmc = per_era["bmc"].drop_nans().to_numpy()
     assert summary["bmc_n_eras"] == 6
     assert summary["bmc_mean"] == pytest.approx(bmc.mean(), abs=1e-15)

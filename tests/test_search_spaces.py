@@ -66,10 +66,13 @@ def test_optuna_space_tunes_keys_of_the_model(model: str):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_optuna_space_declares_corr_sharpe(model: str):
-    """The option's own optimized_metric (the root config must let it win: `_self_` first)."""
+def test_optuna_space_optimizes_the_root_default_it_does_not_restate(model: str):
+    """A search option sets optimized_metric only to differ from conf/config.yaml's (the
+    root config lets it win: `_self_` first); these use the default."""
     text = (CONF_DIR / "hparams_search" / f"{model}_optuna.yaml").read_text()
-    assert yaml.safe_load(text)["optimized_metric"] == "corr_sharpe"
+    assert "optimized_metric" not in yaml.safe_load(text)
+    root = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["optimized_metric"]
+    assert compose_with_hydra([f"hparams_search={model}_optuna"]).optimized_metric == root
 
 
 def test_optuna_space_sampler_can_be_switched():

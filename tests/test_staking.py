@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compose
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from hypothesis import given, settings
@@ -26,7 +26,6 @@ from numerlab.staking import (
     propose,
 )
 
-STAKING_CONF = Path(__file__).resolve().parents[1] / "conf" / "staking"
 NO_CAPS = {"max_stake": None, "max_change": None, "min_wallet": 0.0}
 
 
@@ -194,21 +193,25 @@ def test_drawdown_guard_cuts_beyond_the_limit_only():
 
 
 @pytest.mark.parametrize(("build", "message"), [
-    (lambda: Caps.from_config(caps(max_change=-1)), "staking.caps.max_change=-1: must be >= 0"),
-    (lambda: Caps.from_config(caps(max_stake=math.inf)), "staking.caps.max_stake=inf: must be"),
-    (lambda: Caps.from_config(caps(min_wallet=None)), "staking.caps.min_wallet=null: must be"),
+    (lambda: Caps.from_config(caps(max_change=-1)),
+     "staking.caps.max_change=-1 must be null or a number >= 0"),
+    (lambda: Caps.from_config(caps(max_stake=math.inf)),
+     "staking.caps.max_stake=inf must be null or a number >= 0"),
+    (lambda: Caps.from_config(caps(min_wallet=None)),
+     "staking.caps.min_wallet=None must be a number >= 0"),
     (lambda: Caps.from_config({**NO_CAPS, "max_stak": 3}),
-     "staking.caps.max_stak: unknown key; allowed: max_stake, max_change, min_wallet"),
+     "staking.caps.max_stak is not a setting of staking.caps (did you mean "
+     "staking.caps.max_stake? settings: max_stake, max_change, min_wallet)"),
     (lambda: Caps.from_config({"max_stake": 1, "max_change": 1}),
-     "staking.caps.min_wallet: missing"),
-    (lambda: FixedStake(stake="100", caps=NO_CAPS), "staking.stake='100': must be a number"),
-    (lambda: FixedStake(stake=True, caps=NO_CAPS), "staking.stake=True: must be a number"),
-    (lambda: sharpe_scaled(min_eras=1), "staking.min_eras=1: must be >= 2"),
-    (lambda: sharpe_scaled(min_eras=2.5), "staking.min_eras=2.5: must be a whole number"),
-    (lambda: sharpe_scaled(min_sharpe=-0.1), "staking.min_sharpe=-0.1: must be >= 0"),
-    (lambda: guard(cut_fraction=0), "staking.cut_fraction=0: must be > 0"),
-    (lambda: guard(cut_fraction=1.5), "staking.cut_fraction=1.5: must be <= 1"),
-    (lambda: guard(max_drawdown=0), "staking.max_drawdown=0: must be > 0"),
+     "staking.caps.min_wallet is missing (settings: max_stake, max_change, min_wallet)"),
+    (lambda: FixedStake(stake="100", caps=NO_CAPS), "staking.stake='100' must be a number"),
+    (lambda: FixedStake(stake=True, caps=NO_CAPS), "staking.stake=True must be a number"),
+    (lambda: sharpe_scaled(min_eras=1), "staking.min_eras=1 must be an integer >= 2"),
+    (lambda: sharpe_scaled(min_eras=2.5), "staking.min_eras=2.5 must be an integer >= 2"),
+    (lambda: sharpe_scaled(min_sharpe=-0.1), "staking.min_sharpe=-0.1 must be a number >= 0"),
+    (lambda: guard(cut_fraction=0), "staking.cut_fraction=0 must be a number > 0 and <= 1"),
+    (lambda: guard(cut_fraction=1.5), "staking.cut_fraction=1.5 must be a number > 0 and <= 1"),
+    (lambda: guard(max_drawdown=0), "staking.max_drawdown=0 must be a number > 0"),
     (lambda: guard(corr_weight=0),
      "staking.corr_weight=0 and staking.mmc_weight=0: at least one must be > 0"),
 ])
@@ -220,17 +223,17 @@ def test_bad_config_values_fail_in_one_line_naming_the_key(build, message):
 
 
 def test_a_bad_value_in_a_yaml_surfaces_through_hydra_instantiate():
-    cfg = OmegaConf.load(STAKING_CONF / "fixed.yaml")
-    cfg.caps.max_change = -1
-    with pytest.raises(InstantiationException, match=r"staking.caps.max_change=-1: must be >= 0"):
+    cfg = compose(["staking=fixed", "staking.caps.max_change=-1"]).staking
+    with pytest.raises(InstantiationException,
+                       match=r"staking.caps.max_change=-1 must be null or a number >= 0"):
         instantiate(cfg)
 
 
 def test_build_policy_unwraps_config_errors_and_checks_the_type():
-    cfg = OmegaConf.load(STAKING_CONF / "sharpe_scaled.yaml")
+    cfg = compose(["staking=sharpe_scaled"]).staking
     assert isinstance(build_policy(cfg), SharpeScaled)
     cfg.min_sharpe = -2
-    with pytest.raises(NumerlabError, match=r"^staking.min_sharpe=-2: must be >= 0$"):
+    with pytest.raises(NumerlabError, match=r"^staking.min_sharpe=-2 must be a number >= 0$"):
         build_policy(cfg)
     with pytest.raises(NumerlabError,
                        match=r"^staking._target_=numerlab.staking.Caps is not a StakePolicy"):
@@ -248,3 +251,19 @@ def test_stake_inputs_from_a_per_era_table_in_era_order():
     assert scores.corr.tolist() == [0.1, 0.3]
     assert scores.mmc[0] == 0.2 and math.isnan(scores.mmc[1])
     assert np.isnan(StakeInputs.from_per_era(table.drop("mmc")).mmc).all()
+
+
+def test_the_guard_weighs_scores_by_the_payout_multipliers_of_the_run():
+    """drawdown_guard's weights are conf/payout/'s multipliers, not a copy of them."""
+    cfg = compose(["staking=drawdown_guard", "payout.corr_mult=0.5", "payout.mmc_mult=3.0"])
+    policy = build_policy(cfg.staking)
+    assert (policy.corr_weight, policy.mmc_weight) == (0.5, 3.0)
+
+
+def test_policies_share_one_caps_default():
+    default = OmegaConf.to_container(compose([]).staking.caps)  # staking=none: no caps
+    assert Caps.from_config(default) == Caps(None, None, 0.0)
+    shared = [OmegaConf.to_container(compose([f"staking={name}"]).staking.caps)
+              for name in ("fixed", "sharpe_scaled", "drawdown_guard")]
+    assert shared[0] == shared[1] == shared[2] != default
+    assert compose(["staking=fixed", "staking/caps=none"]).staking.caps == default

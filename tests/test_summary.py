@@ -101,7 +101,8 @@ def test_rank_names_the_metrics_it_could_rank_by(sweep_dir: Path):
     with pytest.raises(NumerlabError, match=r"'bmc_mean' is in no run's metrics.json; choose "
                                             r"one of corr_mean, corr_sharpe"):
         summary.rank(summary.collect(sweep_dir), "bmc_mean")
-    with pytest.raises(NumerlabError, match="direction='up' is not one of maximize, minimize"):
+    with pytest.raises(NumerlabError,
+                       match=r"direction='up' is unknown \(allowed: maximize, minimize\)"):
         summary.rank(summary.collect(sweep_dir), "corr_sharpe", "up")
 
 
@@ -311,3 +312,11 @@ def test_dvc_param_changes_leave_out_the_derived_load_keys():
     params = {"model.targets": ["target", "target_victor_20"],
               "load.targets": ["target", "target_victor_20"], "seed": 42}
     assert param_changes(params, baseline) == ['model.targets=["target","target_victor_20"]']
+
+
+def test_every_table_shows_the_headline_metrics_in_reports_one_order():
+    from numerlab import compare, report
+
+    frame = pl.DataFrame({key: [0.1] for key in reversed(report.HEADLINE_KEYS)})
+    assert compare.shown_metrics(frame) == report.HEADLINE_KEYS
+    assert summary.shown_columns(frame) == list(report.NARROW)

@@ -450,7 +450,7 @@ def test_stake_executes_within_the_caps(fake_numerai, tmp_path, trained_run):
                 *api(fake_numerai), f"hydra.run.dir={tmp_path}"], env=KEYS))
     record = read_json(tmp_path / "stake.json")
     assert (record["current"], record["target"], record["change"], record["capped_by"]) == (
-        10, 60, 50, "max_change")  # conf/staking/fixed.yaml: max_change 50
+        10, 60, 50, "max_change")  # conf/staking/caps/default.yaml: max_change 50
     assert record["executed"] and record["request"]["action"] == "increase"
     [change] = fake_numerai.state.stake_changes
     assert (change.model_id, change.type, float(change.value)) == (model_id, "increase", 50)

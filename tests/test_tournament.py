@@ -596,10 +596,11 @@ def test_keys_from_a_keys_file_outside_the_repo(fake_numerai, tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"timeout_s": 0}, r"tournament.timeout_s must be a number > 0, got 0"),
-    ({"max_attempts": 0}, r"tournament.max_attempts must be an integer >= 1, got 0"),
-    ({"breaker_threshold": 1.5}, r"tournament.breaker_threshold must be an integer"),
-    ({"public_id_env": ""}, r"tournament.public_id_env must name an environment variable"),
+    ({"timeout_s": 0}, r"tournament.timeout_s=0 must be a number > 0"),
+    ({"max_attempts": 0}, r"tournament.max_attempts=0 must be an integer >= 1"),
+    ({"breaker_threshold": 1.5}, r"tournament.breaker_threshold=1.5 must be an integer"),
+    ({"public_id_env": ""},
+     r"tournament.public_id_env='' must be the name of an environment variable"),
     ({"api_url": "api-tournament.numer.ai"}, r"tournament.api_url must be an http\(s\) URL"),
 ])
 def test_config_errors_are_one_line(override, message):
@@ -625,6 +626,20 @@ def test_config_has_no_secrets_and_is_dry_run_by_default():
                                   "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
                                   "breaker_reset_s", "public_id_env", "secret_key_env",
                                   "keys_file"])
+
+
+def test_the_client_reads_the_fields_of_its_settings_classes_and_each_is_required():
+    from dataclasses import fields
+
+    from numerlab.tournament import KeySource
+
+    read = ["api_url", *(f.name for cls in (RetryPolicy, KeySource) for f in fields(cls))]
+    assert set(read) <= set(OmegaConf.load(CONF))
+    for key in read:
+        cfg = tournament_cfg("http://127.0.0.1:9")
+        del cfg[key]
+        with pytest.raises(NumerlabError, match=rf"^tournament\.{key} is missing"):
+            TournamentClient.from_config(cfg, environ=ENV)
 
 
 def test_numerapi_module_url_is_never_touched(fake_numerai):

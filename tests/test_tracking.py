@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from conftest import FAST_GBDT, SMALL_DATA, compose
 
+from numerlab.errors import NumerlabError
 from numerlab.tracking import scrub
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -80,3 +82,15 @@ def test_wandb_offline_run_logs_metrics_without_secrets(tmp_path, small_data_dir
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_bad_wandb_mode_names_where_it_was_set(monkeypatch):
+    from numerlab.tracking import build_tracker
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.raises(NumerlabError, match=r"^logger.mode='sometimes' is unknown \(allowed: "
+                                            r"offline, online, disabled\)"):
+        build_tracker(compose(["logger=wandb", "logger.mode=sometimes"]).logger)
+    monkeypatch.setenv("WANDB_MODE", "later")
+    with pytest.raises(NumerlabError, match=r"^WANDB_MODE='later' is unknown"):
+        build_tracker(compose(["logger=wandb"]).logger)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,10 @@ import polars as pl
 
 from numerlab.eras import in_era_order
 from numerlab.errors import NumerlabError
-from numerlab.staking import (
-    StakeInputs,
-    StakePolicy,
-    config_number,
-    propose,
-    require_exact_keys,
-)
+from numerlab.settings import integer, keys, number, required
+from numerlab.staking import StakeInputs, StakePolicy, propose
 
 PAYOUT_PREFIX = "payout"
-PAYOUT_KEYS = ("corr_mult", "mmc_mult", "clip", "payout_factor", "resolution_lag_eras")
 
 
 @dataclass(frozen=True)
@@ -56,24 +50,30 @@ class PayoutRule:
 
     @classmethod
     def from_config(cls, cfg: PayoutRule | Mapping[str, Any]) -> PayoutRule:
-        """From the `payout` mapping: exactly the PAYOUT_KEYS; multipliers and factor >= 0,
-        clip in [0, 1], resolution_lag_eras a whole number >= 0."""
+        """From the `payout` mapping: exactly the fields of PayoutRule; multipliers and
+        factor >= 0, clip in [0, 1], resolution_lag_eras an integer >= 0."""
         if isinstance(cfg, PayoutRule):
             return cfg
+        names = [f.name for f in fields(cls)]
         if not isinstance(cfg, Mapping):
-            raise NumerlabError(f"{PAYOUT_PREFIX}={cfg!r}: must be a mapping with keys "
-                                f"{', '.join(PAYOUT_KEYS)}")
-        require_exact_keys(cfg, PAYOUT_PREFIX, PAYOUT_KEYS,
-                           lambda key: f"keys: {', '.join(PAYOUT_KEYS)}")
+            raise NumerlabError(f"{PAYOUT_PREFIX}={cfg!r} must be a mapping with keys "
+                                f"{', '.join(names)}")
+        keys(PAYOUT_PREFIX, cfg, names)
+        required(PAYOUT_PREFIX, cfg, names)
 
-        def number(key: str, **bounds: Any) -> Any:
-            return config_number(key, cfg[key], prefix=PAYOUT_PREFIX, **bounds)
+        def value(key: str, **bounds: Any) -> float:
+            return number(f"{PAYOUT_PREFIX}.{key}", cfg[key], **bounds)
 
-        return cls(corr_mult=number("corr_mult", minimum=0),
-                   mmc_mult=number("mmc_mult", minimum=0),
-                   clip=number("clip", minimum=0, maximum=1),
-                   payout_factor=number("payout_factor", minimum=0),
-                   resolution_lag_eras=number("resolution_lag_eras", minimum=0, integer=True))
+        return cls(corr_mult=value("corr_mult", minimum=0),
+                   mmc_mult=value("mmc_mult", minimum=0),
+                   clip=value("clip", minimum=0, maximum=1),
+                   payout_factor=value("payout_factor", minimum=0),
+                   resolution_lag_eras=lag_eras(cfg["resolution_lag_eras"]))
+
+
+def lag_eras(value: Any) -> int:
+    """`payout.resolution_lag_eras` checked: an integer >= 0."""
+    return integer(f"{PAYOUT_PREFIX}.resolution_lag_eras", value, minimum=0)
 
 
 def payout_score(corr: np.ndarray, mmc: np.ndarray, rule: PayoutRule) -> np.ndarray:
@@ -147,13 +147,12 @@ def simulate(per_era: Any, policy: StakePolicy, payout_cfg: PayoutRule | Mapping
     settled_stake and equity (stake, and stake + wallet, once every payout so far resolves).
     """
     rule = PayoutRule.from_config(payout_cfg)
-    lag = rule.resolution_lag_eras if resolution_lag_eras is None else config_number(
-        "resolution_lag_eras", resolution_lag_eras, minimum=0, integer=True,
-        prefix=PAYOUT_PREFIX)
+    lag = (rule.resolution_lag_eras if resolution_lag_eras is None
+           else lag_eras(resolution_lag_eras))
     eras, corr, mmc = _era_scores(per_era)
     fraction = payout_score(corr, mmc, rule)
-    stake = config_number("initial_stake", initial_stake, minimum=0, prefix="backtest")
-    wallet = config_number("wallet", wallet, minimum=0, prefix="backtest")
+    stake = number("backtest.initial_stake", initial_stake, minimum=0)
+    wallet = number("backtest.wallet", wallet, minimum=0)
 
     rows: dict[str, list] = {name: [] for name in (
         "resolved_eras", "wish", "proposed_change", "capped_by", "reason", "stake", "wallet",

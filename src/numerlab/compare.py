@@ -33,7 +33,7 @@ import polars as pl
 from numerlab import artifacts
 from numerlab.diagnostics import FEATURES_FILE, MEMBERS_FILE
 from numerlab.errors import NumerlabError, message_line
-from numerlab.report import pyplot, running_sum
+from numerlab.report import HEADLINE_KEYS, NARROW, is_metric_value, pyplot, running_sum
 from numerlab.summary import CHOSEN_ON_REPORTED
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ CUMULATIVE_PNG = "compare_cumulative.png"
 PREDICTION_CORR_PNG = "compare_prediction_corr.png"
 ERA_CORR_PNG = "compare_era_corr.png"
 
-# Shown in the terminal table and first in compare.csv, in this order, when some run has them.
-HEADLINE = ("corr_mean", "corr_sharpe", "corr_max_drawdown", "mmc_mean", "mmc_sharpe",
-            "bmc_mean", "fnc_mean", "max_feature_exposure", "n_eras")
 SCORES = (("corr", "CORR"), ("mmc", "MMC"), ("bmc", "BMC"))
 LEGEND_CHARS = 100  # longer run names are cut in plot legends (the tables show them whole)
 TOP_FEATURES_SHOWN = 10
@@ -147,20 +144,16 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 # --- tables ---------------------------------------------------------------------------------
 
-def _numeric(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
 def metrics_frame(runs: list[Run]) -> pl.DataFrame:
-    """compare.csv: run (label), the headline metrics any run has, the other numeric
-    metrics, model, target, run_dir."""
-    keys: list[str] = [k for k in HEADLINE if any(k in r.metrics for r in runs)]
+    """compare.csv: run (label), the headline metrics any run has (`report.HEADLINE`'s
+    order), the other numeric metrics, model, target, run_dir."""
+    keys: list[str] = [k for k in HEADLINE_KEYS if any(k in r.metrics for r in runs)]
     for run in runs:
-        keys += [k for k, v in run.metrics.items() if k not in keys and _numeric(v)]
+        keys += [k for k, v in run.metrics.items() if k not in keys and is_metric_value(v)]
     columns = [pl.Series("run", [r.label for r in runs], dtype=pl.String)]
     from numerlab.summary import metric_series
 
-    columns += [metric_series(key, [v if _numeric(v) else None for v in
+    columns += [metric_series(key, [v if is_metric_value(v) else None for v in
                                     (r.metrics.get(key) for r in runs)]) for key in keys]
     for key in ("model", "target"):
         columns.append(pl.Series(key, [str(r.metrics.get(key, "")) for r in runs]))
@@ -191,13 +184,8 @@ def _cell(value: Any) -> str:
 
 
 def shown_metrics(frame: pl.DataFrame) -> list[str]:
-    return [k for k in HEADLINE if k in frame.columns]
-
-
-# The terminal's columns and their short headers (a run name needs the width).
-TERMINAL = {"corr_mean": "CORR mean", "corr_sharpe": "CORR sharpe",
-            "corr_max_drawdown": "CORR max DD", "mmc_mean": "MMC mean", "bmc_mean": "BMC mean",
-            "max_feature_exposure": "max exposure"}
+    """The headline metrics the frame has, in `report.HEADLINE`'s order."""
+    return [k for k in HEADLINE_KEYS if k in frame.columns]
 
 
 def print_table(frame: pl.DataFrame, console: Any = None) -> None:
@@ -208,13 +196,13 @@ def print_table(frame: pl.DataFrame, console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    shown = [k for k in TERMINAL if k in frame.columns]
+    shown = [k for k in NARROW if k in frame.columns]  # the narrow ones: a run name needs room
     table = Table(title="runs compared", header_style="bold", caption="best in bold ("
                   f"{CHOSEN_ON_REPORTED}); every metric in compare.csv, plots in report.html")
     table.add_column("#", justify="right")
     table.add_column("run", overflow="fold", min_width=14, ratio=1)
     for key in shown:
-        table.add_column(TERMINAL[key], justify="right", min_width=7, max_width=8)
+        table.add_column(NARROW[key], justify="right", min_width=7, max_width=8)
     best = {key: _best(frame, key) for key in shown}
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         cells = [str(number), escape(row["run"])]
@@ -230,7 +218,7 @@ LOWER_IS_BETTER = ("corr_max_drawdown", "max_feature_exposure", "corr_std", "mmc
 
 
 def _best(frame: pl.DataFrame, key: str) -> Any:
-    if key == "n_eras":
+    if key.endswith("n_eras"):  # counts: none is better
         return None
     values = [v for v in frame[key].to_list() if v is not None and math.isfinite(v)]
     if not values:
@@ -384,7 +372,7 @@ def _html_table(frame: pl.DataFrame, columns: list[str], best: dict[str, Any] | 
         for c in columns:
             value = row[c]
             text = html.escape(_cell(value))
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            numeric = value is not None and is_metric_value(value)
             strong = best is not None and value is not None and best.get(c) == value
             cells.append(f"<td class=\"{'num' if numeric else 'txt'}\">"
                          f"{'<b>' + text + '</b>' if strong else text}</td>")

@@ -10,6 +10,7 @@ import polars as pl
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
 from numerlab.scoring import EraSegments
+from numerlab.settings import number, text
 
 
 def neutralize_per_era(values: np.ndarray, features: np.ndarray, eras: np.ndarray,
@@ -96,18 +97,11 @@ class Neutralize(PostProcess):
     `feature_sets` key, loaded for this even when the model trains on another set), or the
     columns `columns`, or else every loaded model feature."""
 
-    def __init__(self, proportion: float, columns: list[str] | None = None,
-                 features: str | None = None) -> None:
-        try:
-            proportion = float(proportion)
-        except (TypeError, ValueError):
-            raise NumerlabError(f"postprocess.proportion={proportion!r} must be a number "
-                                f"within [0, 1]") from None
-        if not 0.0 <= proportion <= 1.0:
-            raise NumerlabError(f"postprocess.proportion={proportion} must be within [0, 1]")
-        if features is not None and (not isinstance(features, str) or not features):
-            raise NumerlabError(f"postprocess.features={features!r} must name a feature set "
-                                f"of features.json (e.g. medium)")
+    def __init__(self, proportion: float, columns: list[str] | None,
+                 features: str | None) -> None:
+        proportion = number("postprocess.proportion", proportion, minimum=0, maximum=1)
+        features = text("postprocess.features", features, optional=True,
+                        what="a feature set of features.json (e.g. medium)")
         if features is not None and columns:
             raise NumerlabError("postprocess.features and postprocess.columns are both set: "
                                 "choose one")

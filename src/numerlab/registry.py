@@ -3,11 +3,16 @@
 
 A new option is a yaml file in conf/<group>/ naming a class (or, for tasks, a function);
 nothing here or in the pipeline changes.
+
+Where the configs are, for listing options and composing one at run time: the running Hydra
+app's own config repository (the config dir it ran with, `hydra.searchpath`); else the
+primary config source a Hydra job records (`hydra.runtime.config_sources`, provider `main`);
+else numerlab's conf/ beside the source tree (absent in a non-editable install).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +23,55 @@ from numerlab.errors import NumerlabError, message_line
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+def _running_hydra() -> Any | None:
+    """The GlobalHydra of a running Hydra app (or compose context), None outside one."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    hydra = GlobalHydra.instance()
+    return hydra if hydra.is_initialized() else None
+
+
+def primary_config_source() -> tuple[str, str]:
+    """(schema, path) of the configs: the running Hydra job's primary config source
+    (`hydra.runtime.config_sources`, provider `main`: `file` and a dir, or `pkg` and a
+    module), else ("file", numerlab's conf/)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        for source in HydraConfig.get().runtime.config_sources:
+            if source.provider == "main" and source.path:
+                return str(source.schema), str(source.path)
+    return "file", str(CONF_DIR)
+
+
 def options(group: str) -> list[str]:
-    """The option names of a config group (its yaml files in conf/), for messages."""
-    folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    """The option names of a config group, for messages: from the running Hydra app's config
+    repository, else the yaml files in the primary config dir; [] when there is none."""
+    hydra = _running_hydra()
+    if hydra is not None:
+        return sorted(hydra.config_loader().get_group_options(group))
+    schema, path = primary_config_source()
+    folder = Path(path) / group
+    if schema != "file" or not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """`config_name` (e.g. `model/lgbm`) composed with Hydra `overrides`: through the running
+    Hydra app when there is one, else from `primary_config_source()` in a compose context
+    left again at once (no GlobalHydra stays behind)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+
+    if _running_hydra() is not None:
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+    schema, path = primary_config_source()
+    context = (initialize_config_module(config_module=path.replace("/", "."),
+                                        version_base="1.3") if schema == "pkg"
+               else initialize_config_dir(config_dir=path, version_base="1.3"))
+    with context:
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def _allowed(group: str) -> str:

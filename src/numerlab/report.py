@@ -8,27 +8,38 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-# Display order and labels of the headline metrics; anything else in metrics.json follows.
+# The headline metrics, in display order: (key, label, short header). A table with room
+# shows each with its label, anything else in metrics.json after them; a narrow table
+# (compare's terminal table, a sweep summary) shows only those with a short header.
 HEADLINE = [
-    ("corr_mean", "CORR mean"),
-    ("corr_std", "CORR std"),
-    ("corr_sharpe", "CORR sharpe"),
-    ("corr_max_drawdown", "CORR max drawdown"),
-    ("mmc_mean", "MMC mean"),
-    ("mmc_std", "MMC std"),
-    ("mmc_sharpe", "MMC sharpe"),
-    ("bmc_mean", "BMC mean"),
-    ("bmc_sharpe", "BMC sharpe"),
-    ("benchmark_corr_mean", "benchmark CORR mean"),
-    ("corr_with_benchmark", "corr with benchmark"),
-    ("fnc_mean", "FNC mean"),
-    ("max_feature_exposure", "max feature exposure"),
-    ("payout", "payout per era"),
-    ("n_eras", "eras scored"),
-    ("mmc_n_eras", "eras with meta model"),
-    ("bmc_n_eras", "eras with benchmark"),
+    ("corr_mean", "CORR mean", "CORR mean"),
+    ("corr_std", "CORR std", None),
+    ("corr_sharpe", "CORR sharpe", "CORR sharpe"),
+    ("corr_max_drawdown", "CORR max drawdown", "CORR max DD"),
+    ("mmc_mean", "MMC mean", "MMC mean"),
+    ("mmc_std", "MMC std", None),
+    ("mmc_sharpe", "MMC sharpe", None),
+    ("bmc_mean", "BMC mean", "BMC mean"),
+    ("bmc_sharpe", "BMC sharpe", None),
+    ("benchmark_corr_mean", "benchmark CORR mean", None),
+    ("corr_with_benchmark", "corr with benchmark", None),
+    ("fnc_mean", "FNC mean", None),
+    ("max_feature_exposure", "max feature exposure", "max exposure"),
+    ("payout", "payout per era", None),
+    ("n_eras", "eras scored", None),
+    ("mmc_n_eras", "eras with meta model", None),
+    ("bmc_n_eras", "eras with benchmark", None),
 ]
+HEADLINE_KEYS = [key for key, _, _ in HEADLINE]
+NARROW = {key: short for key, _, short in HEADLINE if short}
+"""The narrow tables' columns, in HEADLINE's order, and their short headers."""
 RECENT_PREFIX = "recent_"  # recent_corr_mean ...: the same over the last scoring.recent_eras
+
+
+def is_metric_value(value: Any) -> bool:
+    """A metrics.json value a table shows as a number: an int or float (a bool is not one),
+    or None (a score that is undefined, e.g. the sharpe of one era)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _fmt(value: Any) -> str:
@@ -51,7 +62,7 @@ def metrics_table(metrics: dict[str, Any], title: str = "validation"):
     table.add_column("all eras", justify="right")
     if show_recent:
         table.add_column(f"last {recent_n}", justify="right")
-    for key, label in HEADLINE:
+    for key, label, _ in HEADLINE:
         if key in metrics:
             row = [label, _fmt(metrics[key])]
             if show_recent:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import polars as pl
 from scipy.special import ndtri
 
 from numerlab.errors import NumerlabError
+from numerlab.settings import integer
 
 MEMORY_BUDGET_BYTES = 256 * 2**20
 """Upper bound on the scratch arrays one block of eras may allocate."""
@@ -43,9 +43,6 @@ FLOAT32_EXACT = 2**24
 
 MIN_BLOCK_FILL = 0.8
 """A padded block only takes eras at least this fraction as long as its longest."""
-
-RECENT_ERAS = 200
-"""Eras `summarize` reports recent_* over by default: Numerai's diagnostics show the last 200."""
 
 
 # --- rows regrouped era by era ------------------------------------------------------------
@@ -838,9 +835,7 @@ def _in_era_order(per_era: pl.DataFrame) -> pl.DataFrame:
 def _recent_summary(per_era: pl.DataFrame, recent_eras: int) -> dict[str, float | int | None]:
     """recent_<score>_mean and recent_<score>_sharpe for corr, mmc and bmc (those present)
     over the last `recent_eras` eras of the frame (all if fewer), and recent_n_eras."""
-    if isinstance(recent_eras, bool) or not isinstance(recent_eras, Integral) or recent_eras < 1:
-        raise NumerlabError(f"recent_eras={recent_eras!r} must be a positive number of eras")
-    recent = per_era.tail(recent_eras)
+    recent = per_era.tail(integer("scoring.recent_eras", recent_eras, minimum=1))
     summary: dict[str, float | int | None] = {}
     for score in ("corr", "mmc", "bmc"):
         if score in recent.columns:
@@ -851,7 +846,7 @@ def _recent_summary(per_era: pl.DataFrame, recent_eras: int) -> dict[str, float 
     return summary
 
 
-def summarize(per_era: Any, recent_eras: int | None = RECENT_ERAS) -> dict[str, float | int | None]:
+def summarize(per_era: Any, recent_eras: int | None) -> dict[str, float | int | None]:
     """Flat, JSON-ready summary of a `per_era_scores` frame, taken in era order (numeric
     where eras are integer labels, see `_in_era_order`; otherwise the frame's row order).
 
@@ -863,10 +858,10 @@ def summarize(per_era: Any, recent_eras: int | None = RECENT_ERAS) -> dict[str, 
     mean over eras of the per-era max |feature correlation| (the typical era's worst
     exposure, less noisy than the single worst era). Unless `recent_eras` is None:
     recent_corr_mean recent_corr_sharpe (and recent_mmc_*, recent_bmc_* with those columns)
-    over the last `recent_eras` eras, and recent_n_eras, their number (all if fewer;
-    Numerai's diagnostics look at the last 200). std is ddof=0, so sharpe == mean / std.
-    Each score uses the eras where it is defined; an undefined summary (no eras, zero std)
-    is None.
+    over the last `recent_eras` eras (`scoring.recent_eras`), and recent_n_eras, their
+    number (all if fewer; Numerai's diagnostics look at the last 200). std is ddof=0, so
+    sharpe == mean / std. Each score uses the eras where it is defined; an undefined summary
+    (no eras, zero std) is None.
     """
     frame = _in_era_order(_as_polars(per_era))
     _require_columns(frame, ["corr"])

@@ -7,6 +7,7 @@ and what is allowed.
     boolean("tournament.submit", "yes")             -> NumerlabError
     choice("cv.scheme", "rolling", ("expanding", "rolling"))
     keys("fit", {"holdout": 8}, ("holdout_eras",))  -> NumerlabError "fit.holdout is not ..."
+    required("payout", {"clip": 0.05}, ("corr_mult", "clip"))  -> "payout.corr_mult is missing"
 
 Defaults never live here: they live in conf/.
 """
@@ -14,6 +15,7 @@ Defaults never live here: they live in conf/.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Collection, Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
@@ -38,14 +40,15 @@ def integer(key: str, value: Any, minimum: int | None = None, maximum: int | Non
 
 def number(key: str, value: Any, minimum: float | None = None, maximum: float | None = None,
            optional: bool = False, above: float | None = None) -> float | None:
-    """`value` as a float within [minimum, maximum] (and > `above`); None passes when
-    `optional`."""
+    """`value` as a finite float within [minimum, maximum] (and > `above`); None passes when
+    `optional` (bools, NaN and infinities are not numbers here)."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, Real) or value != value or (
+    if isinstance(value, bool) or not isinstance(value, Real) or not (
+            -math.inf < value < math.inf) or (
             minimum is not None and value < minimum) or (
             maximum is not None and value > maximum) or (above is not None and value <= above):
-        bounds = f" > {above}" if above is not None else _bounds(minimum, maximum)
+        bounds = _bounds(minimum, maximum, above)
         raise NumerlabError(f"{key}={value!r} must be {'null or ' if optional else ''}"
                             f"a number{bounds}")
     return float(value)
@@ -88,11 +91,18 @@ def keys(group: str, values: Mapping[str, Any] | None, known: Iterable[str]) -> 
                                 f"{', '.join(known) or 'none'})")
 
 
-def _bounds(minimum: float | None, maximum: float | None) -> str:
-    if minimum is not None and maximum is not None:
+def required(group: str, values: Mapping[str, Any], needed: Iterable[str]) -> None:
+    """Refuse `values` (the config group `group`) lacking one of `needed`: conf/ sets each, so
+    a missing one is a group composed by hand or a key deleted (`~payout.clip`)."""
+    needed = list(needed)
+    for key in needed:
+        if key not in values:
+            raise NumerlabError(f"{group}.{key} is missing (settings: {', '.join(needed)})")
+
+
+def _bounds(minimum: float | None, maximum: float | None, above: float | None = None) -> str:
+    if minimum is not None and maximum is not None and above is None:
         return f" within [{minimum}, {maximum}]"
-    if minimum is not None:
-        return f" >= {minimum}"
-    if maximum is not None:
-        return f" <= {maximum}"
-    return ""
+    parts = [f"{sign} {bound}" for sign, bound in
+             ((">", above), (">=", minimum), ("<=", maximum)) if bound is not None]
+    return " " + " and ".join(parts) if parts else ""

@@ -21,8 +21,8 @@ Pure: numpy and polars only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -31,54 +31,10 @@ import polars as pl
 from numerlab.eras import in_era_order
 from numerlab.errors import NumerlabError
 from numerlab.scoring import sharpe
+from numerlab.settings import integer, keys, number, required
 
 CONFIG_PREFIX = "staking"
 """Config path of the policy keys, used in error messages."""
-
-CAP_KEYS = ("max_stake", "max_change", "min_wallet")
-
-
-# --- config values ------------------------------------------------------------------------
-
-
-def config_number(key: str, value: Any, *, minimum: float | None = None,
-                  maximum: float | None = None, strictly_above: float | None = None,
-                  allow_none: bool = False, integer: bool = False,
-                  prefix: str = CONFIG_PREFIX) -> float | int | None:
-    """`value` checked as a finite number within bounds; a one-line NumerlabError naming
-    `<prefix>.<key>` and the rule otherwise. None passes only with `allow_none` (meaning:
-    no limit)."""
-    where = f"{prefix}.{key}"
-    if value is None:
-        if allow_none:
-            return None
-        raise NumerlabError(f"{where}=null: must be a number")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise NumerlabError(f"{where}={value!r}: must be a number")
-    if integer and float(value) != int(value):
-        raise NumerlabError(f"{where}={value}: must be a whole number")
-    number = int(value) if integer else float(value)
-    if not math.isfinite(number):
-        raise NumerlabError(f"{where}={value}: must be finite")
-    if minimum is not None and number < minimum:
-        raise NumerlabError(f"{where}={value}: must be >= {minimum:g}")
-    if strictly_above is not None and number <= strictly_above:
-        raise NumerlabError(f"{where}={value}: must be > {strictly_above:g}")
-    if maximum is not None and number > maximum:
-        raise NumerlabError(f"{where}={value}: must be <= {maximum:g}")
-    return number
-
-
-def require_exact_keys(mapping: Mapping[str, Any], prefix: str, keys: Sequence[str],
-                       hint: Callable[[str], str]) -> None:
-    """One line naming the first unknown key of `mapping` (listing `keys`), or the first of
-    `keys` it lacks (with `hint(key)`)."""
-    for key in mapping:
-        if key not in keys:
-            raise NumerlabError(f"{prefix}.{key}: unknown key; allowed: {', '.join(keys)}")
-    for key in keys:
-        if key not in mapping:
-            raise NumerlabError(f"{prefix}.{key}: missing ({hint(key)})")
 
 
 @dataclass(frozen=True)
@@ -91,22 +47,27 @@ class Caps:
 
     @classmethod
     def from_config(cls, caps: Caps | Mapping[str, Any]) -> Caps:
-        """From the `staking.caps` mapping: exactly the keys max_stake, max_change,
-        min_wallet; each >= 0 (max_stake and max_change may be null = no limit)."""
+        """From the `staking.caps` mapping: exactly the fields of Caps; each >= 0
+        (max_stake and max_change may be null = no limit)."""
         if isinstance(caps, Caps):
             return caps
+        group, names = f"{CONFIG_PREFIX}.caps", [f.name for f in fields(cls)]
         if not isinstance(caps, Mapping):
-            raise NumerlabError(f"{CONFIG_PREFIX}.caps={caps!r}: must be a mapping with keys "
-                                f"{', '.join(CAP_KEYS)}")
-        require_exact_keys(caps, f"{CONFIG_PREFIX}.caps", CAP_KEYS, lambda key: (
-            "allowed: a number >= 0" + ("" if key == "min_wallet" else ", or null")))
+            raise NumerlabError(f"{group}={caps!r} must be a mapping with keys "
+                                f"{', '.join(names)}")
+        keys(group, caps, names)
+        required(group, caps, names)
         return cls(
-            max_stake=config_number("caps.max_stake", caps["max_stake"], minimum=0,
-                                    allow_none=True),
-            max_change=config_number("caps.max_change", caps["max_change"], minimum=0,
-                                     allow_none=True),
-            min_wallet=config_number("caps.min_wallet", caps["min_wallet"], minimum=0),
+            max_stake=number(f"{group}.max_stake", caps["max_stake"], minimum=0,
+                             optional=True),
+            max_change=number(f"{group}.max_change", caps["max_change"], minimum=0,
+                              optional=True),
+            min_wallet=number(f"{group}.min_wallet", caps["min_wallet"], minimum=0),
         )
+
+
+NO_CAPS = Caps(max_stake=None, max_change=None, min_wallet=0.0)
+"""No bounds beyond a stake >= 0 and an increase the wallet can pay."""
 
 
 # --- what a policy sees -------------------------------------------------------------------
@@ -221,7 +182,7 @@ class FixedStake(StakePolicy):
 
     def __init__(self, stake: float, caps: Caps | Mapping[str, Any]) -> None:
         super().__init__(caps)
-        self.stake = config_number("stake", stake, minimum=0)
+        self.stake = number(f"{CONFIG_PREFIX}.stake", stake, minimum=0)
 
     def decide(self, scores: StakeInputs, current_stake: float) -> Decision:
         return Decision(self.stake, f"fixed target {self.stake:g} NMR")
@@ -243,10 +204,11 @@ class SharpeScaled(StakePolicy):
     def __init__(self, nmr_per_sharpe: float, min_sharpe: float, mmc_weight: float,
                  min_eras: int, caps: Caps | Mapping[str, Any]) -> None:
         super().__init__(caps)
-        self.nmr_per_sharpe = config_number("nmr_per_sharpe", nmr_per_sharpe, minimum=0)
-        self.min_sharpe = config_number("min_sharpe", min_sharpe, minimum=0)
-        self.mmc_weight = config_number("mmc_weight", mmc_weight, minimum=0)
-        self.min_eras = config_number("min_eras", min_eras, minimum=2, integer=True)
+        self.nmr_per_sharpe = number(f"{CONFIG_PREFIX}.nmr_per_sharpe", nmr_per_sharpe,
+                                     minimum=0)
+        self.min_sharpe = number(f"{CONFIG_PREFIX}.min_sharpe", min_sharpe, minimum=0)
+        self.mmc_weight = number(f"{CONFIG_PREFIX}.mmc_weight", mmc_weight, minimum=0)
+        self.min_eras = integer(f"{CONFIG_PREFIX}.min_eras", min_eras, minimum=2)
 
     def score_sharpe(self, scores: StakeInputs) -> float:
         """s = corr_sharpe + mmc_weight * mmc_sharpe (NaN when the CORR sharpe is)."""
@@ -293,13 +255,13 @@ class DrawdownGuard(StakePolicy):
                  corr_weight: float, mmc_weight: float,
                  caps: Caps | Mapping[str, Any]) -> None:
         super().__init__(caps)
-        self.max_drawdown = config_number("max_drawdown", max_drawdown, strictly_above=0)
-        self.cut_fraction = config_number("cut_fraction", cut_fraction, strictly_above=0,
-                                          maximum=1)
-        self.base_target = config_number("base_target", base_target, minimum=0,
-                                         allow_none=True)
-        self.corr_weight = config_number("corr_weight", corr_weight, minimum=0)
-        self.mmc_weight = config_number("mmc_weight", mmc_weight, minimum=0)
+        self.max_drawdown = number(f"{CONFIG_PREFIX}.max_drawdown", max_drawdown, above=0)
+        self.cut_fraction = number(f"{CONFIG_PREFIX}.cut_fraction", cut_fraction, above=0,
+                                   maximum=1)
+        self.base_target = number(f"{CONFIG_PREFIX}.base_target", base_target, minimum=0,
+                                  optional=True)
+        self.corr_weight = number(f"{CONFIG_PREFIX}.corr_weight", corr_weight, minimum=0)
+        self.mmc_weight = number(f"{CONFIG_PREFIX}.mmc_weight", mmc_weight, minimum=0)
         if self.corr_weight == 0 and self.mmc_weight == 0:
             raise NumerlabError(f"{CONFIG_PREFIX}.corr_weight=0 and {CONFIG_PREFIX}.mmc_weight=0"
                                 ": at least one must be > 0")

@@ -29,6 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
+from numerlab.report import NARROW, is_metric_value
+from numerlab.settings import choice
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,6 @@ SUMMARY_MD = "summary.md"
 OK, FAILED = "ok", "failed"
 DIRECTIONS = ("maximize", "minimize")
 DEFAULT_METRIC = "corr_sharpe"
-# Shown in the table and first in summary.csv, when some run has them.
-HEADLINE = ("corr_mean", "corr_sharpe", "mmc_mean", "bmc_mean", "corr_max_drawdown")
 IDENTITY = ("name", "overrides", "status", "error", "run_dir")
 NO_METRICS = f"no {METRICS} and no {ERROR_FILE} (the job did not finish)"
 
@@ -84,8 +84,7 @@ def first_line(text: str) -> str:
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
     """The int/float (and null: a non-finite score) entries of a metrics.json; the strings
     (model, target) and booleans are not metrics to rank by."""
-    return {key: value for key, value in metrics.items()
-            if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))}
+    return {key: value for key, value in metrics.items() if is_metric_value(value)}
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -279,8 +278,7 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
 def rank(frame: pl.DataFrame, metric: str, direction: str = "maximize") -> pl.DataFrame:
     """Finished runs best first by `metric` (NaN/null last, ties in job order) with `rank`
     1..k, then the failed runs. `metric` missing from every finished run is an error."""
-    if direction not in DIRECTIONS:
-        raise NumerlabError(f"direction={direction!r} is not one of {', '.join(DIRECTIONS)}")
+    choice("direction", direction, DIRECTIONS)
     finished = frame.filter(pl.col("status") == OK)
     if metric not in frame.columns:
         if finished.height:
@@ -305,8 +303,9 @@ def rank(frame: pl.DataFrame, metric: str, direction: str = "maximize") -> pl.Da
 # --- output ---------------------------------------------------------------------------------
 
 def shown_columns(frame: pl.DataFrame, metric: str | None = None) -> list[str]:
-    """The headline metrics the frame has, then `metric` when it is not one of them."""
-    shown = [c for c in HEADLINE if c in frame.columns]
+    """The narrow table's headline metrics (`report.NARROW`) the frame has, then `metric`
+    when it is not one of them."""
+    shown = [c for c in NARROW if c in frame.columns]
     if metric and metric in frame.columns and metric not in shown:
         shown.append(metric)
     return shown

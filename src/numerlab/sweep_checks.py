@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from numerlab.artifacts import MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
+from numerlab.settings import text
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,7 @@ def task_metric_keys(cfg: DictConfig) -> set[str] | None:
 def check_optimized_metric(cfg: DictConfig) -> None:
     """`optimized_metric` names a numeric key the configured task writes."""
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
-    if not isinstance(metric, str) or not metric:
-        raise NumerlabError(f"optimized_metric={metric!r} must name a metrics.json key")
+    text("optimized_metric", metric, what="the name of a metrics.json key")
     keys = task_metric_keys(cfg)
     if keys is None:
         log.warning("optimized_metric=%s not checked: task %s does not declare its metrics",

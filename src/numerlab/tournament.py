@@ -42,13 +42,14 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from numerlab import settings
 from numerlab.data.layout import (
     BENCHMARK_SUFFIX,
     MANIFEST_FILE,
@@ -82,12 +83,8 @@ WEEKEND_ROUND_DAYS = 2  # Saturday -> Monday
 
 MAX_BACKOFF_S = 60.0  # cap of one exponential backoff wait (before jitter)
 
-# What the tasks read of the `tournament` group besides the client's keys.
+# What the tasks read of the `tournament` group besides the client's settings.
 TASK_KEYS = ("model_name", "submit", "execute_stake")
-
-# Config keys TournamentClient.from_config reads (defaults live in conf/tournament/).
-CLIENT_KEYS = ("api_url", "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
-               "breaker_reset_s", "public_id_env", "secret_key_env", "keys_file")
 
 # GraphQL numerapi 3.1.1 has no standalone method for (its download/upload methods do
 # the transfer themselves); same operations and arguments as numerapi sends.
@@ -152,6 +149,10 @@ class _IncompleteBody(Exception):
 
 # --- config -----------------------------------------------------------------------------
 
+GROUP = "tournament"
+"""Config path of the client's keys, used in error messages."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try: per-request timeout, attempts, backoff base, breaker settings.
@@ -166,56 +167,33 @@ class RetryPolicy:
     breaker_reset_s: float
 
 
-def _number(cfg: Mapping[str, Any], key: str, minimum: float, strict: bool) -> float:
-    value = cfg[key]
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and (value > minimum if strict else value >= minimum))
-    if not ok:
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise NumerlabError(f"tournament.{key} must be a number {bound}, got {value!r}")
-    return float(value)
-
-
-def _integer(cfg: Mapping[str, Any], key: str, minimum: int) -> int:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise NumerlabError(f"tournament.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _name(cfg: Mapping[str, Any], key: str) -> str:
-    value = cfg[key]
-    if not isinstance(value, str) or not value.strip():
-        raise NumerlabError(f"tournament.{key} must name an environment variable, "
-                            f"got {value!r}")
-    return value.strip()
+def _settings(cfg: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """The values of a `tournament` config that `cls`'s fields name, each required (the
+    defaults live in conf/tournament/)."""
+    names = [f.name for f in fields(cls)]
+    settings.required(GROUP, cfg, names)
+    return {name: cfg[name] for name in names}
 
 
 def check_config_keys(cfg: Mapping[str, Any]) -> None:
     """NumerlabError for a key of the `tournament` group that nothing reads (a typo such as
     `+tournament.submitt=true` must not upload nothing silently)."""
-    from numerlab.settings import keys
-
-    keys("tournament", cfg, (*CLIENT_KEYS, *TASK_KEYS))
-
-
-def require_keys(cfg: Mapping[str, Any], keys: Sequence[str] = CLIENT_KEYS) -> None:
-    """NumerlabError naming the first of `keys` missing from a `tournament` config."""
-    for key in keys:
-        if key not in cfg:
-            raise NumerlabError(f"tournament.{key} is missing from the tournament config "
-                                f"(see conf/tournament/default.yaml)")
+    known = ["api_url", *(f.name for f in fields(RetryPolicy)),
+             *(f.name for f in fields(KeySource)), *TASK_KEYS]
+    settings.keys(GROUP, cfg, known)
 
 
 def retry_policy(cfg: Mapping[str, Any]) -> RetryPolicy:
     """The RetryPolicy of a `tournament` config (values checked, one-line errors)."""
-    require_keys(cfg, ("timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
-                       "breaker_reset_s"))
-    return RetryPolicy(timeout_s=_number(cfg, "timeout_s", 0, strict=True),
-                       max_attempts=_integer(cfg, "max_attempts", 1),
-                       backoff_s=_number(cfg, "backoff_s", 0, strict=False),
-                       breaker_threshold=_integer(cfg, "breaker_threshold", 1),
-                       breaker_reset_s=_number(cfg, "breaker_reset_s", 0, strict=False))
+    v = _settings(cfg, RetryPolicy)
+    return RetryPolicy(
+        timeout_s=settings.number(f"{GROUP}.timeout_s", v["timeout_s"], above=0),
+        max_attempts=settings.integer(f"{GROUP}.max_attempts", v["max_attempts"], minimum=1),
+        backoff_s=settings.number(f"{GROUP}.backoff_s", v["backoff_s"], minimum=0),
+        breaker_threshold=settings.integer(f"{GROUP}.breaker_threshold",
+                                           v["breaker_threshold"], minimum=1),
+        breaker_reset_s=settings.number(f"{GROUP}.breaker_reset_s", v["breaker_reset_s"],
+                                        minimum=0))
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -255,6 +233,43 @@ def _git_work_tree(path: Path) -> Path | None:
         if (parent / ".git").exists():
             return parent
     return None
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where the API keys come from: the two variables named `public_id_env` and
+    `secret_key_env`, read from `keys_file` when it is set (a dotenv-style file outside the
+    repository), else from the environment."""
+
+    public_id_env: str
+    secret_key_env: str
+    keys_file: str | None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> KeySource:
+        v = _settings(cfg, cls)
+        env_name = "the name of an environment variable"
+        return cls(
+            public_id_env=settings.text(f"{GROUP}.public_id_env", v["public_id_env"],
+                                        what=env_name).strip(),
+            secret_key_env=settings.text(f"{GROUP}.secret_key_env", v["secret_key_env"],
+                                         what=env_name).strip(),
+            keys_file=settings.text(f"{GROUP}.keys_file", v["keys_file"] or None,
+                                    optional=True, what="a file path"))
+
+    def keys(self, environ: Mapping[str, str] | None = None
+             ) -> tuple[str | None, str | None, str]:
+        """(public id, secret key, where to set them) as found now; a key not found is
+        None (an error only when a call needs it)."""
+        public_env, secret_env = self.public_id_env, self.secret_key_env
+        if self.keys_file:
+            public_id, secret_key = read_keys_file(self.keys_file, public_env, secret_env)
+            return public_id, secret_key, (f"{public_env} and {secret_env} in "
+                                           f"tournament.keys_file {self.keys_file}")
+        env = os.environ if environ is None else environ
+        return (env.get(public_env) or None, env.get(secret_env) or None,
+                f"the environment variables {public_env} and {secret_env} "
+                f"(tournament.public_id_env / secret_key_env, or tournament.keys_file)")
 
 
 def _missing_keys_message(public_id: str | None, secret_key: str | None,
@@ -865,18 +880,9 @@ class TournamentClient:
 
         if OmegaConf.is_config(cfg):
             cfg = OmegaConf.to_container(cfg, resolve=True)
-        require_keys(cfg)
+        settings.required(GROUP, cfg, ("api_url",))
         policy = retry_policy(cfg)
-        public_env, secret_env = _name(cfg, "public_id_env"), _name(cfg, "secret_key_env")
-        keys_file = cfg["keys_file"]
-        if keys_file:
-            public_id, secret_key = read_keys_file(str(keys_file), public_env, secret_env)
-            hint = f"{public_env} and {secret_env} in tournament.keys_file {keys_file}"
-        else:
-            env = os.environ if environ is None else environ
-            public_id, secret_key = env.get(public_env) or None, env.get(secret_env) or None
-            hint = (f"the environment variables {public_env} and {secret_env} "
-                    f"(tournament.public_id_env / secret_key_env, or tournament.keys_file)")
+        public_id, secret_key, hint = KeySource.from_config(cfg).keys(environ)
         return cls(str(cfg["api_url"]), public_id, secret_key, policy=policy, keys_hint=hint,
                    **kwargs)
 

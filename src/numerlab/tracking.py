@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from numerlab.artifacts import MULTIRUN_FILE
 from numerlab.errors import NumerlabError
+from numerlab.settings import boolean, choice, text
 
 SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|public_id)", re.IGNORECASE)
 WANDB_INFO = "wandb.json"   # the run's W&B id, URL or offline dir, in the run dir
@@ -122,20 +123,17 @@ class NoTracker(Tracker):
 
 
 class WandbTracker(Tracker):
-    """One W&B run per job. `mode`: offline (default), online, disabled; the environment's
-    WANDB_MODE wins when set. Online needs WANDB_API_KEY or `wandb login` first."""
+    """One W&B run per job. `mode`: offline, online, disabled; the environment's WANDB_MODE
+    wins when set. Online needs WANDB_API_KEY or `wandb login` first."""
 
-    def __init__(self, project: str, entity: str | None = None, mode: str = "offline",
-                 group: str | None = None, tags: Sequence[str] = (), dir: str | None = None,
-                 log_model: bool = True) -> None:
-        mode = str(os.environ.get("WANDB_MODE") or mode)
-        if mode not in MODES:
-            raise NumerlabError(f"logger.mode={mode} is not one of {', '.join(MODES)}")
-        if not project:
-            raise NumerlabError("logger.project must name a W&B project")
-        self.project, self.entity, self.mode = str(project), entity, mode
+    def __init__(self, project: str, entity: str | None, mode: str, group: str | None,
+                 tags: Sequence[str], dir: str | None, log_model: bool) -> None:
+        from_env = os.environ.get("WANDB_MODE")
+        self.mode = choice("WANDB_MODE" if from_env else "logger.mode", from_env or mode, MODES)
+        self.project = text("logger.project", project, what="the name of a W&B project")
+        self.entity = entity
         self.group, self.tags, self.dir = group, [str(t) for t in tags or []], dir
-        self.log_model = bool(log_model)
+        self.log_model = boolean("logger.log_model", log_model)
         self.run = None
         self._lightning_logger = None
 

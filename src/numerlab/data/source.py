@@ -14,7 +14,7 @@ from typing import Any
 
 from numerlab.data.layout import MANIFEST_FILE, REQUIRED_FILES, check_layout
 from numerlab.errors import NumerlabError
-from numerlab.settings import integer
+from numerlab.settings import boolean, integer, required, text
 
 Fetch = Callable[..., Any]
 """`fetch(version, data_dir, files=None)`: bring data `version` (None = the newest) of
@@ -57,8 +57,7 @@ class SyntheticSource(DataSource):
         from numerlab.data.synthetic import manifest
 
         params = dict(synthetic or {})
-        if "seed" not in params:
-            raise NumerlabError("data.synthetic.seed is missing")
+        required("data.synthetic", params, ("seed",))
         self.seed = params.pop("seed")
         self.params = manifest(params, self.seed)["params"]  # checked before any data
 
@@ -82,13 +81,10 @@ class V5Source(DataSource):
     def __init__(self, dir: str, era_stride: int, embargo_eras: int,
                  version: str | None, download: bool) -> None:
         super().__init__(dir, era_stride, embargo_eras)
-        if version is not None and (not isinstance(version, str) or not version.strip()):
-            raise NumerlabError(f"data.version must be a Numerai data version such as "
-                                f"'v5.3' or null (the newest), got {version!r}")
-        if not isinstance(download, bool):
-            raise NumerlabError(f"data.download must be true or false, got {download!r}")
+        version = text("data.version", version, optional=True,
+                       what="a Numerai data version such as 'v5.3' (null: the newest)")
         self.version = version.strip() if version else None
-        self.download = download
+        self.download = boolean("data.download", download)
 
     def prepare(self, fetch: Fetch | None = None, fresh: Sequence[str] = ()) -> Path:
 

@@ -44,8 +44,10 @@ import pyarrow.parquet as pq
 from numerlab.data import layout
 from numerlab.eras import MAIN_TARGET
 from numerlab.errors import NumerlabError
+from numerlab.settings import integer, keys, required
 
 MANIFEST = "synthetic.json"
+GROUP = "data.synthetic"  # the config keys of the generator, for messages
 # Bump when the generator's output changes, so existing synthetic dirs are regenerated.
 GENERATOR_VERSION = 4
 PARAM_NAMES = ("n_train_eras", "n_validation_eras", "n_test_eras", "rows_per_era",
@@ -115,28 +117,16 @@ def feature_names(n_features: int) -> list[str]:
 
 def check_params(params: Mapping[str, Any]) -> dict[str, int]:
     """The generator params as plain ints; NumerlabError naming a missing/unknown/bad key."""
-    unknown = sorted(set(params) - set(PARAM_NAMES))
-    if unknown:
-        raise NumerlabError(f"unknown synthetic data parameter {unknown[0]!r} "
-                            f"(known: seed, {', '.join(PARAM_NAMES)})")
-    checked = {}
-    for name in PARAM_NAMES:
-        if name not in params:
-            raise NumerlabError(f"synthetic data parameter {name!r} is missing")
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < PARAM_MINIMUM[name]:
-            raise NumerlabError(f"synthetic data parameter {name!r} must be an integer >= "
-                                f"{PARAM_MINIMUM[name]}, got {value!r}")
-        checked[name] = int(value)
-    return checked
+    keys(GROUP, params, ("seed", *PARAM_NAMES))
+    required(GROUP, params, PARAM_NAMES)
+    return {name: integer(f"{GROUP}.{name}", params[name], minimum=PARAM_MINIMUM[name])
+            for name in PARAM_NAMES}
 
 
 def manifest(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """What synthetic.json holds: a dir whose manifest differs is regenerated."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise NumerlabError(f"synthetic data seed must be an integer, got {seed!r}")
     return {"generator": "numerlab.data.synthetic", "version": GENERATOR_VERSION,
-            "seed": int(seed), "params": check_params(params)}
+            "seed": integer(f"{GROUP}.seed", seed), "params": check_params(params)}
 
 
 def ensure(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:

@@ -2,8 +2,9 @@
 combined per era into one prediction. To every task it is a model like any other.
 
 Members are model config names (`conf/model/<name>.yaml`), composed with Hydra's compose API
-when the ensemble is built (inside a running Hydra app through its GlobalHydra, elsewhere
-from numerlab's `conf/`), each with its own overrides (`model.overrides.mlp='[d_hidden=256]'`).
+when the ensemble is built (`registry.compose`: inside a running Hydra app from the configs it
+ran with, elsewhere from numerlab's `conf/`), each with its own overrides
+(`model.overrides.mlp='[d_hidden=256]'`).
 Member i fits with seed `seed + i` on `targets[i]` (default: the run's target; a target other
 than the run's is loaded as an auxiliary column, see `pipeline.target_config`) over the rows
 where that target is known, and is saved under `members/<i>-<name>/` of the model dir.
@@ -40,6 +41,7 @@ from numerlab.models.base import (
     save_model,
 )
 from numerlab.parallel import affordable_jobs
+from numerlab.settings import choice, integer, number, text
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,13 @@ ENSEMBLE_NAME = "ensemble"
 # --- combining --------------------------------------------------------------------------
 
 def combine_per_era(member_predictions: np.ndarray, weights: Sequence[float],
-                    era_codes: np.ndarray, n_eras: int, method: str = "rank") -> np.ndarray:
+                    era_codes: np.ndarray, n_eras: int, method: str) -> np.ndarray:
     """(members, n) predictions -> (n,) float32 in (0, 1): within each era the weighted mean
     of the members' percentile ranks (`rank`) or gaussianized ranks (`gaussian`), ranked
     again (see the module docstring). Weights are normalized to sum 1."""
     from numerlab.scoring import EraSegments, gaussianize, tie_kept_rank
 
-    if method not in COMBINE_METHODS:
-        raise NumerlabError(f"model.combine={method!r} must be one of "
-                            f"{', '.join(COMBINE_METHODS)}")
+    choice("model.combine", method, COMBINE_METHODS)
     predictions = np.asarray(member_predictions, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
@@ -81,32 +81,25 @@ def compose_member(name: str, overrides: Sequence[str | Mapping[str, Any]] = ()
     """`conf/model/<name>.yaml` composed with `overrides`, as a plain dict. An override is a
     Hydra override string of the model's keys (`d_hidden=256`, `params.num_leaves=15`) or a
     mapping merged over them ({d_hidden: 256}); a key the model config lacks is an error.
-    Uses the running Hydra app's config search path when there is one, else numerlab's
-    conf/."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    The configs are those the running Hydra app ran with when there is one, else numerlab's
+    conf/ (`registry.compose`)."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from numerlab.registry import CONF_DIR, options
+    from numerlab.registry import compose, options
 
     known = [o for o in options("model") if o != ENSEMBLE_NAME]
     if name == ENSEMBLE_NAME:
         raise NumerlabError("model.members: an ensemble cannot be a member of an ensemble "
                             f"(members are model configs: {', '.join(known)})")
-    if name not in known:
-        raise NumerlabError(f"model.members: {name!r} names no model config in conf/model/ "
+    if known and name not in known:  # none known: no configs to list, compose says why
+        raise NumerlabError(f"model.members: {name!r} names no model config "
                             f"(known: {', '.join(known)})")
     texts = [f"model.{o.removeprefix('model.')}" for o in overrides if isinstance(o, str)]
     mappings = [o for o in overrides if not isinstance(o, str)]
     try:
-        if GlobalHydra.instance().is_initialized():
-            cfg = compose(config_name=f"model/{name}", overrides=texts)
-        else:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                cfg = compose(config_name=f"model/{name}", overrides=texts)
-        model_cfg = cfg.model
+        model_cfg = compose(f"model/{name}", texts).model
         OmegaConf.set_struct(model_cfg, True)
         for mapping in mappings:
             model_cfg = OmegaConf.merge(model_cfg, OmegaConf.create(dict(mapping)))
@@ -155,13 +148,8 @@ def _weights(weights: Sequence[Any] | None, members: Sequence[str]) -> list[floa
     _check_lengths("weights", weights, members)
     if weights is None:
         return [1.0] * len(members)
-    checked = []
-    for value in weights:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                np.isfinite(value) and value >= 0):
-            raise NumerlabError(f"model.weights={list(weights)}: {value!r} is not a number "
-                                f">= 0")
-        checked.append(float(value))
+    checked = [number(f"model.weights[{i}]", value, minimum=0)
+               for i, value in enumerate(weights)]
     if sum(checked) <= 0:
         raise NumerlabError(f"model.weights={list(weights)} must not all be 0")
     return checked
@@ -172,11 +160,8 @@ def member_targets(targets: Sequence[Any] | None, members: Sequence[str]) -> lis
     _check_lengths("targets", targets, members)
     if targets is None:
         return [None] * len(members)
-    for value in targets:
-        if value is not None and not isinstance(value, str):
-            raise NumerlabError(f"model.targets={list(targets)}: {value!r} is not a target "
-                                f"column name")
-    return [None if t is None else str(t) for t in targets]
+    return [text(f"model.targets[{i}]", value, optional=True, what="a target column name")
+            for i, value in enumerate(targets)]
 
 
 # --- fitting ----------------------------------------------------------------------------
@@ -231,9 +216,9 @@ class EnsembleModel:
     combine: rank | gaussian; overrides: {member name or position: [key=value, ...]};
     n_jobs: members fit at once in spawned processes (1: one after another)."""
 
-    def __init__(self, members: Sequence[str], weights: Sequence[float] | None = None,
-                 targets: Sequence[str | None] | None = None, combine: str = "rank",
-                 overrides: Mapping[str, Any] | None = None, n_jobs: int = 1,
+    def __init__(self, members: Sequence[str], weights: Sequence[float] | None,
+                 targets: Sequence[str | None] | None, combine: str,
+                 overrides: Mapping[str, Any] | None, n_jobs: int,
                  member_configs: Sequence[Mapping[str, Any]] | None = None) -> None:
         if isinstance(members, str) or not isinstance(members, Sequence) or not members:
             raise NumerlabError(f"model.members={members!r} must be a non-empty list of model "
@@ -241,13 +226,8 @@ class EnsembleModel:
         self.members = [str(m) for m in members]
         self.weights = _weights(weights, self.members)
         self.targets = member_targets(targets, self.members)
-        if combine not in COMBINE_METHODS:
-            raise NumerlabError(f"model.combine={combine!r} must be one of "
-                                f"{', '.join(COMBINE_METHODS)}")
-        self.combine = combine
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise NumerlabError(f"model.n_jobs={n_jobs!r} must be an integer >= 1")
-        self.n_jobs = n_jobs
+        self.combine = choice("model.combine", combine, COMBINE_METHODS)
+        self.n_jobs = integer("model.n_jobs", n_jobs, minimum=1)
         if member_configs is None:
             member_configs = [compose_member(name, _overrides_for(overrides, i, name))
                               for i, name in enumerate(self.members)]
@@ -429,7 +409,8 @@ def members_frame(model: EnsembleModel, dataset: Dataset, frame: Any) -> Any:
     rows = []
     for i, member_prediction in enumerate(predictions):
         scored = base.with_columns(prediction=pl.Series(member_prediction, dtype=pl.Float64))
-        summary = summarize(per_era_scores(scored, meta_model="meta_model" if has_mm else None))
+        summary = summarize(per_era_scores(scored, meta_model="meta_model" if has_mm else None),
+                            recent_eras=None)
         rows.append({
             "member": model.label(i),
             "target": model.target_of(i, dataset.target_name),

@@ -5,8 +5,8 @@
 Each era of `<run_dir>/per_era.parquet` (validation eras, or a CV run's out-of-fold eras)
 is one round paid by the payout rule of `cfg.payout` (`backtest.simulate`: compounding,
 scores resolving after `payout.resolution_lag_eras`, the policy's caps every round). Beside
-it, on the same eras, a fixed stake: the `none` policy (conf/staking/none.yaml) holding
-`task.initial_stake`. Writes `backtest.parquet` (both runs, column `strategy`),
+it, on the same eras, a fixed stake: `NoStake` without caps (what `staking=none` builds)
+holding `task.initial_stake`. Writes `backtest.parquet` (both runs, column `strategy`),
 `metrics.json` (flat keys `policy_*` and `fixed_*`) and `plots/backtest.png`.
 """
 
@@ -18,20 +18,22 @@ from typing import Any
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab import artifacts, backtest, registry, runs
-from numerlab.staking import StakePolicy, build_policy, config_number
+from numerlab import artifacts, backtest, runs
+from numerlab.settings import number
+from numerlab.staking import NO_CAPS, NoStake, StakePolicy, build_policy
 
 BACKTEST_FILE = "backtest.parquet"
 PLOT_FILE = "backtest.png"
-FIXED_OPTION = "none"  # conf/staking/none.yaml: holds the current stake, no caps
 SUMMARY_ROWS = (("final_stake", "final stake (NMR)"), ("total_return", "total return"),
                 ("worst_drawdown", "worst drawdown"), ("total_payout", "total payout (NMR)"),
                 ("n_eras", "eras"))
 
 
 def fixed_policy() -> StakePolicy:
-    """The `none` staking option: with compounding, a stake left where it started."""
-    return build_policy(OmegaConf.load(registry.CONF_DIR / "staking" / f"{FIXED_OPTION}.yaml"))
+    """The baseline: no policy and no caps, so with compounding a stake left where it
+    started. Built here, not read from conf/: the baseline is the same whatever the
+    staking options say."""
+    return NoStake(caps=NO_CAPS)
 
 
 SETTINGS = ("initial_stake", "wallet")  # conf/task/backtest.yaml
@@ -42,9 +44,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     policy = build_policy(cfg.staking)
     per_era = runs.read_per_era(saved / artifacts.PER_ERA)
     payout = OmegaConf.to_container(cfg.payout, resolve=True)
-    initial = config_number("initial_stake", cfg.task.get("initial_stake"), minimum=0,
-                            prefix="task")
-    wallet = config_number("wallet", cfg.task.get("wallet"), minimum=0, prefix="task")
+    initial = number("task.initial_stake", cfg.task.get("initial_stake"), minimum=0)
+    wallet = number("task.wallet", cfg.task.get("wallet"), minimum=0)
     simulated = {name: backtest.simulate(per_era, chosen, payout, initial, wallet)
                  for name, chosen in (("policy", policy), ("fixed", fixed_policy()))}
     label = runs.option_name(cfg, "staking")

@@ -25,6 +25,7 @@ from numerlab import artifacts, cv, pipeline, report, scoring, tracking
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
 from numerlab.models.base import build_model
+from numerlab.settings import integer
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ def fit_folds(cfg: DictConfig, rows: Dataset, folds: list[cv.Fold], run_dir: Pat
     (`parallel.map_spawned`)."""
     from numerlab.parallel import affordable_jobs, map_spawned
 
-    n_jobs = cfg.cv.n_jobs
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise NumerlabError(f"cv.n_jobs={n_jobs!r} must be an integer >= 1")
+    n_jobs = integer("cv.n_jobs", cfg.cv.n_jobs, minimum=1)
     jobs = min(n_jobs, len(folds), affordable_jobs(rows))
     if jobs == 1:
         return [fit_fold(cfg, rows, fold, run_dir, tracking.active()) for fold in folds]
