@@ -81,7 +81,7 @@ def plain_loop(rows: Dataset, folds: list[cv.Fold], cfg, run_dir: Path) -> list[
         test_mask = np.isin(rows.era_index, [position[e] for e in fold.test_eras])
         train = rows.take(train_mask)  # copies the fold's rows
         test_x = rows.features[test_mask]
-        model = LGBMModel(dict(cfg.model.params), cfg.model.num_boost_round)
+        model = LGBMModel(dict(cfg.model.params), cfg.model.num_boost_round, None)
         model.fit(train, None, FitContext(seed=0, run_dir=run_dir))
         out.append(model.predict(test_x).astype(np.float64))
     return out

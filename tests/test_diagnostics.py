@@ -55,8 +55,8 @@ def _signal_data(n_eras: int = 20, rows: int = 200) -> Dataset:
 
 
 @pytest.mark.parametrize("model", [
-    LGBMModel({"objective": "regression", "num_threads": 1, "verbosity": -1}, 20),
-    XGBModel({"objective": "reg:squarederror", "nthread": 1}, 20),
+    LGBMModel({"objective": "regression", "num_threads": 1, "verbosity": -1}, 20, None),
+    XGBModel({"objective": "reg:squarederror", "nthread": 1}, 20, None),
 ])
 def test_gain_importance_finds_the_signal_feature(model):
     data = _signal_data()

@@ -85,10 +85,11 @@ def make_dataset(n_eras: int, rows: int, seed: int, era: str | None = None) -> D
 def fit_model(name: str, train: Dataset, work: Path):
     if name == "lgbm":
         model = LGBMModel({"objective": "regression", "learning_rate": 0.1, "num_leaves": 15,
-                           "max_bin": 5, "num_threads": 1}, num_boost_round=30)
+                           "max_bin": 5, "num_threads": 1}, num_boost_round=30,
+                          early_stopping_rounds=None)
     elif name == "xgboost":
         model = XGBModel({"eta": 0.1, "max_depth": 4, "max_bin": 5, "nthread": 1},
-                         num_boost_round=20)
+                         num_boost_round=20, early_stopping_rounds=None)
     else:
         from conftest import compose
         from omegaconf import OmegaConf
@@ -97,7 +98,7 @@ def fit_model(name: str, train: Dataset, work: Path):
 
         model_cfg = compose([f"model={name}", "model.lr=3e-3", "model.batch_size=128",
                              "model.eval_batch_size=256", "model.patience=null"]).model
-        model_cfg.network = OmegaConf.create(NETWORKS[name])
+        model_cfg.network = OmegaConf.merge(model_cfg.network, NETWORKS[name])
         model = build_model(model_cfg)
     trainer = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
                "enable_progress_bar": False, "enable_model_summary": False,

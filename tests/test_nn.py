@@ -322,9 +322,19 @@ def test_bf16_mixed_precision_trains_on_cpu(train_set, tmp_path):
 # -- modules --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("network", [modules.MLP, modules.ResNet, modules.TabNet])
-def test_networks_map_features_to_outputs(network):
-    net = network(in_features=10, out_features=3)
+def network_settings(name: str) -> dict:
+    """conf/model/<name>.yaml's network settings, resolved, without its `_target_`."""
+    from omegaconf import OmegaConf
+
+    network = OmegaConf.to_container(compose([f"model={name}"]).model.network, resolve=True)
+    network.pop("_target_")
+    return network
+
+
+@pytest.mark.parametrize("name, network", [("mlp", modules.MLP), ("resnet", modules.ResNet),
+                                           ("tabnet", modules.TabNet)])
+def test_networks_map_features_to_outputs(name, network):
+    net = network(in_features=10, out_features=3, **network_settings(name))
     out = net(torch.randn(40, 10))
     out = out[0] if isinstance(out, tuple) else out
     assert out.shape == (40, 3)
@@ -336,9 +346,9 @@ def test_networks_map_features_to_outputs(network):
 @pytest.mark.parametrize("mask_type", ["sparsemax", "entmax"])
 def test_tabnet_masks_sum_to_one_per_row(mask_type):
     torch.manual_seed(0)
-    net = modules.TabNet(
-        in_features=15, n_steps=4, mask_type=mask_type, virtual_batch_size=32
-    ).eval()
+    settings = {**network_settings("tabnet"), "n_steps": 4, "mask_type": mask_type,
+                "virtual_batch_size": 32}
+    net = modules.TabNet(in_features=15, out_features=1, **settings).eval()
     _, masks = net.forward_masks(torch.randn(100, 15))
     assert masks.shape == (4, 100, 15)
     assert (masks >= 0).all()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from numerlab import settings
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext
@@ -95,20 +96,13 @@ class GBDTModel:
     model_file = "model"
 
     def __init__(self, params: dict[str, Any], num_boost_round: int,
-                 early_stopping_rounds: int | None = None):
+                 early_stopping_rounds: int | None):
         self.params = dict(params or {})
         _check_params(self.params)
-        if isinstance(num_boost_round, bool) or not isinstance(num_boost_round, int) \
-                or num_boost_round < 1:
-            raise NumerlabError(f"model.num_boost_round={num_boost_round!r} must be an "
-                                f"integer >= 1")
-        if early_stopping_rounds is not None and (
-                isinstance(early_stopping_rounds, bool)
-                or not isinstance(early_stopping_rounds, int) or early_stopping_rounds < 1):
-            raise NumerlabError(f"model.early_stopping_rounds={early_stopping_rounds!r} must "
-                                f"be null or an integer >= 1")
-        self.num_boost_round = num_boost_round
-        self.early_stopping_rounds = early_stopping_rounds
+        self.num_boost_round = settings.integer("model.num_boost_round", num_boost_round,
+                                                minimum=1)
+        self.early_stopping_rounds = settings.integer(
+            "model.early_stopping_rounds", early_stopping_rounds, minimum=1, optional=True)
         self.booster = None
         self.best_iteration: int | None = None
 

@@ -25,10 +25,10 @@ class MLP(nn.Module):
     def __init__(
         self,
         in_features: int,
-        out_features: int = 1,
-        n_layers: int = 2,
-        d_hidden: int = 256,
-        dropout: float = 0.1,
+        out_features: int,
+        n_layers: int,
+        d_hidden: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
@@ -75,13 +75,13 @@ class ResNet(nn.Module):
     def __init__(
         self,
         in_features: int,
-        out_features: int = 1,
-        n_blocks: int = 2,
-        d_main: int = 128,
-        d_hidden_factor: float = 2.0,
-        dropout_first: float = 0.2,
-        dropout_second: float = 0.0,
-        normalization: str = "batchnorm",
+        out_features: int,
+        n_blocks: int,
+        d_main: int,
+        d_hidden_factor: float,
+        dropout_first: float,
+        dropout_second: float,
+        normalization: str,
     ) -> None:
         super().__init__()
         d_hidden = int(d_main * d_hidden_factor)
@@ -312,17 +312,17 @@ class TabNet(nn.Module):
     def __init__(
         self,
         in_features: int,
-        out_features: int = 1,
-        n_d: int = 8,
-        n_a: int = 8,
-        n_steps: int = 3,
-        gamma: float = 1.3,
-        n_shared: int = 2,
-        n_independent: int = 2,
-        virtual_batch_size: int = 256,
-        momentum: float = 0.02,
-        mask_type: str = "sparsemax",
-        epsilon: float = 1e-15,
+        out_features: int,
+        n_d: int,
+        n_a: int,
+        n_steps: int,
+        gamma: float,
+        n_shared: int,
+        n_independent: int,
+        virtual_batch_size: int,
+        momentum: float,
+        mask_type: str,
+        epsilon: float = 1e-15,  # numerical floor of the mask entropy, not a setting
     ) -> None:
         super().__init__()
         if mask_type not in _MASK_FUNCTIONS:
