@@ -306,7 +306,9 @@ def test_a_member_that_fails_to_fit_is_named_and_nothing_is_written(tmp_path, sm
                          "model.overrides.xgboost={params:{objective:no_such_objective}}"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ensemble member 1-xgboost failed to fit:")
+    # refused when the member's settings are checked, before any data is read
+    assert lines[-1].startswith("error: ensemble member 1-xgboost: XGBoost rejected model")
+    assert "no_such_objective" in lines[-1] and "[bt]" not in lines[-1]
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model").exists()
 
 

@@ -52,6 +52,16 @@ def _text_params(params: dict[str, Any]) -> str:
     return f" (text values: {', '.join(text)})" if text else ""
 
 
+def _xgboost_complaint(exc: BaseException) -> str:
+    """XGBoost's own sentence of an error: its first line without the time and source
+    location (`[01:02:03] .../objective.cc:27: Unknown objective function: ...`); the
+    candidates and the native stack trace after it are left out."""
+    first = str(exc).split("Stack trace:", 1)[0].strip().splitlines()
+    if not first:
+        return message_line(exc)
+    return re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", first[0])
+
+
 def _probe_rows(n: int = 64, k: int = 3) -> Dataset:
     """A few random rows in the layout of the data (int8 bins 0..4, one era), for checking
     a model's settings by fitting it before any data is loaded."""
@@ -279,7 +289,8 @@ class XGBModel(GBDTModel):
                                      evals=evals, verbose_eval=False, **kwargs)
         except xgb.core.XGBoostError as exc:
             raise NumerlabError(f"XGBoost rejected model.params: "
-                                f"{message_line(exc, last=True)}") from None
+                                f"{_xgboost_complaint(exc)}{_text_params(self.params)}"
+                                ) from None
         self.best_iteration = int(self.booster.best_iteration) if self._stops_early(
             valid) else None
 
