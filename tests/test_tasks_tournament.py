@@ -21,12 +21,12 @@ from numerai_tools.submissions import validate_submission_numerai
 from omegaconf import OmegaConf
 
 from numerlab import artifacts, pipeline
+from numerlab.data.layout import MANIFEST_FILE
 from numerlab.data.source import V5Source
 from numerlab.errors import NumerlabError
 from numerlab.staking import Caps, StakeProposal
 from numerlab.tasks.live import write_checked_submission
 from numerlab.tasks.stake import check_within_caps
-from numerlab.tournament import MANIFEST_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}

@@ -13,9 +13,9 @@ import pytest
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY, FakeNumerai, parquet_bytes
 from omegaconf import OmegaConf
 
+from numerlab.data.layout import MANIFEST_FILE
 from numerlab.errors import NumerlabError
 from numerlab.tournament import (
-    MANIFEST_FILE,
     CircuitOpenError,
     RetryPolicy,
     TournamentClient,
