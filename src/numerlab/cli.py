@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -102,11 +103,20 @@ def append_to_log_files(line: str) -> None:
                 handler.setFormatter(formatter)
 
 
-def run_name(task: Any, model: Any) -> str:
+def run_name(task: Any, model: Any, target: Any = None) -> str:
     """What a run dir's name says after its time (conf/config.yaml `hydra.run.dir`, and a
     sweep job's `hydra.sweep.subdir` after its number): the model for task=train
-    (`12-00-00-lgbm`), the task and the model for any other (`12-00-00-cv-lgbm`)."""
-    return str(model) if task == "train" else f"{task}-{model}"
+    (`12-00-00-lgbm`); the task, and the model where the task fits the configured one
+    (its module says `FITS_MODEL = True`), for any other (`12-00-00-cv-lgbm`,
+    `12-00-00-status`, `12-00-00-live`: a live run predicts with `run_dir`'s model)."""
+    if task == "train":
+        return str(model)
+    module_name = str(target or "").rpartition(".")[0]
+    try:
+        fits_model = bool(getattr(importlib.import_module(module_name), "FITS_MODEL", False))
+    except ImportError:  # the task's own one-line error comes when the job starts
+        fits_model = False
+    return f"{task}-{model}" if fits_model else str(task)
 
 
 RESOLVERS = {"numerlab.run_name": run_name}

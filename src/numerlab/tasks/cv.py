@@ -128,6 +128,8 @@ def fold_table(folds: list[cv.Fold], per_era: pl.DataFrame) -> pl.DataFrame:
         "bmc_mean": pl.Float64})
 
 
+FITS_MODEL = True  # fits the configured model: run dirs are named after it (cli.run_name)
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     parts = pipeline.check(cfg, run_dir)

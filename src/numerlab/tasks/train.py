@@ -15,6 +15,8 @@ from numerlab.models.base import save_model
 log = logging.getLogger(__name__)
 
 
+FITS_MODEL = True  # fits the configured model: run dirs are named after it (cli.run_name)
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     parts = pipeline.check(cfg, run_dir)
