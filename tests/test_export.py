@@ -404,10 +404,13 @@ def test_normal_quantile_without_scipy_is_ndtri():
 
 # -- ensembles --------------------------------------------------------------------------------
 
+NN_MEMBER = {"lr": 3e-3, "batch_size": 128, "eval_batch_size": 256, "patience": None}
 MEMBER_OVERRIDES = {
     "lgbm": {"num_boost_round": 30, "params": {"num_threads": 1, "num_leaves": 15}},
-    "mlp": {"d_hidden": 16, "lr": 3e-3, "batch_size": 128, "eval_batch_size": 256,
-            "patience": None},
+    "xgboost": {"num_boost_round": 20, "params": {"nthread": 1, "learning_rate": 0.1}},
+    "mlp": {"d_hidden": 16, **NN_MEMBER},
+    "resnet": {"n_blocks": 1, "d_main": 16, **NN_MEMBER},
+    "tabnet": {"n_steps": 2, "virtual_batch_size": 64, "mask_type": "entmax", **NN_MEMBER},
 }
 TRAINER = {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False,
            "enable_progress_bar": False, "enable_model_summary": False,
@@ -435,18 +438,25 @@ def ensembles(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("ensembles")
     lgbm_mlp = fit_ensemble(["lgbm", "mlp"], [2, 1], "rank", work / "lgbm_mlp")
     torch_only = fit_ensemble(["mlp", "mlp"], [1, 3], "gaussian", work / "torch_only")
+    # every neural family beside a GBDT: TabNet's autograd Functions and batch norms,
+    # ResNet's blocks, all pickled by value
+    mixed = fit_ensemble(["xgboost", "resnet", "tabnet"], [1, 1, 2], "rank", work / "mixed")
     return {"lgbm+mlp rank": lgbm_mlp, "lgbm+mlp gaussian": with_combine(lgbm_mlp, "gaussian"),
-            "mlp+mlp gaussian": torch_only}
+            "mlp+mlp gaussian": torch_only, "xgboost+resnet+tabnet rank": mixed,
+            "xgboost+resnet+tabnet gaussian": with_combine(mixed, "gaussian")}
 
 
-@pytest.mark.parametrize(("name", "blocked"), [
-    ("lgbm+mlp rank", BLOCKED), ("lgbm+mlp gaussian", BLOCKED),
-    ("mlp+mlp gaussian", [*BLOCKED, "scipy"]),  # normal quantiles without scipy
+@pytest.mark.parametrize(("name", "pp_cfg", "blocked"), [
+    ("lgbm+mlp rank", NONE, BLOCKED), ("lgbm+mlp gaussian", NONE, BLOCKED),
+    ("mlp+mlp gaussian", NONE, [*BLOCKED, "scipy"]),  # normal quantiles without scipy
+    ("xgboost+resnet+tabnet rank", NEUTRALIZE_SOME, BLOCKED),
+    ("xgboost+resnet+tabnet gaussian", NEUTRALIZE_OTHER_SET, BLOCKED),
 ])
 def test_an_exported_ensemble_runs_without_numerlab_and_matches_numerlab(
-        name, blocked, ensembles, live, tmp_path):
-    run_dir = make_run(tmp_path / "run", ensembles[name], NONE)
-    expected = numerlab_live_predictions(run_dir, live)
+        name, pp_cfg, blocked, ensembles, live, tmp_path):
+    run_dir = make_run(tmp_path / "run", ensembles[name], pp_cfg)
+    columns = OTHER_SET if pp_cfg is NEUTRALIZE_OTHER_SET else None
+    expected = numerlab_live_predictions(run_dir, live, postprocess_columns=columns)
     assert expected.nunique() > LIVE_ROWS // 2
     out_path = export.export_model(run_dir, tmp_path / "model.pkl")
     shutil.rmtree(run_dir)
@@ -458,6 +468,21 @@ def test_an_exported_ensemble_runs_without_numerlab_and_matches_numerlab(
     assert out.index.equals(frame.index)
     np.testing.assert_allclose(out["prediction"].to_numpy(),
                                expected.loc[out.index].to_numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "libraries"), [
+    ("lgbm+mlp rank", ["lightgbm", "torch"]), ("mlp+mlp gaussian", ["torch"]),
+    ("xgboost+resnet+tabnet rank", ["xgboost", "torch"]),
+])
+def test_an_exported_ensemble_names_the_libraries_of_its_members(name, libraries, ensembles,
+                                                                  tmp_path):
+    # what export.json records and the image must hold (its pins are compared for these)
+    exported = export.export_pickle(make_run(tmp_path / "run", ensembles[name], NONE),
+                                    tmp_path / "model.pkl")
+    assert exported.libraries == libraries
+    assert [type(s).__name__ for s in exported.predictor.scorer.scorers] == [
+        "LightGBMScorer" if m == "lgbm" else "XGBoostScorer" if m == "xgboost"
+        else "TorchScorer" for m in ensembles[name].members]
 
 
 def test_an_ensembles_combine_method_reaches_the_export(ensembles, live, tmp_path):

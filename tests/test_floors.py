@@ -19,6 +19,7 @@ FLOORS = {
     "numerlab.cli": 6, "numerlab.stages": 6, "numerlab.dashboard": 6, "numerlab.__main__": 6,
     "numerlab.tasks": 5,
     "numerlab.pipeline": 4, "numerlab.runs": 4, "numerlab.compare": 4, "numerlab.export": 4,
+    "numerlab.images": 4, "numerlab.image_venv": 4,
     "numerlab.diagnostics": 4, "numerlab.tracking": 4, "numerlab.summary": 4,
     "numerlab.sweep_checks": 4,
     "numerlab.models": 3, "numerlab.postprocess": 3, "numerlab.staking": 3,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import statistics
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,11 @@ class LivePredictor:
         return live_feature_matrix(live_features, names, self.chunk_rows,
                                    whose="the post-processing's")
 
+    def columns(self) -> list[str]:
+        """The live_features columns it reads: the model's, then the post-processing's."""
+        extra = list(self.transform.columns) if self.transform is not None else []
+        return list(dict.fromkeys([*self.feature_names, *extra]))
+
     def __call__(self, live_features: pd.DataFrame) -> pd.DataFrame:
         features, values = self.raw(live_features)
         if self.transform is not None:
@@ -420,12 +426,22 @@ def check_scorer(scorer: Scorer, model: Any, n_features: int, where: Path) -> No
                             f"one (max abs difference {gap:.3g})")
 
 
-def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
-                  ) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
-    """Numerai's `predict(live_features, live_benchmark_models)` for the model saved in
-    `<run_dir>/model/`, post-processed as `run_cfg` says (its `postprocess`, and `data.dir`
-    for the columns post-processing names; default: the run's own `.hydra/config.yaml`).
-    Benchmark models are accepted and not used."""
+def model_libraries(scorer: Scorer) -> list[str]:
+    """The distributions a scorer's model is read and run with, as the image must hold
+    them (an ensemble's: every member's, in order)."""
+    if isinstance(scorer, EnsembleScorer):
+        return list(dict.fromkeys(name for member in scorer.scorers
+                                  for name in model_libraries(member)))
+    libraries = {LightGBMScorer: "lightgbm", XGBoostScorer: "xgboost", TorchScorer: "torch"}
+    return [name for cls, name in libraries.items() if isinstance(scorer, cls)]
+
+
+def build_predictor(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
+                    ) -> LivePredictor:
+    """The LivePredictor of the model saved in `<run_dir>/model/`, post-processed as
+    `run_cfg` says (its `postprocess`, and `data.dir` for the columns post-processing
+    names; default: the run's own `.hydra/config.yaml`), checked to predict as the saved
+    model does."""
     from omegaconf import DictConfig, OmegaConf
 
     from numerlab.models.base import load_model
@@ -441,13 +457,26 @@ def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
     transform = live_transform_of(run_cfg, feature_names, where)
     scorer = scorer_for(model)
     check_scorer(scorer, model, len(feature_names), path)
-    predictor = LivePredictor(feature_names, scorer, transform)
+    return LivePredictor(feature_names, scorer, transform)
+
+
+def predict_function(predictor: LivePredictor
+                     ) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
+    """Numerai's `predict(live_features, live_benchmark_models)` around `predictor`;
+    benchmark models are accepted and not used."""
 
     def predict(live_features: pd.DataFrame,
                 live_benchmark_models: pd.DataFrame | None = None) -> pd.DataFrame:
         return predictor(live_features)
 
     return predict
+
+
+def build_predict(run_dir: Path, run_cfg: Mapping[str, Any] | None = None
+                  ) -> Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]:
+    """Numerai's `predict(live_features, live_benchmark_models)` for the model saved in
+    `<run_dir>/model/` (`build_predictor`)."""
+    return predict_function(build_predictor(run_dir, run_cfg))
 
 
 def pickle_by_value(obj: Any) -> bytes:
@@ -467,15 +496,67 @@ def pickle_by_value(obj: Any) -> bytes:
             cloudpickle.unregister_pickle_by_value(numerlab)
 
 
-def export_model(run_dir: Path, out_path: Path,
-                 run_cfg: Mapping[str, Any] | None = None) -> Path:
+@dataclass(frozen=True)
+class Exported:
+    """A written upload pickle: its path, the predictor it holds (to predict here what
+    it predicts there) and the model libraries it needs (`model_libraries`)."""
+
+    path: Path
+    predictor: LivePredictor
+    libraries: list[str]
+
+
+def export_pickle(run_dir: Path, out_path: Path,
+                  run_cfg: Mapping[str, Any] | None = None) -> Exported:
     """Write the model upload pickle of the run in `run_dir` to `out_path` (see
-    `build_predict`; `run_cfg`: the run's config, default its `.hydra/config.yaml`);
-    returns `out_path`."""
+    `build_predictor`; `run_cfg`: the run's config, default its `.hydra/config.yaml`)."""
     out_path = Path(out_path)
     from numerlab.artifacts import atomic_file
 
-    data = pickle_by_value(build_predict(Path(run_dir), run_cfg))
+    predictor = build_predictor(Path(run_dir), run_cfg)
+    data = pickle_by_value(predict_function(predictor))
     with atomic_file(out_path, "wb") as out:
         out.write(data)
-    return out_path
+    return Exported(out_path, predictor, model_libraries(predictor.scorer))
+
+
+def export_model(run_dir: Path, out_path: Path,
+                 run_cfg: Mapping[str, Any] | None = None) -> Path:
+    """`export_pickle`; returns `out_path`."""
+    return export_pickle(run_dir, out_path, run_cfg).path
+
+
+def live_rows(run_cfg: Any, columns: list[str], n_rows: int, where: str
+              ) -> tuple[pd.DataFrame, str]:
+    """(the first `n_rows` rows of live_features, where they came from): `columns` and
+    `era` of the run's `<data.dir>/live.parquet` indexed by id, as Numerai hands them to
+    the upload; random 0..4 rows of those columns (one era) where the file is not there."""
+    from numerlab.data.layout import ERA, ID, LIVE_FILE
+
+    path = run_data_dir(run_cfg, where) / LIVE_FILE
+    if path.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            file = pq.ParquetFile(path)
+            present = set(file.schema_arrow.names)
+            missing = [c for c in (ID, *columns) if c not in present]
+            if missing:
+                raise NumerlabError(f"{path} has no column {missing[0]!r}")
+            wanted = [ID, *([ERA] if ERA in present else []), *columns]
+            batch = next(file.iter_batches(batch_size=n_rows, columns=wanted))
+            frame = batch.to_pandas(ignore_metadata=True)  # id stays a column
+        except NumerlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - arrow/OS errors alike mean "unreadable"
+            raise NumerlabError(f"cannot read live rows from {path}: "
+                                f"{message_line(exc)}") from None
+        frame = frame.set_index(frame.pop(ID).astype(str).rename(ID))
+        frame[ERA] = frame[ERA].astype(str) if ERA in frame else "X"
+        return frame, str(path)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.integers(0, 5, size=(n_rows, len(columns)), dtype=np.int8),
+                         columns=columns,
+                         index=pd.Index([f"row{i:05d}" for i in range(n_rows)], name=ID))
+    frame.insert(0, ERA, "X")
+    return frame, f"random 0..4 rows ({path} is not there)"

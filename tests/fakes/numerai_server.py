@@ -3,7 +3,9 @@
 It answers the GraphQL operations numerapi 3.1.x (and numerlab.tournament) send, by the
 first field of the document (`listDatasets`, `dataset`, `rounds`, `account`,
 `v3UserProfile`, `submission_upload_auth`, `create_submission`, `computePickleUploadAuth`,
-`createComputePickleUpload`, `v2ChangeStake`, `releaseStake`), checks the
+`createComputePickleUpload`, `computePickleDockerImages`, `computePickleDataVersions`,
+`v2ChangeStake`, `releaseStake`; model uploads' images, data versions and validation:
+tests/fakes/uploads.py, the fake's `pickles`), checks the
 `Authorization: Token PUBLIC$SECRET` header on the operations that need an account, serves
 dataset files with ETag / Last-Modified / Content-Length and Range (If-Range) support, and
 records every PUT to an upload URL. It keeps state (rounds, models and stakes, submissions,
@@ -43,6 +45,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+
+from fakes.uploads import PickleUploads
 
 PUBLIC_ID = "FAKEPUBLICID0123456789"
 SECRET_KEY = "FAKESECRETKEY9876543210"
@@ -174,6 +178,7 @@ class FakeNumerai:
         self.lock = threading.RLock()
         self.release = threading.Event()  # set by stop(): hanging answers end
         self.connections: set[socket.socket] = set()  # open client connections
+        self.pickles = PickleUploads(self)  # model uploads' images, data versions, status
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -332,7 +337,8 @@ class FakeNumerai:
 
     def graphql(self, operation: str, variables: Mapping[str, Any]) -> Any:
         """The `data` value of `operation`; raises GraphQLFailure for an error answer."""
-        resolver = getattr(self, f"_op_{operation}", None)
+        resolver = (getattr(self, f"_op_{operation}", None)
+                    or getattr(self.pickles, f"_op_{operation}", None))
         if resolver is None:
             raise GraphQLFailure(f'Cannot query field "{operation}"')
         with self.lock:
@@ -364,7 +370,8 @@ class FakeNumerai:
                 "id": "account-id", "mfaEnabled": False, "status": "VERIFIED",
                 "insertedAt": "2020-01-01T00:00:00Z", "apiTokens": [],
                 "models": [{"id": m.id, "name": m.name, "tournament": TOURNAMENT,
-                            "submissions": [], "v2Stake": {"status": None, "txHash": None}}
+                            "submissions": [], "v2Stake": {"status": None, "txHash": None},
+                            "computePickleUpload": self.pickles.upload_of(m.id)}
                            for m in self.state.models.values()]}
 
     def _op_v3UserProfile(self, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,6 +412,7 @@ class FakeNumerai:
         model = self._model_by_id(variables.get("modelId"))
         upload = self._uploaded(variables.get("filename"))
         record = ModelUpload(str(uuid.uuid4()), model.id, upload.key, upload.content)
+        self.pickles.create(record.id, model.id, upload.key, variables)  # ids checked
         self.state.model_uploads.append(record)
         return {"id": record.id}
 

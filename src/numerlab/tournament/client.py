@@ -92,8 +92,10 @@ query ($filename: String!, $modelId: String) {
   }
 }"""
 CREATE_MODEL_UPLOAD_MUTATION = """
-mutation ($filename: String!, $tournament: Int!, $modelId: String) {
-  createComputePickleUpload(filename: $filename, tournament: $tournament, modelId: $modelId) {
+mutation ($filename: String!, $tournament: Int!, $modelId: String, $dataVersionId: String,
+          $dockerImageId: String) {
+  createComputePickleUpload(filename: $filename, tournament: $tournament, modelId: $modelId,
+                            dataVersionId: $dataVersionId, dockerImageId: $dockerImageId) {
     id
   }
 }"""
@@ -543,9 +545,12 @@ class TournamentClient:
             "triggerId": os.environ.get("TRIGGER_ID")}, authorization=True)
         return _created_id(created, "create_submission")
 
-    def upload_model(self, pickle_path: str | Path, model_name: str) -> str:
+    def upload_model(self, pickle_path: str | Path, model_name: str,
+                     data_version_id: str | None = None,
+                     docker_image_id: str | None = None) -> str:
         """Upload a cloudpickled predict function for `model_name` (Numerai runs it each
-        round); the model upload id."""
+        round) to run on data version `data_version_id` in image `docker_image_id` (ids
+        from `tournament.model_uploads`; None: Numerai's defaults); the model upload id."""
         path = _existing_file(pickle_path, "model pickle")
         if path.suffix != ".pkl":
             raise NumerlabError(f"Numerai takes a model upload as a .pkl file, got {path}")
@@ -554,7 +559,8 @@ class TournamentClient:
                                  {"filename": path.name, "modelId": model})
         self._put(auth["url"], path, "model pickle")
         created = self.graphql(CREATE_MODEL_UPLOAD_MUTATION, {
-            "filename": auth["filename"], "tournament": CLASSIC_TOURNAMENT, "modelId": model},
+            "filename": auth["filename"], "tournament": CLASSIC_TOURNAMENT, "modelId": model,
+            "dataVersionId": data_version_id, "dockerImageId": docker_image_id},
             authorization=True)
         return _created_id(created, "createComputePickleUpload")
 
