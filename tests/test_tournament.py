@@ -254,9 +254,11 @@ def at(day_offset: int, hour: int, minute: int = 0) -> datetime:
     (at(0, 13, 30), at(0, 12), at(0, 13), at(1, 12)),     # Tuesday round closed
     (at(0, 12), at(0, 12), at(0, 13), at(1, 12)),         # opens on the hour
     (at(3, 11), at(2, 12), at(2, 13), at(3, 12)),         # Friday before the open
-    (at(4, 15), at(4, 12), at(6, 13), at(7, 12)),         # Saturday: weekend round
-    (at(5, 9), at(4, 12), at(6, 13), at(7, 12)),          # Sunday: still the weekend round
-    (at(6, 13, 30), at(4, 12), at(6, 13), at(7, 12)),     # Monday after the close
+    (at(4, 15), at(4, 12), at(5, 14), at(7, 12)),         # Saturday: weekend round
+    (at(5, 9), at(4, 12), at(5, 14), at(7, 12)),          # Sunday: still the weekend round
+    (at(5, 13, 59), at(4, 12), at(5, 14), at(7, 12)),     # Sunday, a minute before it closes
+    (at(5, 14), at(4, 12), at(5, 14), at(7, 12)),         # Sunday 14:00: closed
+    (at(6, 13, 30), at(4, 12), at(5, 14), at(7, 12)),     # Monday: no round open
 ])
 def test_weekday_schedule(now, opened, closes, next_open):
     assert schedule_at(now) == (opened, closes, next_open)
@@ -289,7 +291,7 @@ def test_round_status_falls_back_to_the_schedule_when_the_api_is_silent(fake_num
     fake_numerai.no_round()
     status = make_client(fake_numerai).round_status(now=at(4, 15))
     assert (status.source, status.number, status.is_open) == ("rule", None, True)
-    assert (status.open_time, status.close_time) == (at(4, 12), at(6, 13))
+    assert (status.open_time, status.close_time) == (at(4, 12), at(5, 14))
     assert status.multipliers == {}
 
 
