@@ -344,11 +344,12 @@ def test_change_stake_increases_and_decreases(fake_numerai):
 
 def test_stake_change_is_not_repeated_when_its_answer_is_lost(fake_numerai):
     fake_numerai.add_model("alpha_model", stake="10")
-    fake_numerai.fail_next(1, 500, operation="v2ChangeStake")
+    fake_numerai.fail_next(1, 500, operation="v2ChangeStake")  # answered before applying
     client = make_client(fake_numerai)
-    with pytest.raises(NumerlabError, match="may still have been applied"):
-        client.change_stake("alpha_model", 1)
-    assert fake_numerai.operations().count("v2ChangeStake") == 1
+    change = client.change_stake("alpha_model", 1)  # read back: not applied, sent again
+    assert fake_numerai.operations().count("v2ChangeStake") == 2
+    assert [str(c.value) for c in fake_numerai.state.stake_changes] == ["1"]
+    assert (change.action, change.amount) == ("increase", 1.0)
 
 
 # --- uploads ----------------------------------------------------------------------------
@@ -457,15 +458,13 @@ def test_hanging_server_gives_a_timeout_message(fake_numerai):
 
 
 def test_unreachable_server_is_retried_even_for_a_mutation(fake_numerai):
-    fake_numerai.add_model("alpha_model", stake=1)
     client = make_client(fake_numerai, max_attempts=2)
-    client.models()  # model ids known; now the server goes away
     fake_numerai.stop()
     with pytest.raises(NumerlabError, match=r"v2ChangeStake: cannot connect to 127\.0\.0\.1:"
                                             r"\d+/ \(\[Errno 111\] Connection refused\) \(2 "
-                                            r"attempts\); check your network and "
-                                            r"tournament.api_url$"):
-        client.change_stake("alpha_model", 1)  # never sent, so safe to retry
+                                            r"attempts; not applied\); check your network "
+                                            r"and tournament.api_url$"):
+        client.mutate("mutation { v2ChangeStake { status } }")  # never sent: retried
 
 
 @pytest.mark.parametrize("status", [200, 401, 403])
@@ -559,13 +558,16 @@ def test_keys_never_reach_logs_or_messages(fake_numerai, tmp_path, caplog):
     client.sync_dataset(VERSION, tmp_path, files=["live.parquet"], progress=False)
     fake_numerai.fail_next(1, 503)
     client.wallet_balance()
-    fake_numerai.answer_next(json.dumps({"errors": [{"message": f"bad token {public}${secret}"}
-                                                    ]}), operation="account")
-    fake_numerai.fail_next(1, 400, operation="v2ChangeStake",
-                           body=json.dumps({"errors": [{"message": f"echo {secret}"}]}))
-    fake_numerai.hang_next(2, operation="v3UserProfile")
-    for call in (client.wallet_balance, lambda: client.change_stake("alpha_model", 1),
-                 lambda: client.stake("alpha_model")):
+    faults = [
+        lambda: fake_numerai.answer_next(json.dumps({"errors": [
+            {"message": f"bad token {public}${secret}"}]}), operation="account"),
+        lambda: fake_numerai.fail_next(1, 400, operation="v2ChangeStake", body=json.dumps(
+            {"errors": [{"message": f"echo {secret}"}]})),
+        lambda: fake_numerai.hang_next(2, operation="v3UserProfile")]
+    for fault, call in zip(faults, (client.wallet_balance,
+                                    lambda: client.change_stake("alpha_model", 1),
+                                    lambda: client.stake("alpha_model")), strict=True):
+        fault()
         with pytest.raises(NumerlabError) as caught:
             call()
         messages.append(str(caught.value))
