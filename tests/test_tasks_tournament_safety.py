@@ -1,14 +1,20 @@
-"""task=live and task=stake when Numerai's answer to what they send is lost: real
-`python run.py`, the red-team gateway in front of the fake Numerai on 127.0.0.1."""
+"""task=live and task=stake when Numerai's answer to what they send is lost, and task=live
+refusing a live.parquet that is not the current round's: real `python run.py`, the red-team
+gateway in front of the fake Numerai on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_GBDT, run_cli
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
+
+from numerlab.errors import NumerlabError
+from numerlab.tasks.live import check_live_is_current
 
 pytest_plugins = ["fakes.numerai_server", "fakes.gateway"]
 
@@ -57,6 +63,13 @@ def serve(fake, data_dir: Path, live: Path | None = None) -> None:
                          live if name == "live.parquet" and live else data_dir / name)
     fake.open_round(1001)
     fake.add_model("my_model", stake=10)
+
+
+def new_round_live(live_file: Path, out: Path) -> Path:
+    table = pq.read_table(live_file)
+    ids = pa.array([f"r2_{i:05d}" for i in range(table.num_rows)])
+    pq.write_table(table.set_column(table.schema.get_field_index("id"), "id", ids), out)
+    return out
 
 
 def live(url: str, run_dir: Path, job: Path, *extra: str):
@@ -130,3 +143,50 @@ def test_a_stake_change_whose_answer_is_lost_reaches_numerai_once(
     assert "check the stake of model 'my_model' on numer.ai before sending it again" in line
     assert line.endswith(f"recorded in {tmp_path / 'stake.json'} (outcome: unknown)")
     assert (record["outcome"], record["executed"]) == ("unknown", None)
+
+
+# --- is live.parquet this round's -------------------------------------------------------
+
+def test_a_live_file_of_an_earlier_round_is_not_submitted(fake_numerai, tmp_path, own_v5):
+    data_dir, run_dir = own_v5
+    serve(fake_numerai, data_dir, new_round_live(data_dir / "live.parquet",
+                                                 tmp_path / "next_live.parquet"))
+    line = error_line(live(fake_numerai.url, run_dir, tmp_path / "job"))
+    assert line.startswith(f"error: not submitting: {data_dir / 'live.parquet'} is not the "
+                           f"current round's live data (its MD5 ")
+    assert line.endswith("run task=download to fetch the current one, or set "
+                         "tournament.allow_stale_live=true to submit this file")
+    assert fake_numerai.state.uploads == {} and fake_numerai.state.submissions == []
+    assert not (tmp_path / "job" / "submission.csv").exists()  # refused before predicting
+    assert not [r for r in fake_numerai.requests_to("/files/") if r.headers.get("Range")
+                != "bytes=0-0"]  # looked at, never downloaded
+
+    ok(live(fake_numerai.url, run_dir, tmp_path / "anyway",
+            "tournament.allow_stale_live=true"))
+    assert len(fake_numerai.state.submissions) == 1
+    assert read_json(tmp_path / "anyway" / "submission.json")["outcome"] == "sent"
+
+
+def test_the_current_live_file_is_submitted(fake_numerai, tmp_path, own_v5):
+    data_dir, run_dir = own_v5
+    serve(fake_numerai, data_dir)
+    ok(live(fake_numerai.url, run_dir, tmp_path / "job"))
+    assert len(fake_numerai.state.submissions) == 1
+
+
+def test_a_source_that_is_not_numerais_is_never_current(tmp_path):
+    path = tmp_path / "live.parquet"
+    path.write_bytes(b"synthetic")
+    with pytest.raises(NumerlabError, match=r"is not the current round's live data \(it is "
+                                            r"not Numerai's data \(object; data=v5"):
+        check_live_is_current(None, object(), path, allow_stale=False)
+    check_live_is_current(None, object(), path, allow_stale=True)  # warned, not refused
+
+
+def test_allow_stale_live_must_be_a_boolean(fake_numerai, tmp_path, own_v5):
+    data_dir, run_dir = own_v5
+    serve(fake_numerai, data_dir)
+    line = error_line(live(fake_numerai.url, run_dir, tmp_path / "job",
+                           "tournament.allow_stale_live=maybe"))
+    assert "tournament.allow_stale_live='maybe' must be true or false" in line
+    assert fake_numerai.state.submissions == []

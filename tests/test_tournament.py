@@ -626,10 +626,11 @@ def test_config_has_no_secrets_and_is_dry_run_by_default():
         False, False, None, None)
     assert cfg.api_url == "https://api-tournament.numer.ai"
     assert (cfg.public_id_env, cfg.secret_key_env) == ("NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY")
+    assert cfg.allow_stale_live is False
     assert sorted(cfg) == sorted(["api_url", "model_name", "submit", "execute_stake",
-                                  "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
-                                  "breaker_reset_s", "public_id_env", "secret_key_env",
-                                  "keys_file"])
+                                  "allow_stale_live", "timeout_s", "max_attempts",
+                                  "backoff_s", "breaker_threshold", "breaker_reset_s",
+                                  "public_id_env", "secret_key_env", "keys_file"])
 
 
 def test_the_client_reads_the_fields_of_its_settings_classes_and_each_is_required():

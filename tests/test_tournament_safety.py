@@ -1,10 +1,11 @@
 """No money or submission mutation is sent twice: a gateway in front of the fake Numerai
 forwards a mutation and then loses its answer (502, 504, a dropped connection, no answer);
-what reached Numerai is counted. And Numerai's own refusals, each one line saying what to
-do."""
+what reached Numerai is counted. And Numerai's own refusals, each one line saying what to do;
+and whether a live.parquet is the current round's."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from fakes.numerai_server import (
     PUBLIC_ID,
     SECRET_KEY,
     SESSION_INVALID,
+    parquet_bytes,
 )
 from omegaconf import OmegaConf
 
@@ -25,6 +27,7 @@ from numerlab.tournament import (
     RoundStatus,
     TournamentClient,
 )
+from numerlab.tournament.live_data import check_live_file
 
 pytest_plugins = ["fakes.numerai_server", "fakes.gateway"]
 
@@ -264,3 +267,45 @@ def test_other_errors_keep_numerais_words(fake_numerai, words):
     with pytest.raises(NumeraiApiError) as caught:
         client_at(fake_numerai.url).models()
     assert str(caught.value).endswith(f"account: {words}")
+
+
+# --- is live.parquet the current round's ------------------------------------------------
+
+def live_table(prefix: str) -> bytes:
+    return parquet_bytes({"id": [f"{prefix}{i}" for i in range(20)], "era": ["X"] * 20,
+                          "feature_a": [i % 5 for i in range(20)]})
+
+
+@pytest.mark.parametrize(("local", "record", "current", "why"), [
+    ("round2", None, True, "its MD5 is the ETag of Numerai's v5.3/live.parquet"),
+    ("round1", None, False, "is not the ETag"),
+    ("round1", "round1", False, "it was downloaded from an earlier v5.3/live.parquet"),
+    ("round2", "round2", True, "which Numerai still serves"),
+])
+def test_a_live_file_is_compared_with_what_numerai_serves(fake_numerai, tmp_path, local,
+                                                          record, current, why):
+    files = {"round1": live_table("a"), "round2": live_table("b")}
+    fake_numerai.add_dataset("v5.3/live.parquet", files["round2"])
+    path = tmp_path / "live.parquet"
+    path.write_bytes(files[local])
+    entry = None if record is None else {
+        "source": "v5.3/live.parquet", "size": len(files[record]),
+        "etag": '"' + hashlib.md5(files[record]).hexdigest() + '"', "last_modified": None}
+    verdict = check_live_file(client_at(fake_numerai.url), path, "v5.3/live.parquet", entry)
+    assert (verdict.current, why in verdict.why) == (current, True), verdict.why
+    [look] = fake_numerai.requests_to("/files/")
+    assert look.headers.get("Range") == "bytes=0-0"  # one byte asked, nothing downloaded
+    assert path.read_bytes() == files[local] and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_multipart_etag_compares_sizes(fake_numerai, tmp_path, monkeypatch):
+    from numerlab.tournament import live_data
+    from numerlab.tournament.downloads import RemoteFile
+
+    path = tmp_path / "live.parquet"
+    path.write_bytes(b"x" * 100)
+    client = client_at(fake_numerai.url)
+    for size, current in ((100, True), (101, False)):
+        monkeypatch.setattr(live_data, "remote_file", lambda c, n, size=size: RemoteFile(
+            size=size, etag='"0123456789abcdef0123456789abcdef-3"', last_modified=None))
+        assert check_live_file(client, path, "v5.3/live.parquet", None).current is current
