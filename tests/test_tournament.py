@@ -254,9 +254,11 @@ def at(day_offset: int, hour: int, minute: int = 0) -> datetime:
     (at(0, 13, 30), at(0, 12), at(0, 13), at(1, 12)),     # Tuesday round closed
     (at(0, 12), at(0, 12), at(0, 13), at(1, 12)),         # opens on the hour
     (at(3, 11), at(2, 12), at(2, 13), at(3, 12)),         # Friday before the open
-    (at(4, 15), at(4, 12), at(6, 13), at(7, 12)),         # Saturday: weekend round
-    (at(5, 9), at(4, 12), at(6, 13), at(7, 12)),          # Sunday: still the weekend round
-    (at(6, 13, 30), at(4, 12), at(6, 13), at(7, 12)),     # Monday after the close
+    (at(4, 15), at(4, 12), at(5, 14), at(7, 12)),         # Saturday: weekend round
+    (at(5, 9), at(4, 12), at(5, 14), at(7, 12)),          # Sunday: still the weekend round
+    (at(5, 13, 59), at(4, 12), at(5, 14), at(7, 12)),     # Sunday, a minute before it closes
+    (at(5, 14), at(4, 12), at(5, 14), at(7, 12)),         # Sunday 14:00: closed
+    (at(6, 13, 30), at(4, 12), at(5, 14), at(7, 12)),     # Monday: no round open
 ])
 def test_weekday_schedule(now, opened, closes, next_open):
     assert schedule_at(now) == (opened, closes, next_open)
@@ -289,7 +291,7 @@ def test_round_status_falls_back_to_the_schedule_when_the_api_is_silent(fake_num
     fake_numerai.no_round()
     status = make_client(fake_numerai).round_status(now=at(4, 15))
     assert (status.source, status.number, status.is_open) == ("rule", None, True)
-    assert (status.open_time, status.close_time) == (at(4, 12), at(6, 13))
+    assert (status.open_time, status.close_time) == (at(4, 12), at(5, 14))
     assert status.multipliers == {}
 
 
@@ -342,11 +344,12 @@ def test_change_stake_increases_and_decreases(fake_numerai):
 
 def test_stake_change_is_not_repeated_when_its_answer_is_lost(fake_numerai):
     fake_numerai.add_model("alpha_model", stake="10")
-    fake_numerai.fail_next(1, 500, operation="v2ChangeStake")
+    fake_numerai.fail_next(1, 500, operation="v2ChangeStake")  # answered before applying
     client = make_client(fake_numerai)
-    with pytest.raises(NumerlabError, match="may still have been applied"):
-        client.change_stake("alpha_model", 1)
-    assert fake_numerai.operations().count("v2ChangeStake") == 1
+    change = client.change_stake("alpha_model", 1)  # read back: not applied, sent again
+    assert fake_numerai.operations().count("v2ChangeStake") == 2
+    assert [str(c.value) for c in fake_numerai.state.stake_changes] == ["1"]
+    assert (change.action, change.amount) == ("increase", 1.0)
 
 
 # --- uploads ----------------------------------------------------------------------------
@@ -455,15 +458,13 @@ def test_hanging_server_gives_a_timeout_message(fake_numerai):
 
 
 def test_unreachable_server_is_retried_even_for_a_mutation(fake_numerai):
-    fake_numerai.add_model("alpha_model", stake=1)
     client = make_client(fake_numerai, max_attempts=2)
-    client.models()  # model ids known; now the server goes away
     fake_numerai.stop()
     with pytest.raises(NumerlabError, match=r"v2ChangeStake: cannot connect to 127\.0\.0\.1:"
                                             r"\d+/ \(\[Errno 111\] Connection refused\) \(2 "
-                                            r"attempts\); check your network and "
-                                            r"tournament.api_url$"):
-        client.change_stake("alpha_model", 1)  # never sent, so safe to retry
+                                            r"attempts; not applied\); check your network "
+                                            r"and tournament.api_url$"):
+        client.mutate("mutation { v2ChangeStake { status } }")  # never sent: retried
 
 
 @pytest.mark.parametrize("status", [200, 401, 403])
@@ -557,13 +558,16 @@ def test_keys_never_reach_logs_or_messages(fake_numerai, tmp_path, caplog):
     client.sync_dataset(VERSION, tmp_path, files=["live.parquet"], progress=False)
     fake_numerai.fail_next(1, 503)
     client.wallet_balance()
-    fake_numerai.answer_next(json.dumps({"errors": [{"message": f"bad token {public}${secret}"}
-                                                    ]}), operation="account")
-    fake_numerai.fail_next(1, 400, operation="v2ChangeStake",
-                           body=json.dumps({"errors": [{"message": f"echo {secret}"}]}))
-    fake_numerai.hang_next(2, operation="v3UserProfile")
-    for call in (client.wallet_balance, lambda: client.change_stake("alpha_model", 1),
-                 lambda: client.stake("alpha_model")):
+    faults = [
+        lambda: fake_numerai.answer_next(json.dumps({"errors": [
+            {"message": f"bad token {public}${secret}"}]}), operation="account"),
+        lambda: fake_numerai.fail_next(1, 400, operation="v2ChangeStake", body=json.dumps(
+            {"errors": [{"message": f"echo {secret}"}]})),
+        lambda: fake_numerai.hang_next(2, operation="v3UserProfile")]
+    for fault, call in zip(faults, (client.wallet_balance,
+                                    lambda: client.change_stake("alpha_model", 1),
+                                    lambda: client.stake("alpha_model")), strict=True):
+        fault()
         with pytest.raises(NumerlabError) as caught:
             call()
         messages.append(str(caught.value))
@@ -622,10 +626,11 @@ def test_config_has_no_secrets_and_is_dry_run_by_default():
         False, False, None, None)
     assert cfg.api_url == "https://api-tournament.numer.ai"
     assert (cfg.public_id_env, cfg.secret_key_env) == ("NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY")
+    assert cfg.allow_stale_live is False
     assert sorted(cfg) == sorted(["api_url", "model_name", "submit", "execute_stake",
-                                  "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
-                                  "breaker_reset_s", "public_id_env", "secret_key_env",
-                                  "keys_file"])
+                                  "allow_stale_live", "timeout_s", "max_attempts",
+                                  "backoff_s", "breaker_threshold", "breaker_reset_s",
+                                  "public_id_env", "secret_key_env", "keys_file"])
 
 
 def test_the_client_reads_the_fields_of_its_settings_classes_and_each_is_required():

@@ -2,11 +2,12 @@
 
 It answers the GraphQL operations numerapi 3.1.x (and numerlab.tournament) send, by the
 first field of the document (`listDatasets`, `dataset`, `rounds`, `account`,
-`v3UserProfile`, `submission_upload_auth`, `create_submission`, `computePickleUploadAuth`,
-`createComputePickleUpload`, `computePickleDockerImages`, `computePickleDataVersions`,
-`v2ChangeStake`, `releaseStake`; model uploads' images, data versions and validation:
-tests/fakes/uploads.py, the fake's `pickles`), checks the
-`Authorization: Token PUBLIC$SECRET` header on the operations that need an account, serves
+`v3UserProfile`, `submission_upload_auth`, `create_submission`, `submissions`,
+`computePickleUploadAuth`, `createComputePickleUpload`, `computePickleDockerImages`,
+`computePickleDataVersions`, `v2ChangeStake`, `releaseStake`; model uploads' images, data
+versions and validation: tests/fakes/uploads.py, the fake's `pickles`), checks the
+`Authorization: Token PUBLIC$SECRET` header and the key's scopes on the operations that need
+an account (answering with Numerai's own sentences where they are known), serves
 dataset files with ETag / Last-Modified / Content-Length and Range (If-Range) support, and
 records every PUT to an upload URL. It keeps state (rounds, models and stakes, submissions,
 stake changes, model uploads) and injects faults: N failing answers then success, hanging
@@ -53,10 +54,33 @@ SECRET_KEY = "FAKESECRETKEY9876543210"
 TOURNAMENT = 8
 HANG_LIMIT_S = 30.0  # a hanging answer never outlives the test: stop() releases it earlier
 
-# Operations that need an account (numerapi sends them with authorization=True).
+# Operations that need an account (numerapi sends them with authorization=True), and the
+# scope of the API key each needs (scope names: numerapi get_account's docstring and tests).
 AUTHORIZED = {"account", "submission_upload_auth", "create_submission",
               "computePickleUploadAuth", "createComputePickleUpload", "v2ChangeStake",
-              "releaseStake"}
+              "releaseStake", "submissions"}
+SCOPES = ("upload_submission", "stake", "read_submission_info", "read_user_info")
+SCOPE_NEEDED = {"submission_upload_auth": "upload_submission",
+                "create_submission": "upload_submission",
+                "computePickleUploadAuth": "upload_submission",
+                "createComputePickleUpload": "upload_submission",
+                "v2ChangeStake": "stake", "releaseStake": "stake",
+                "account": "read_user_info", "submissions": "read_submission_info"}
+
+# Numerai's answers, word for word where a source has them:
+# wrong keys: a GraphQL error with HTTP 200 (numerapi issue #7 got it as the ValueError its
+# raw_query raises for "errors"; an HTTP error would have come back as {} instead).
+SESSION_INVALID = "Your session is invalid or has expired."
+# a submission after the close (numerai-cli numerai/cli/util/debug.py recognises it).
+DEADLINE_PASSED = "Can't update submission after deadline"
+# `rounds(number: 0)` between rounds (numerapi base_api.check_round_open's comment).
+NO_OPEN_ROUND = "Current round not open for submissions"
+# Not published anywhere found (numerapi's code and issues, Numerai's docs, numerai-cli,
+# NumerBay): the wording for a key without the scope, and for a model id or name the API
+# does not know. These two are the fake's own words; numerlab must not match on them (it
+# reads the key's scopes, and checks model names against the account's list).
+MISSING_SCOPE = "fake: this API key's scopes do not include {scope}"
+MODEL_NOT_FOUND = "Model not found: {model}"
 
 
 # --- state ------------------------------------------------------------------------------
@@ -83,6 +107,7 @@ class Submission:
     filename: str
     content: bytes
     round_number: int | None
+    inserted_at: str = ""
 
 
 @dataclass
@@ -153,6 +178,7 @@ class FakeState:
 
     public_id: str = PUBLIC_ID
     secret_key: str = SECRET_KEY
+    scopes: tuple[str, ...] = SCOPES  # of the API key
     auth_error_status: int = 200  # bad keys: 200 with a GraphQL error, or 401 / 403
     username: str = "fake_user"
     wallet_nmr: Decimal = Decimal(100)
@@ -305,6 +331,11 @@ class FakeNumerai:
             self.state.secret_key = "ROTATED" + uuid.uuid4().hex
             self.state.auth_error_status = status
 
+    def grant_scopes(self, *scopes: str) -> None:
+        """From now on the API key has only these scopes (of SCOPES)."""
+        with self.lock:
+            self.state.scopes = tuple(scopes)
+
     def _add_fault(self, fault: Fault) -> None:
         with self.lock:
             self.state.faults.append(fault)
@@ -356,7 +387,7 @@ class FakeNumerai:
     def _op_rounds(self, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
         if variables.get("number") == 0:
             if self.state.current_round is None:
-                raise GraphQLFailure("Current round not open for submissions")
+                raise GraphQLFailure(NO_OPEN_ROUND)
             return [dict(self.state.current_round)]
         status = (variables.get("status") or "").upper()
         if status == "UPCOMING":
@@ -368,9 +399,13 @@ class FakeNumerai:
         return {"username": self.state.username, "walletAddress": None,
                 "availableNmr": str(self.state.wallet_nmr), "email": "fake@example.com",
                 "id": "account-id", "mfaEnabled": False, "status": "VERIFIED",
-                "insertedAt": "2020-01-01T00:00:00Z", "apiTokens": [],
+                "insertedAt": "2020-01-01T00:00:00Z",
+                "apiTokens": [{"name": "numerlab", "public_id": self.state.public_id,
+                               "scopes": list(self.state.scopes)}],
                 "models": [{"id": m.id, "name": m.name, "tournament": TOURNAMENT,
-                            "submissions": [], "v2Stake": {"status": None, "txHash": None},
+                            "submissions": [], "v2Stake": {
+                                "status": None, "txHash": None,
+                                "pendingV2ChangeStakeRequest": None},
                             "computePickleUpload": self.pickles.upload_of(m.id)}
                            for m in self.state.models.values()]}
 
@@ -378,7 +413,7 @@ class FakeNumerai:
         name = variables.get("model_name") or variables.get("modelName")
         model = self.state.models.get(name)
         if model is None:
-            raise GraphQLFailure(f"Model not found: {name}")
+            raise GraphQLFailure(MODEL_NOT_FOUND.format(model=name))
         return {"id": model.id, "username": model.name, "startDate": "2020-01-01T00:00:00Z",
                 "bio": None, "nmrStaked": str(model.stake), "stakeValue": str(model.stake)}
 
@@ -401,11 +436,17 @@ class FakeNumerai:
         now = datetime.now(UTC)
         if current is None or not (_parse(current["openTime"]) <= now
                                    < _parse(current["closeTime"])):
-            raise GraphQLFailure("Current round not open for submissions")
+            raise GraphQLFailure(DEADLINE_PASSED)
         submission = Submission(str(uuid.uuid4()), model.id, upload.key, upload.content,
-                                current["number"])
+                                current["number"], _iso(now))
         self.state.submissions.append(submission)
         return {"id": submission.id}
+
+    def _op_submissions(self, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """numerapi `submission_ids(model_id)`: the model's submissions."""
+        model = self._model_by_id(variables.get("modelId"))
+        return [{"id": s.id, "filename": s.filename, "insertedAt": s.inserted_at}
+                for s in self.state.submissions if s.model_id == model.id]
 
     def _op_createComputePickleUpload(self, variables: Mapping[str, Any]
                                       ) -> dict[str, str]:
@@ -444,7 +485,7 @@ class FakeNumerai:
         for model in self.state.models.values():
             if model.id == model_id:
                 return model
-        raise GraphQLFailure(f"Model not found: {model_id}")
+        raise GraphQLFailure(MODEL_NOT_FOUND.format(model=model_id))
 
     def _uploaded(self, key: Any) -> Upload:
         upload = self.state.uploads.get(str(key))
@@ -523,12 +564,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if operation in AUTHORIZED and not self._authorized():
             state = self.fake.state
-            message = "Invalid API key: authentication failed"
+            message = SESSION_INVALID
             if state.auth_error_status != 200:
                 self._json(state.auth_error_status, {"errors": [{"message": message}]})
             else:
                 self._json(200, {"errors": [{"message": message, "path": [operation]}],
                                  "data": None})
+            return
+        scope = SCOPE_NEEDED.get(operation or "")
+        if scope is not None and scope not in self.fake.state.scopes:
+            self._json(200, {"errors": [{"message": MISSING_SCOPE.format(scope=scope),
+                                         "path": [operation]}], "data": None})
             return
         try:
             data = self.fake.graphql(operation or "", variables)

@@ -10,9 +10,11 @@ live.parquet up to date when the data source downloads; predicts it, post-proces
 run did, ranks into (0, 1); writes `submission.csv` and `predictions/live.parquet` into
 the job dir and validates the submission against the ids of live.parquet as Numerai does.
 Only with `tournament.submit=true` is it uploaded, for `tournament.model_name` (checked
-against the account, and the round must be open, before anything is predicted).
-`submission.json` records what was sent: model, round, upload id (or "dry run"), the
-file's sha256 and the time.
+against the account, and the round must be open, before anything is predicted), and only
+a live.parquet that is the current round's (compared with what Numerai serves now;
+`tournament.allow_stale_live=true` submits another anyway). `submission.json` records what
+was sent: model, round, upload id (or "dry run"), the outcome (sent, dry run, failed, or
+unknown: the answer was lost and it may have been applied), the file's sha256 and the time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from numerlab.data.source import build_source
 from numerlab.errors import NumerlabError
 from numerlab.models.base import load_model
 from numerlab.postprocess import PostProcess
+from numerlab.settings import boolean
 from numerlab.submission import validate_submission, write_submission
 from numerlab.tasks import _send
 
@@ -47,10 +50,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     source = build_source(run_cfg.data)
 
     submit, model_name, client = _send.upload_client(cfg)  # before predicting
+    allow_stale = boolean("tournament.allow_stale_live", cfg.tournament.get("allow_stale_live"))
     round_number = open_round(client) if submit else None
 
     model, feature_names = load_model(saved / artifacts.MODEL_DIR)
     data_dir = source.prepare(fetch=pipeline.data_fetcher(cfg), fresh=(LIVE_FILE,))
+    if submit:
+        check_live_is_current(client, source, data_dir / LIVE_FILE, allow_stale)
     live = data.load_splits(source, {"columns": feature_names}, run_cfg.target,
                             splits=("live",),
                             extra_features=pipeline.postprocess_columns(run_cfg)).live
@@ -76,6 +82,31 @@ def open_round(client: Any) -> int | None:
     status = client.round_status()
     status.require_open("nothing is submitted")
     return status.number
+
+
+def check_live_is_current(client: Any, source: Any, path: Path, allow_stale: bool) -> None:
+    """NumerlabError unless `path` is the current round's live.parquet as Numerai serves it
+    (a source other than Numerai's v5 files never is), or `allow_stale` says to submit it
+    anyway (then a warning)."""
+    from numerlab.data.source import V5Source
+    from numerlab.tournament.live_data import LiveCheck, check_live_file
+
+    if isinstance(source, V5Source):
+        version = source.version or source.held_version() or client.latest_version()
+        record = (source.download_records() or {}).get(LIVE_FILE)
+        verdict = check_live_file(client, path, f"{version}/{LIVE_FILE}", record)
+    else:
+        verdict = LiveCheck(False, f"it is not Numerai's data ({type(source).__name__}; "
+                                   f"data=v5 reads Numerai's)")
+    if verdict.current:
+        log.info("%s is the current round's live data: %s", path, verdict.why)
+        return
+    stale = f"{path} is not the current round's live data ({verdict.why})"
+    if allow_stale:
+        log.warning("%s; submitting it anyway (tournament.allow_stale_live=true)", stale)
+        return
+    raise NumerlabError(f"not submitting: {stale}; run task=download to fetch the current "
+                        f"one, or set tournament.allow_stale_live=true to submit this file")
 
 
 def live_ids(path: Path) -> np.ndarray:

@@ -25,6 +25,7 @@ from numerlab import artifacts, runs
 from numerlab.errors import NumerlabError
 from numerlab.settings import boolean
 from numerlab.staking import Caps, StakeInputs, StakeProposal, build_policy, propose
+from numerlab.tasks import _send
 from numerlab.tournament import TournamentClient
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,21 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_within_caps(proposal, policy.caps, available)  # the amount that would be sent
     change = proposal.change
 
-    sent = None
-    if execute and change != 0:
-        sent = client.change_stake(model_name, change)
-    action = ("sent" if sent is not None else "no change" if change == 0
-              else "dry run (tournament.execute_stake=true sends it)")
     record = {
         "model": model_name, "policy": runs.option_name(cfg, "staking"),
         "run_dir": str(saved), "current": proposal.current, "target": proposal.target,
         "change": change, "wish": proposal.wish, "capped_by": proposal.capped_by,
-        "reason": proposal.reason, "wallet": wallet, "executed": sent is not None,
+        "reason": proposal.reason, "wallet": wallet}
+    sent = None
+    if execute and change != 0:  # stake.json is written even when sending fails
+        with _send.recorded(Path(run_dir), STAKE_FILE, {**record, "executed": None}):
+            sent = client.change_stake(model_name, change)
+    action = ("sent" if sent is not None else "no change" if change == 0
+              else "dry run (tournament.execute_stake=true sends it)")
+    record = {
+        **record, "executed": sent is not None,
+        "outcome": _send.SENT if sent is not None else "no change" if change == 0
+        else _send.DRY_RUN,
         "request": None if sent is None else {
             "action": sent.action, "amount": sent.amount, "status": sent.status,
             "due_date": sent.due_date.isoformat() if sent.due_date else None},

@@ -14,8 +14,11 @@ Everything goes over numerapi 3.1.x, with what numerapi leaves out:
   (connect, read) timeout of `timeout_s`; transient failures (5xx, timeouts, connection
   errors, a body cut short) are retried by tenacity with exponential backoff plus jitter,
   at most `max_attempts` times; 4xx and authentication errors are never retried. A
-  mutation (submission, stake change) is only retried when the server cannot have applied
-  it (connect failure, 502/503/504), so a lost answer never doubles a stake change. After
+  mutation (submission, stake change) is never resent blindly: only a 503 or a connection
+  that never opened proves it was not applied; after a 502/504, a read timeout or a dropped
+  connection its outcome is unknown (`OutcomeUnknown`), and `TournamentClient.mutate` reads
+  Numerai's state back (the stake, the model's submissions) to send it again only when it
+  did not land, else stops with one line saying it may have been applied. After
   `breaker_threshold` consecutive failed attempts the circuit breaker opens and every call
   fails at once with one line, for `breaker_reset_s`; then one trial call is let through.
 - Errors. numerapi turns HTTP errors into `{}` (then `KeyError: 'data'`), GraphQL errors
@@ -32,7 +35,7 @@ numerapi (and requests, tenacity) are imported inside the functions that need th
 """
 
 
-from numerlab.tournament.client import StakeChange, TournamentClient
+from numerlab.tournament.client import ReadBack, StakeChange, TournamentClient
 from numerlab.tournament.config import KeySource, RetryPolicy, check_config_keys
 from numerlab.tournament.rounds import (
     TIME_FORMAT,
@@ -42,14 +45,16 @@ from numerlab.tournament.rounds import (
     schedule_at,
     scheduled_window,
 )
-from numerlab.tournament.transport import CircuitOpenError, NumeraiApiError
+from numerlab.tournament.transport import CircuitOpenError, NumeraiApiError, OutcomeUnknown
 
 __all__ = [
     "TIME_FORMAT",
     "CircuitOpenError",
     "KeySource",
     "NumeraiApiError",
+    "OutcomeUnknown",
     "PayoutScore",
+    "ReadBack",
     "RetryPolicy",
     "RoundStatus",
     "StakeChange",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,11 @@ from numerlab.tournament.rounds import (
     round_status_from,
 )
 from numerlab.tournament.transport import (
-    _AUTH_WORDS,
+    DEADLINE_PASSED,
+    NO_OPEN_ROUND,
+    SESSION_INVALID,
     NumeraiApiError,
+    OutcomeUnknown,
     Transport,
     _IncompleteBody,
     _ServerError,
@@ -91,6 +95,53 @@ query ($filename: String!, $modelId: String) {
     url
   }
 }"""
+V2_CHANGE_STAKE_MUTATION = """
+mutation ($value: String!, $type: String!, $tournamentNumber: Int!, $modelId: String) {
+  v2ChangeStake(value: $value, type: $type, modelId: $modelId,
+                tournamentNumber: $tournamentNumber) {
+    dueDate
+    requestedAmount
+    status
+    type
+  }
+}"""
+# Read back after a lost answer. The pending v2 stake request as NumerBay reads it from
+# Numerai (councilofelders/numerbay backend/app/app/api/dependencies/numerai.py): a decrease
+# waits there for weeks, so the stake alone would not show it landed.
+PENDING_STAKE_QUERY = """
+query {
+  account {
+    models {
+      id
+      v2Stake {
+        pendingV2ChangeStakeRequest {
+          requestedAmount
+          status
+          type
+        }
+      }
+    }
+  }
+}"""
+# The key's scopes, as numerapi's get_account asks for them (scope names there:
+# upload_submission, stake, read_submission_info, read_user_info).
+API_TOKENS_QUERY = """
+query {
+  account {
+    apiTokens {
+      name
+      public_id
+      scopes
+    }
+  }
+}"""
+# The scope an operation needs (Numerai answers a key without it with an error whose wording
+# it does not publish: the client reads the key's scopes instead of matching words).
+SCOPE_OF = {"submission_upload_auth": "upload_submission", "create_submission": "upload_submission",
+            "computePickleUploadAuth": "upload_submission",
+            "createComputePickleUpload": "upload_submission",
+            "v2ChangeStake": "stake", "releaseStake": "stake",
+            "account": "read_user_info", "submissions": "read_submission_info"}
 CREATE_MODEL_UPLOAD_MUTATION = """
 mutation ($filename: String!, $tournament: Int!, $modelId: String, $dataVersionId: String,
           $dockerImageId: String) {
@@ -136,6 +187,15 @@ def _numerapi_class() -> type:
 # --- client -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ReadBack:
+    """What reading Numerai's state back showed after a mutation's answer was lost."""
+
+    landed: bool | None  # True: it was applied; False: it was not; None: cannot tell
+    seen: str  # what was read, in words (for the log and the one-line error)
+    data: Any = None  # what the caller needs of an applied mutation (e.g. its id)
+
+
+@dataclass(frozen=True)
 class StakeChange:
     """A stake change request as Numerai recorded it."""
 
@@ -176,6 +236,7 @@ class TournamentClient:
         self.transport = Transport(policy, session, sleep, clock, self._redact)
         self._api: Any = None
         self._models: dict[str, str] | None = None
+        self._reading_scopes = False
 
     def __repr__(self) -> str:  # never the keys
         keys = "with keys" if self.public_id and self.secret_key else "without keys"
@@ -223,7 +284,43 @@ class TournamentClient:
     def _keys_rejected(self, operation: str, detail: str) -> NumerlabError:
         return NumerlabError(
             f"Numerai rejected the API keys for {operation} ({self._redact(detail)[:160]}): "
-            f"check {self.keys_hint}; the key needs the scope for this action")
+            f"check {self.keys_hint}; the public id is the API key's id from "
+            f"numer.ai/account (not your username), the secret key its other half")
+
+    def _refusal(self, operation: str, detail: str, authorization: bool) -> NumerlabError:
+        """One line for a GraphQL error: Numerai's known sentences mapped to what to do,
+        a key without the operation's scope found by reading its scopes, else the words."""
+        text = self._redact(detail)[:200]
+        if SESSION_INVALID in detail:
+            return self._keys_rejected(operation, detail)
+        if DEADLINE_PASSED in detail or (NO_OPEN_ROUND in detail and operation != "rounds"):
+            return NumeraiApiError(f"Numerai API {operation} refused: the round is closed "
+                                   f"({text}); run it again once the next round opens "
+                                   f"(task=status shows when)")
+        scope = SCOPE_OF.get(operation) if authorization else None
+        if scope is not None and scope not in (self._key_scopes() or {scope}):
+            return NumerlabError(f"Numerai API {operation} refused ({text}): the API key in "
+                                 f"{self.keys_hint.split(' (')[0]} lacks the '{scope}' scope; "
+                                 f"add it (or create a key with it) at numer.ai/account")
+        return NumeraiApiError(f"Numerai API {operation}: {text}")
+
+    def _key_scopes(self) -> set[str] | None:
+        """The scopes of this client's API key (None when Numerai does not say, e.g. the
+        key may not read the account either)."""
+        if self._reading_scopes:
+            return None
+        self._reading_scopes = True
+        try:
+            answer = self.graphql(API_TOKENS_QUERY, authorization=True)
+        except NumerlabError:
+            return None
+        finally:
+            self._reading_scopes = False
+        account = answer["data"].get("account") or {}
+        for token in account.get("apiTokens") or []:
+            if isinstance(token, dict) and token.get("public_id") == self.public_id:
+                return {str(s) for s in token.get("scopes") or []}
+        return None
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None, *,
                 authorization: bool = False) -> dict:
@@ -254,12 +351,57 @@ class TournamentClient:
             raise NumeraiApiError(f"Numerai API {operation}: the answer is not JSON (HTTP "
                                   f"{status}); is tournament.api_url {self.api_url} right?")
         if errors:
-            if authorization and _AUTH_WORDS.search(detail):
-                raise self._keys_rejected(operation, detail)
-            raise NumeraiApiError(f"Numerai API {operation}: {self._redact(detail)[:200]}")
+            raise self._refusal(operation, detail, authorization)
         if not isinstance(answer.get("data"), dict):
             raise NumeraiApiError(f"Numerai API {operation}: the answer has no data")
         return answer
+
+    def mutate(self, query: str, variables: Mapping[str, Any] | None = None, *,
+               read_back: Callable[[], ReadBack] | None = None,
+               check: str = "numer.ai") -> Any:
+        """Send a GraphQL mutation (authorized) so that it is applied at most once; the
+        value of its field in the answer.
+
+        A mutation is never resent blindly. When its answer is lost after sending (502/504,
+        a read timeout, a dropped connection: `OutcomeUnknown`), `read_back()` looks at
+        Numerai's state: applied -> its `data` is returned; not applied -> sent again
+        (at most tournament.max_attempts sends in all); cannot tell (or no `read_back`) ->
+        OutcomeUnknown, one line saying it may have been applied and to check `check`."""
+        operation = operation_name(query)
+        sends = self.policy.max_attempts
+        for send in range(1, sends + 1):
+            try:
+                return self.graphql(query, variables, authorization=True)["data"].get(operation)
+            except OutcomeUnknown as exc:
+                lost = exc
+            self.transport._sleep(self.policy.backoff_s)  # let a late apply land first
+            seen = self._read(read_back)
+            if seen.landed:
+                log.warning("Numerai API %s: the answer was lost (%s) but reading back shows "
+                            "it was applied (%s)", operation, lost.reason, seen.seen)
+                return seen.data
+            if seen.landed is None:
+                raise OutcomeUnknown(
+                    f"Numerai API {operation}: {lost.reason} after it was sent; it may have "
+                    f"been applied ({seen.seen}): check {check} before sending it again",
+                    reason=lost.reason) from None
+            if send < sends:
+                log.warning("Numerai API %s: the answer was lost (%s) and reading back shows "
+                            "it was not applied (%s); sending it again", operation,
+                            lost.reason, seen.seen)
+                self.transport._sleep(self.transport.backoff(send))
+        raise NumeraiApiError(f"Numerai API {operation}: not applied ({seen.seen}); each of "
+                              f"{sends} sends lost its answer (last: {lost.reason}, "
+                              f"tournament.max_attempts)")
+
+    @staticmethod
+    def _read(read_back: Callable[[], ReadBack] | None) -> ReadBack:
+        if read_back is None:
+            return ReadBack(None, "nothing to read it back from")
+        try:
+            return read_back()
+        except NumerlabError as exc:
+            return ReadBack(None, f"reading it back failed: {message_line(exc)[:160]}")
 
     @contextlib.contextmanager
     def _numerapi(self, what: str) -> Iterator[None]:
@@ -521,12 +663,48 @@ class TournamentClient:
         model = self.model_id(model_name)
         nmr = _nmr_string(abs(amount))
         action = "increase" if amount > 0 else "decrease"
-        with self._numerapi("v2ChangeStake"):
-            change = getattr(self.api, f"stake_{action}")(nmr, model) or {}
-            return StakeChange(model_name=model_name, action=str(change.get("type") or action),
-                               amount=_as_float(change.get("requestedAmount")) or float(nmr),
-                               status=change.get("status"),
-                               due_date=_as_datetime(change.get("dueDate")))
+        before = self._stake_state(model_name, model)
+        read_back = self._stake_read_back(model_name, model, before, action, Decimal(nmr))
+        change = self.mutate(V2_CHANGE_STAKE_MUTATION, {
+            "value": nmr, "type": action, "modelId": model,
+            "tournamentNumber": CLASSIC_TOURNAMENT}, read_back=read_back,
+            check=f"the stake of model {model_name!r} on numer.ai")
+        change = change if isinstance(change, dict) else {}
+        return StakeChange(model_name=model_name, action=str(change.get("type") or action),
+                           amount=_as_float(change.get("requestedAmount")) or float(nmr),
+                           status=change.get("status"),
+                           due_date=_as_datetime(change.get("dueDate")))
+
+    def _stake_state(self, model_name: str, model_id: str) -> tuple[Decimal, tuple | None]:
+        """(stake, pending change request as (type, amount, status) or None) of a model."""
+        with self._numerapi("v3UserProfile"):
+            stake = Decimal(str(self.api.stake_get(model_name) or 0))
+        models = self.graphql(PENDING_STAKE_QUERY, authorization=True)["data"].get("account")
+        pending = None
+        for item in (models or {}).get("models") or []:
+            if isinstance(item, dict) and item.get("id") == model_id:
+                request = (item.get("v2Stake") or {}).get("pendingV2ChangeStakeRequest")
+                if isinstance(request, dict):
+                    pending = (request.get("type"), _decimal(request.get("requestedAmount")),
+                               request.get("status"))
+        return stake, pending
+
+    def _stake_read_back(self, model_name: str, model_id: str, before: tuple,
+                         action: str, amount: Decimal) -> Callable[[], ReadBack]:
+        """Applied when the stake moved by the change or a pending request of it appeared;
+        not applied when stake and pending request are as they were before sending."""
+        def read() -> ReadBack:
+            after = self._stake_state(model_name, model_id)
+            seen = (f"stake {before[0]} -> {after[0]} NMR, pending request "
+                    f"{before[1]} -> {after[1]}")
+            moved = after[0] - before[0] == (amount if action == "increase" else -amount)
+            requested = after[1] != before[1] and after[1] is not None and (
+                after[1][0], after[1][1]) == (action, amount)
+            if moved or requested:
+                return ReadBack(True, seen, {"type": action, "requestedAmount": str(amount),
+                                             "status": after[1][2] if requested else None})
+            return ReadBack(False if after == before else None, seen)
+        return read
 
     # -- uploads ----------------------------------------------------------------------
 
@@ -540,10 +718,27 @@ class TournamentClient:
                                  {"filename": path.name, "tournament": CLASSIC_TOURNAMENT,
                                   "modelId": model})
         self._put(auth["url"], path, "submission")
-        created = self.graphql(CREATE_SUBMISSION_MUTATION, {
+        created = self.mutate(CREATE_SUBMISSION_MUTATION, {
             "filename": auth["filename"], "tournament": CLASSIC_TOURNAMENT, "modelId": model,
-            "triggerId": os.environ.get("TRIGGER_ID")}, authorization=True)
-        return _created_id(created, "create_submission")
+            "triggerId": os.environ.get("TRIGGER_ID")},
+            read_back=self._submission_read_back(model, auth["filename"]),
+            check=f"the latest submission of model {model_name!r} on numer.ai")
+        return _created_id({"data": {"create_submission": created}}, "create_submission")
+
+    def _submission_read_back(self, model_id: str, filename: str) -> Callable[[], ReadBack]:
+        """Applied when the model's submissions (numerapi `submission_ids`) list the
+        uploaded file; not applied when they do not."""
+        def read() -> ReadBack:
+            with self._numerapi("submissions"):
+                listed = [s for s in self.api.submission_ids(model_id) or []
+                          if isinstance(s, dict)]
+            found = [s for s in listed if s.get("filename") == filename]
+            if found:
+                return ReadBack(True, f"submission {found[-1].get('id')} of {filename} is "
+                                      f"listed", {"id": found[-1].get("id")})
+            return ReadBack(False, f"none of the model's {len(listed)} submissions is "
+                                   f"{filename}")
+        return read
 
     def upload_model(self, pickle_path: str | Path, model_name: str,
                      data_version_id: str | None = None,
@@ -598,6 +793,13 @@ def _existing_file(path: str | Path, what: str) -> Path:
     if not path.is_file():
         raise NumerlabError(f"{what} file {path} does not exist")
     return path
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def _nmr_string(amount: float) -> str:

@@ -19,12 +19,14 @@ TIME_FORMAT = "%a %Y-%m-%d %H:%M UTC"  # round times, as shown
 
 # Weekday schedule, used only when the API gives no round times (Monday = 0): rounds open
 # Tuesday to Saturday at OPEN_HOUR_UTC; Tuesday-Friday rounds close the same day at
-# CLOSE_HOUR_UTC, the Saturday round (the weekend round) on Monday at CLOSE_HOUR_UTC.
+# CLOSE_HOUR_UTC; since April 2026 the Saturday round (the weekend round) closes on Sunday
+# at WEEKEND_CLOSE_HOUR_UTC (before: Monday 13:00).
 OPEN_WEEKDAYS = (1, 2, 3, 4, 5)
 OPEN_HOUR_UTC = 12
 CLOSE_HOUR_UTC = 13
 SATURDAY = 5
-WEEKEND_ROUND_DAYS = 2  # Saturday -> Monday
+WEEKEND_ROUND_DAYS = 1  # Saturday -> Sunday
+WEEKEND_CLOSE_HOUR_UTC = 14
 
 # --- rounds -----------------------------------------------------------------------------
 
@@ -127,10 +129,10 @@ def duration(delta: timedelta | None, unknown: str = "?") -> str:
 def scheduled_window(open_day: date) -> tuple[datetime, datetime]:
     """(open, close) of the round opening on `open_day` by the weekday schedule."""
     opens = datetime(open_day.year, open_day.month, open_day.day, OPEN_HOUR_UTC, tzinfo=UTC)
-    days = WEEKEND_ROUND_DAYS if open_day.weekday() == SATURDAY else 0
-    close_day = open_day + timedelta(days=days)
-    closes = datetime(close_day.year, close_day.month, close_day.day, CLOSE_HOUR_UTC,
-                      tzinfo=UTC)
+    weekend = open_day.weekday() == SATURDAY
+    close_day = open_day + timedelta(days=WEEKEND_ROUND_DAYS if weekend else 0)
+    closes = datetime(close_day.year, close_day.month, close_day.day,
+                      WEEKEND_CLOSE_HOUR_UTC if weekend else CLOSE_HOUR_UTC, tzinfo=UTC)
     return opens, closes
 
 

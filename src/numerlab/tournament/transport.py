@@ -22,9 +22,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF_S = 60.0  # cap of one exponential backoff wait (before jitter)
 
-# GraphQL error texts that mean "your keys are wrong or lack the scope".
-_AUTH_WORDS = re.compile(r"auth|token|api key|credential|permission|scope|forbidden|login",
-                         re.IGNORECASE)
+# Numerai's own sentences (GraphQL "errors" messages), matched exactly, never by loose words:
+# - wrong keys (numerapi issue #7: a username given as the public id, or the keys swapped);
+SESSION_INVALID = "Your session is invalid or has expired."
+# - a submission after the round's deadline (numerai-cli numerai/cli/util/debug.py knows
+#   this answer of Numerai's to a submission run past the close);
+DEADLINE_PASSED = "Can't update submission after deadline"
+# - `rounds(number: 0)` between rounds (numerapi base_api.check_round_open's comment).
+NO_OPEN_ROUND = "Current round not open for submissions"
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -35,6 +40,16 @@ class NumeraiApiError(NumerlabError):
 
 class CircuitOpenError(NumerlabError):
     """The circuit breaker is open: Numerai failed too often in a row; nothing was sent."""
+
+
+class OutcomeUnknown(NumerlabError):
+    """A mutation was sent and its answer lost (a 502/504 or other 5xx but 503, a read
+    timeout, a connection dropped after sending): it may or may not have been applied.
+    Never resent blindly: `TournamentClient.mutate` reads the state back first."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class _ServerError(Exception):
@@ -165,6 +180,11 @@ class Transport:
         except Exception as exc:
             if not _is_transport_failure(exc):
                 raise
+            if not idempotent and not _is_retryable(exc, idempotent=False):
+                reason = self._describe(exc)
+                raise OutcomeUnknown(f"{what}: {reason} after the request was sent; it may "
+                                     f"have been applied: check numer.ai before sending it "
+                                     f"again", reason=reason) from None
             attempts = retrying.statistics.get("attempt_number", 1)
             raise NumerlabError(self._give_up_message(what, exc, attempts, idempotent)
                                 ) from None
@@ -185,9 +205,8 @@ class Transport:
         import requests
 
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        if not idempotent and not _is_retryable(exc, idempotent=False):
-            return (f"{what}: {self._describe(exc)}; it may still have been applied, check "
-                    f"numer.ai before trying again")
+        if not idempotent:  # only failures that prove it never reached Numerai's app
+            tries += "; not applied"
         if isinstance(exc, requests.Timeout):
             return (f"{what}: {self._describe(exc)} ({tries}); raise tournament.timeout_s "
                     f"if your connection is slow")
@@ -205,6 +224,8 @@ def _connection_failure(exc: requests.ConnectionError) -> str:
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     text = message_line(reason if isinstance(reason, BaseException) else exc)
     errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if "Connection aborted" in text or "RemoteDisconnected" in text:  # after sending
+        return f"connection to {host} closed without an answer"
     return f"cannot connect to {host} ({errno.group() if errno else text[:120]})"
 
 
@@ -217,7 +238,10 @@ def _is_transport_failure(exc: BaseException) -> bool:
 
 
 def _is_retryable(exc: BaseException, idempotent: bool) -> bool:
-    """Transient failures; for a mutation only those that prove it was not applied."""
+    """Transient failures; for a mutation only those that prove it was not applied: a 503
+    (unavailable: not taken) and a connection that never opened. A 502/504 comes from a
+    gateway that may well have forwarded the request, and a read timeout or a connection
+    dropped after sending says nothing about the app: those outcomes are unknown."""
     import requests
 
     if not _is_transport_failure(exc):
@@ -225,7 +249,7 @@ def _is_retryable(exc: BaseException, idempotent: bool) -> bool:
     if idempotent:
         return True
     if isinstance(exc, _ServerError):
-        return exc.status in (502, 503, 504)  # gateway / unavailable: never reached the app
+        return exc.status == 503
     if isinstance(exc, requests.ConnectTimeout):
         return True
     if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
