@@ -322,6 +322,7 @@ def test_models_stake_and_wallet(fake_numerai):
 
 
 def test_change_stake_increases_and_decreases(fake_numerai):
+    fake_numerai.abs.migrated = False  # the v2 mutations of a tournament not on ABS yet
     fake_numerai.add_model("alpha_model", stake="10")
     client = make_client(fake_numerai)
     up = client.change_stake("alpha_model", 2.25)
@@ -544,6 +545,7 @@ def test_client_errors_do_not_open_the_breaker(fake_numerai):
 def test_keys_never_reach_logs_or_messages(fake_numerai, tmp_path, caplog):
     public, secret = "SENTINELPUBLIC4242", "SENTINELSECRET4242"
     fake_numerai.state.public_id, fake_numerai.state.secret_key = public, secret
+    fake_numerai.abs.migrated = False  # a v2 stake change goes through
     fake_numerai.add_model("alpha_model", stake=1)
     fake_numerai.open_round(1201)
     add_version(fake_numerai)

@@ -3,7 +3,8 @@
 It answers the GraphQL operations numerapi 3.1.x (and numerlab.tournament) send, by the
 first field of the document (`listDatasets`, `dataset`, `rounds`, `account`,
 `v3UserProfile`, `submission_upload_auth`, `create_submission`, `computePickleUploadAuth`,
-`createComputePickleUpload`, `v2ChangeStake`, `releaseStake`), checks the
+`createComputePickleUpload`, `v2ChangeStake`, `releaseStake`; Atomic Blockchain Staking's
+v3 fields in fakes/abs.py, which refuses the v2 mutations while `fake.abs.migrated`), checks the
 `Authorization: Token PUBLIC$SECRET` header on the operations that need an account, serves
 dataset files with ETag / Last-Modified / Content-Length and Range (If-Range) support, and
 records every PUT to an upload URL. It keeps state (rounds, models and stakes, submissions,
@@ -32,7 +33,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -79,6 +80,7 @@ class Submission:
     filename: str
     content: bytes
     round_number: int | None
+    inserted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -179,6 +181,13 @@ class FakeNumerai:
         self._thread: threading.Thread | None = None
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
+        # operations answered beside the _op_ methods (a resolver here wins over one), and
+        # the operations that need an account: extensions (fakes/abs.py) add theirs
+        self.extra_operations: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+        self.authorized = set(AUTHORIZED)
+        from fakes import abs as abs_staking
+
+        self.abs = abs_staking.install(self)  # Atomic Blockchain Staking; migrated
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -332,7 +341,8 @@ class FakeNumerai:
 
     def graphql(self, operation: str, variables: Mapping[str, Any]) -> Any:
         """The `data` value of `operation`; raises GraphQLFailure for an error answer."""
-        resolver = getattr(self, f"_op_{operation}", None)
+        resolver = (self.extra_operations.get(operation)
+                     or getattr(self, f"_op_{operation}", None))
         if resolver is None:
             raise GraphQLFailure(f'Cannot query field "{operation}"')
         with self.lock:
@@ -513,7 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(operation, variables)
         if self._fault(operation):
             return
-        if operation in AUTHORIZED and not self._authorized():
+        if operation in self.fake.authorized and not self._authorized():
             state = self.fake.state
             message = "Invalid API key: authentication failed"
             if state.auth_error_status != 200:
