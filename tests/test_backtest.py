@@ -18,7 +18,7 @@ from numerlab.errors import NumerlabError
 from numerlab.staking import NoStake, StakePolicy, build_policy
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-NO_CAPS = {"max_stake": None, "max_change": None, "min_wallet": 0.0}
+NO_CAPS = {"max_stake": None, "max_locked": None, "max_change": None, "min_wallet": 0.0}
 STAKING_OPTIONS = {"none", "fixed", "sharpe_scaled", "drawdown_guard"}
 
 
@@ -35,7 +35,7 @@ def eras(corr, mmc=None) -> pl.DataFrame:
 
 
 def hold() -> NoStake:
-    return NoStake(caps=NO_CAPS)
+    return NoStake(caps=NO_CAPS, mode="fixed")
 
 
 # --- the payout rule ----------------------------------------------------------------------

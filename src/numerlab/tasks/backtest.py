@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from numerlab import artifacts, backtest, runs
 from numerlab.settings import number
-from numerlab.staking import NO_CAPS, NoStake, StakePolicy, build_policy
+from numerlab.staking import FIXED, NO_CAPS, NoStake, StakePolicy, build_policy
 
 BACKTEST_FILE = "backtest.parquet"
 PLOT_FILE = "backtest.png"
@@ -33,7 +33,7 @@ def fixed_policy() -> StakePolicy:
     """The baseline: no policy and no caps, so with compounding a stake left where it
     started. Built here, not read from conf/: the baseline is the same whatever the
     staking options say."""
-    return NoStake(caps=NO_CAPS)
+    return NoStake(caps=NO_CAPS, mode=FIXED)
 
 
 SETTINGS = ("initial_stake", "wallet")  # conf/task/backtest.yaml
