@@ -153,7 +153,7 @@ class FakeState:
     secret_key: str = SECRET_KEY
     auth_error_status: int = 200  # bad keys: 200 with a GraphQL error, or 401 / 403
     username: str = "fake_user"
-    wallet_nmr: Decimal = Decimal(100)
+    wallet_nmr: Decimal | None = Decimal(100)  # None: the API reports no balance
     datasets: dict[str, Dataset] = field(default_factory=dict)
     models: dict[str, FakeModel] = field(default_factory=dict)
     current_round: dict[str, Any] | None = None
@@ -370,7 +370,9 @@ class FakeNumerai:
 
     def _op_account(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         return {"username": self.state.username, "walletAddress": None,
-                "availableNmr": str(self.state.wallet_nmr), "email": "fake@example.com",
+                "availableNmr": (None if self.state.wallet_nmr is None
+                                 else str(self.state.wallet_nmr)),
+                "email": "fake@example.com",
                 "id": "account-id", "mfaEnabled": False, "status": "VERIFIED",
                 "insertedAt": "2020-01-01T00:00:00Z", "apiTokens": [],
                 "models": [{"id": m.id, "name": m.name, "tournament": TOURNAMENT,

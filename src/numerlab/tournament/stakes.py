@@ -124,6 +124,44 @@ class Claim:
         return self.stake + self.payout - self.burn
 
 
+@dataclass(frozen=True)
+class Book:
+    """A model's ABS positions now: the open ones with their round's on-chain state, and
+    the claims of resolved ones (None: no staker address to ask for)."""
+
+    open: tuple[tuple[Position, ChainRound], ...]
+    claims: tuple[Claim, ...] | None
+
+    @property
+    def locked(self) -> float:
+        """NMR locked in the open positions."""
+        return float(sum(position.stake for position, _ in self.open))
+
+    @property
+    def per_round_stake(self) -> float:
+        """The newest open position's stake (0 without one): the per-round stake now."""
+        return self.open[0][0].stake if self.open else 0.0
+
+    @property
+    def claimable(self) -> float | None:
+        return None if self.claims is None else float(sum(c.claimable for c in self.claims))
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready: per-round stake, locked, positions, claims."""
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "per_round_stake": self.per_round_stake, "locked": self.locked,
+            "positions": [{"round": p.round, "stake": p.stake, "state": r.state,
+                           "resolve_time": iso(r.resolve_time or p.resolve_time)}
+                          for p, r in self.open],
+            "claims": None if self.claims is None else [
+                {"round": c.round, "stake": c.stake, "payout": c.payout, "burn": c.burn,
+                 "claimable": c.claimable} for c in self.claims],
+            "claimable": self.claimable}
+
+
 def _decimal(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -225,6 +263,16 @@ class AbsStakes:
                                payout=float(payout / WEI_PER_NMR),
                                burn=float(burn / WEI_PER_NMR)))
         return found
+
+    def book(self, model_name: str, staker: str | None, now: datetime | None = None) -> Book:
+        """The model's open positions (with `v3_stake_round` of each round) and, with a
+        staker address, its claims."""
+        positions = self.positions(model_name)
+        open_positions = tuple((p, self.chain_round(p.round)) for p in positions
+                               if not p.resolved)
+        claims = (None if staker is None
+                  else tuple(self.claims(model_name, staker, positions, now)))
+        return Book(open=open_positions, claims=claims)
 
     def latest_submission(self, model_name: str) -> str:
         """Id of the model's newest submission (what an authorization is for)."""
