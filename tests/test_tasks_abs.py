@@ -222,3 +222,89 @@ def test_a_round_stake_within_the_caps_passes():
     check_round_within_caps(round_proposal(10, 60, locked=4940, wallet=65), caps)
     check_round_within_caps(round_proposal(1200, 0, locked=6000), caps)  # nothing more
     check_round_within_caps(round_proposal(900, 700, wallet=705), caps)  # a cut beyond 50
+
+
+# --- task=backtest under ABS ------------------------------------------------------------
+
+def backtest_args(run_dir: Path, job: Path, *extra: str) -> list[str]:
+    return ["task=backtest", "staking=fixed", "staking.stake=150", f"run_dir={run_dir}",
+            f"hydra.run.dir={job}", *extra]
+
+
+def test_backtest_opens_a_position_per_era_with_the_apis_multipliers(fake_numerai, tmp_path,
+                                                                     scored_run):
+    """A 60-day target resolves 12 eras later; the current round's multipliers are used."""
+    (scored_run / ".hydra").mkdir()
+    (scored_run / ".hydra" / "config.yaml").write_text("target:\n  name: target_cyrusd_60\n")
+    fake_numerai.open_round(1005, payout_scores=[
+        {"name": "v2_corr20", "displayName": "CORR", "isPayout": True,
+         "defaultMultiplier": "3", "minMultiplier": "3", "maxMultiplier": "3", "version": 1},
+        {"name": "mmc", "displayName": "MMC", "isPayout": True, "defaultMultiplier": "15",
+         "minMultiplier": "15", "maxMultiplier": "15", "version": 1}])
+    job = tmp_path / "job"
+    proc = run_cli(backtest_args(scored_run, job, *api(fake_numerai)))
+    ok(proc)
+    metrics = read_json(job / "metrics.json")
+    assert (metrics["rule"], metrics["mode"], metrics["resolution_eras"]) == ("abs", "fixed", 12)
+    assert (metrics["corr_mult"], metrics["mmc_mult"], metrics["clip"]) == (3, 15, 1)
+    assert metrics["multipliers_from"] == "Numerai's API, round 1005"
+    # the wallet funds the initial per-round stake in each of the 12 rounds open at once
+    assert (metrics["wallet"], metrics["capital"]) == (1200, 1200)
+    assert metrics["return_denominator"].startswith("capital: 1200 NMR")
+    assert metrics["baseline"] == "fixed 100 NMR per round (fixed mode)"
+    frame = pl.read_parquet(job / "backtest.parquet")
+    policy = frame.filter(pl.col("strategy") == "policy")
+    assert {"stake", "resolved_payout", "locked", "wallet", "per_round_stake"} <= set(
+        frame.columns)
+    assert policy["resolved_payout"][:12].to_list() == [0.0] * 12  # nothing resolves sooner
+    assert policy["locked"].max() == metrics["policy_peak_locked"] <= 5000  # max_locked
+    assert metrics["fixed_final_stake"] == 100
+    assert metrics["policy_total_return"] == pytest.approx(
+        policy["equity"][-1] / metrics["capital"] - 1)
+    assert "total return on 1200 NMR" in proc.stdout
+
+
+def test_backtest_multipliers_fall_back_to_the_config(fake_numerai, tmp_path, scored_run):
+    url = fake_numerai.url
+    fake_numerai.stop()  # Numerai's API does not answer
+    job = tmp_path / "job"
+    ok(run_cli(backtest_args(scored_run, job, f"tournament.api_url={url}",
+                             "tournament.timeout_s=2")))
+    metrics = read_json(job / "metrics.json")
+    assert (metrics["corr_mult"], metrics["mmc_mult"]) == (5, 10)  # conf/payout/abs.yaml
+    assert metrics["multipliers_from"].startswith("config (Numerai's API did not answer")
+    assert metrics["resolution_eras"] == 4  # no saved config: this config's main target
+
+
+def test_backtest_config_multipliers_ask_nothing(fake_numerai, tmp_path, scored_run):
+    fake_numerai.open_round(1005)
+    job = tmp_path / "job"
+    ok(run_cli(backtest_args(scored_run, job, *api(fake_numerai),
+                             "payout.multipliers_from=config", "staking/mode=compound",
+                             "payout.resolution_eras=2", "task.wallet=1000")))
+    metrics = read_json(job / "metrics.json")
+    assert (metrics["multipliers_from"], metrics["corr_mult"], metrics["mode"]) == (
+        "config", 5, "compound")
+    assert (metrics["resolution_eras"], metrics["capital"]) == (2, 1000)
+    assert fake_numerai.state.requests == []
+
+
+def test_every_return_is_stated_with_its_denominator(tmp_path, scored_run):
+    """v2: the baseline is a fixed stake (payouts to the wallet), and a wallet set changes
+    the capital the returns are on, which metrics.json says."""
+    returns = {}
+    for wallet in ("null", "500"):
+        job = tmp_path / f"job-{wallet}"
+        ok(run_cli(backtest_args(scored_run, job, "payout=v2", f"task.wallet={wallet}")))
+        metrics = read_json(job / "metrics.json")
+        frame = pl.read_parquet(job / "backtest.parquet")
+        baseline = frame.filter(pl.col("strategy") == "fixed")
+        assert metrics["baseline"] == "fixed 100 NMR stake (payouts to the wallet)"
+        assert baseline["stake"].max() <= 100  # never compounds above the fixed stake
+        assert metrics["return_denominator"] == (
+            f"capital: {metrics['capital']:g} NMR, the initial stake + the wallet at the start")
+        returns[wallet] = metrics
+    assert (returns["null"]["capital"], returns["500"]["capital"]) == (100, 600)
+    for metrics in returns.values():
+        final = metrics["capital"] * (1 + metrics["fixed_total_return"])
+        assert final == pytest.approx(metrics["capital"] + metrics["fixed_total_payout"])

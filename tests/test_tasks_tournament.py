@@ -19,7 +19,6 @@ from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
 from fakes.abs import WALLET
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
 from numerai_tools.submissions import validate_submission_numerai
-from omegaconf import OmegaConf
 
 from numerlab import artifacts, pipeline
 from numerlab.data.layout import MANIFEST_FILE
@@ -309,13 +308,17 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
         fake_numerai.abs.state.contract
     assert "v2ChangeStake" not in fake_numerai.operations()
 
-    # backtest: the fixed stake's final stake, computed here from per_era.parquet
+    # backtest (ABS): the fixed baseline's return, computed here from per_era.parquet with
+    # the multipliers of the current round (the fake's: CORR 0.5, MMC 2)
     bt = tmp_path / "backtest"
     ok(run_cli(["task=backtest", "staking=sharpe_scaled", "staking.min_eras=4",
-                f"run_dir={train}", f"hydra.run.dir={bt}"]))
+                f"run_dir={train}", *api(fake_numerai), f"hydra.run.dir={bt}"]))
     metrics = read_json(bt / "metrics.json")
-    assert metrics["fixed_final_stake"] == pytest.approx(fixed_stake_oracle(
-        pl.read_parquet(train / "per_era.parquet").sort("era"), 100.0))
+    assert (metrics["corr_mult"], metrics["mmc_mult"], metrics["resolution_eras"]) == (
+        0.5, 2.0, 4)
+    assert metrics["capital"] == 400  # 100 NMR a round, 4 rounds open at once
+    assert metrics["fixed_total_return"] == pytest.approx(fixed_baseline_oracle(
+        pl.read_parquet(train / "per_era.parquet").sort("era"), 100.0, 0.5, 2.0, 4) / 400 - 1)
     assert metrics["policy_n_eras"] == metrics["fixed_n_eras"] == read_json(
         train / "metrics.json")["n_eras"]
     assert {"policy_total_return", "policy_worst_drawdown", "fixed_total_return",
@@ -342,19 +345,23 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
     np.testing.assert_allclose(exported.loc[ours.index].to_numpy(), ours.to_numpy())
 
 
-def fixed_stake_oracle(per_era: pl.DataFrame, initial: float) -> float:
-    """Numerai's payout rule with conf/payout/default.yaml, one era a round, the stake
-    held and compounded as payouts resolve (lag eras later); the stake after all resolve."""
-    payout = OmegaConf.load(ROOT / "conf" / "payout" / "default.yaml")
+def fixed_baseline_oracle(per_era: pl.DataFrame, per_round: float, corr_mult: float,
+                          mmc_mult: float, horizon: int) -> float:
+    """Atomic Blockchain Staking by hand: a position of `per_round` NMR each era while the
+    wallet (per_round x horizon at the start) holds it, each back with stake * (1 +
+    clip(corr_mult * CORR + mmc_mult * MMC, -1, 1)) `horizon` eras later; the NMR held once
+    every position resolved."""
     corr = per_era["corr"].to_numpy()
     mmc = np.nan_to_num(per_era["mmc"].fill_null(np.nan).to_numpy(), nan=0.0)
-    payouts: list[float] = []
+    back = 1 + np.clip(corr_mult * corr + mmc_mult * mmc, -1, 1)
+    wallet, stakes = per_round * horizon, []
     for t in range(len(corr)):
-        resolved = payouts[:max(0, t - payout.resolution_lag_eras)]
-        stake = initial + sum(resolved)
-        score = payout.payout_factor * (payout.corr_mult * corr[t] + payout.mmc_mult * mmc[t])
-        payouts.append(stake * float(np.clip(score, -payout.clip, payout.clip)))
-    return initial + sum(payouts)
+        if t >= horizon:
+            wallet += stakes[t - horizon] * back[t - horizon]
+        stakes.append(min(per_round, wallet))
+        wallet -= stakes[-1]
+    return wallet + sum(stakes[e] * back[e] for e in range(max(0, len(corr) - horizon),
+                                                           len(corr)))
 
 
 # --- live: bad input --------------------------------------------------------------------
