@@ -627,7 +627,8 @@ def test_config_has_no_secrets_and_is_dry_run_by_default():
     assert sorted(cfg) == sorted(["api_url", "model_name", "submit", "execute_stake",
                                   "timeout_s", "max_attempts", "backoff_s", "breaker_threshold",
                                   "breaker_reset_s", "public_id_env", "secret_key_env",
-                                  "keys_file"])
+                                  "keys_file", "staking", "wallet_address"])
+    assert (cfg.staking, cfg.wallet_address) == ("abs", None)
 
 
 def test_the_client_reads_the_fields_of_its_settings_classes_and_each_is_required():
