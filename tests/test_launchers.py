@@ -145,8 +145,8 @@ def test_a_good_sweep_passes_the_checks(tmp_path: Path):
 
 # --- payout ---------------------------------------------------------------------------------
 
-PAYOUT = {"corr_mult": 0.75, "mmc_mult": 2.25, "clip": 0.05, "payout_factor": 0.8,
-          "resolution_lag_eras": 4}
+PAYOUT = {"rule": "v2", "corr_mult": 0.75, "mmc_mult": 2.25, "clip": 0.05,
+          "payout_factor": 0.8, "resolution_lag_eras": 4}
 
 
 def payout_by_hand(corr: list[float | None], mmc: list[float | None], rule: dict) -> float:

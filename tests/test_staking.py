@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from numerlab.errors import NumerlabError
 from numerlab.staking import (
+    MODES,
     Caps,
     DrawdownGuard,
     FixedStake,
@@ -24,20 +25,23 @@ from numerlab.staking import (
     build_policy,
     current_drawdown,
     propose,
+    propose_round,
 )
 
-NO_CAPS = {"max_stake": None, "max_change": None, "min_wallet": 0.0}
+NO_CAPS = {"max_stake": None, "max_locked": None, "max_change": None, "min_wallet": 0.0}
 
 
-def caps(max_stake=None, max_change=None, min_wallet=0.0) -> dict:
-    return {"max_stake": max_stake, "max_change": max_change, "min_wallet": min_wallet}
+def caps(max_stake=None, max_change=None, min_wallet=0.0, max_locked=None) -> dict:
+    return {"max_stake": max_stake, "max_locked": max_locked, "max_change": max_change,
+            "min_wallet": min_wallet}
 
 
 # --- random inputs ------------------------------------------------------------------------
 
 nmr = st.floats(min_value=0, max_value=1e5, allow_nan=False, allow_infinity=False)
 optional_nmr = st.one_of(st.none(), nmr)
-random_caps = st.builds(caps, optional_nmr, optional_nmr, nmr)
+random_caps = st.builds(caps, optional_nmr, optional_nmr, nmr, optional_nmr)
+mode = st.sampled_from(MODES)
 score = st.floats(min_value=-0.3, max_value=0.3, allow_nan=False)
 maybe_score = st.one_of(score, st.just(math.nan))
 
@@ -57,13 +61,13 @@ def stake_inputs(draw) -> StakeInputs:
 positive = st.floats(min_value=1e-6, max_value=10, allow_nan=False)
 weight = st.floats(min_value=0, max_value=5, allow_nan=False)
 policies = st.one_of(
-    st.builds(NoStake, caps=random_caps),
-    st.builds(FixedStake, stake=nmr, caps=random_caps),
+    st.builds(NoStake, caps=random_caps, mode=mode),
+    st.builds(FixedStake, stake=nmr, caps=random_caps, mode=mode),
     st.builds(SharpeScaled, nmr_per_sharpe=nmr, min_sharpe=st.floats(0, 3),
-              mmc_weight=weight, min_eras=st.integers(2, 30), caps=random_caps),
+              mmc_weight=weight, min_eras=st.integers(2, 30), caps=random_caps, mode=mode),
     st.builds(DrawdownGuard, max_drawdown=positive, cut_fraction=st.floats(0.01, 1.0),
               base_target=optional_nmr, corr_weight=st.floats(0.1, 5), mmc_weight=weight,
-              caps=random_caps),
+              caps=random_caps, mode=mode),
 )
 
 
@@ -95,8 +99,48 @@ def test_no_policy_proposes_outside_the_caps(policy, current, wallet, scores):
 @settings(max_examples=200, deadline=None)
 @given(current=nmr, wallet=nmr, scores=stake_inputs())
 def test_no_stake_without_caps_never_changes_the_stake(current, wallet, scores):
-    p = propose(NoStake(caps=NO_CAPS), current, wallet, scores)
+    p = propose(NoStake(caps=NO_CAPS, mode="fixed"), current, wallet, scores)
     assert p.change == 0 and p.target == current and p.capped_by is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(policy=policies, current=nmr, wallet=st.one_of(st.none(), nmr), locked=nmr,
+       scores=stake_inputs())
+def test_no_policy_proposes_a_round_stake_outside_the_caps(policy, current, wallet, locked,
+                                                           scores):
+    """ABS: the per-round stake and the NMR locked across the open rounds, on any input."""
+    p = propose_round(policy, current, wallet, locked, scores)
+    c = policy.caps
+    tol = tolerance(current, wallet, locked, c.max_stake, c.max_locked, c.max_change,
+                    c.min_wallet)
+    assert (p.current, p.locked, p.wallet, p.mode) == (current, locked, wallet, policy.mode)
+    assert math.isfinite(p.stake) and p.stake >= 0
+    assert abs(p.change - (p.stake - current)) <= tol
+    assert p.locked_after == locked + p.stake
+    if c.max_stake is not None:
+        assert p.stake <= c.max_stake + tol
+    if c.max_locked is not None:
+        assert p.locked_after <= max(c.max_locked, locked) + tol
+        if locked >= c.max_locked:
+            assert p.stake == 0  # no room left: nothing more is locked
+    if wallet is not None:
+        assert p.stake <= max(0.0, wallet - c.min_wallet) + tol
+    else:
+        assert "wallet unknown" in p.reason and p.capped_by != "min_wallet"
+    if c.max_change is not None and abs(p.change) > c.max_change + tol:
+        # only a ceiling may move it further, and only down
+        assert p.change < 0 and p.capped_by in ("max_stake", "max_locked", "min_wallet")
+    if p.capped_by is None:
+        assert p.stake == (current if math.isnan(p.wish) else max(0.0, p.wish))
+
+
+@settings(max_examples=200, deadline=None)
+@given(current=nmr, wallet=nmr, locked=nmr, scores=stake_inputs())
+def test_no_stake_without_caps_keeps_the_per_round_stake(current, wallet, locked, scores):
+    p = propose_round(NoStake(caps=NO_CAPS, mode="fixed"), current, None, locked, scores)
+    assert (p.stake, p.change, p.capped_by) == (current, 0.0, None)
+    p = propose_round(NoStake(caps=NO_CAPS, mode="fixed"), current, wallet, locked, scores)
+    assert p.stake == min(current, wallet)
 
 
 # --- the caps, worked by hand -------------------------------------------------------------
@@ -114,25 +158,57 @@ NO_SCORES = StakeInputs()
     (130.0, 0.0, caps(), 100.0, None),
 ])
 def test_fixed_stake_bounded_by_each_cap(current, wallet, cap, expected, capped_by):
-    p = propose(FixedStake(stake=100.0, caps=cap), current, wallet, NO_SCORES)
+    p = propose(FixedStake(stake=100.0, caps=cap, mode="fixed"), current, wallet, NO_SCORES)
     assert p.target == pytest.approx(expected)
     assert p.change == pytest.approx(expected - current)
     assert p.capped_by == capped_by
     assert p.wish == 100.0
 
 
+@pytest.mark.parametrize(("current", "wallet", "locked", "cap", "expected", "capped_by"), [
+    (40.0, 1000.0, 0.0, caps(max_change=25.0), 65.0, "max_change"),    # +60 wished
+    (40.0, 1000.0, 0.0, caps(max_stake=80.0), 80.0, "max_stake"),
+    (40.0, 1000.0, 450.0, caps(max_locked=500.0), 50.0, "max_locked"),  # 50 NMR of room
+    (40.0, 1000.0, 600.0, caps(max_locked=500.0), 0.0, "max_locked"),   # already above it
+    (40.0, 30.0, 0.0, caps(min_wallet=10.0), 20.0, "min_wallet"),       # the wallet pays 20
+    (40.0, None, 0.0, caps(min_wallet=10.0), 100.0, None),              # wallet unknown
+    (130.0, 0.0, 0.0, caps(), 0.0, "min_wallet"),                       # nothing to stake
+    (130.0, 1000.0, 0.0, caps(max_change=20.0), 110.0, "max_change"),
+    # a ceiling wins over max_change: 130 -> 100 in one decision
+    (130.0, 1000.0, 0.0, caps(max_stake=100.0, max_change=20.0), 100.0, "max_stake"),
+])
+def test_a_fixed_round_stake_bounded_by_each_cap(current, wallet, locked, cap, expected,
+                                                 capped_by):
+    p = propose_round(FixedStake(stake=100.0, caps=cap, mode="compound"), current, wallet,
+                      locked, NO_SCORES)
+    assert p.stake == pytest.approx(expected) and p.change == pytest.approx(expected - current)
+    assert (p.capped_by, p.wish, p.mode) == (capped_by, 100.0, "compound")
+    assert ("wallet unknown" in p.reason) == (wallet is None)
+
+
+def test_an_unknown_wallet_bounds_nothing_and_says_so():
+    """numerapi may not report the wallet: a min_wallet of 0 must not read as a cap."""
+    p = propose(FixedStake(stake=100.0, caps=caps(), mode="fixed"), 40.0, None, NO_SCORES)
+    assert (p.target, p.capped_by, p.wallet) == (100.0, None, None)
+    assert p.reason == "fixed target 100 NMR; wallet unknown"
+
+
 def test_a_stake_above_max_stake_comes_down_by_at_most_max_change():
-    p = propose(NoStake(caps=caps(max_stake=100.0, max_change=5.0)), 120.0, 50.0, NO_SCORES)
+    p = propose(NoStake(caps=caps(max_stake=100.0, max_change=5.0), mode="fixed"), 120.0, 50.0,
+                NO_SCORES)
     assert (p.target, p.change, p.capped_by) == (115.0, -5.0, "max_change")
-    p = propose(FixedStake(stake=500.0, caps=caps(max_stake=100.0)), 120.0, 50.0, NO_SCORES)
+    p = propose(FixedStake(stake=500.0, caps=caps(max_stake=100.0), mode="fixed"), 120.0, 50.0,
+                NO_SCORES)
     assert (p.target, p.capped_by) == (100.0, "max_stake")  # a wish above never raises it
 
 
 def test_negative_current_stake_or_wallet_is_refused():
     with pytest.raises(NumerlabError, match=r"^wallet=-1.0: must be a finite number >= 0"):
-        propose(NoStake(caps=NO_CAPS), 10.0, -1.0, NO_SCORES)
+        propose(NoStake(caps=NO_CAPS, mode="fixed"), 10.0, -1.0, NO_SCORES)
     with pytest.raises(NumerlabError, match=r"^current_stake=nan"):
-        propose(NoStake(caps=NO_CAPS), math.nan, 1.0, NO_SCORES)
+        propose(NoStake(caps=NO_CAPS, mode="fixed"), math.nan, 1.0, NO_SCORES)
+    with pytest.raises(NumerlabError, match=r"^locked=-2.0: must be a finite number >= 0"):
+        propose_round(NoStake(caps=NO_CAPS, mode="fixed"), 1.0, None, -2.0, NO_SCORES)
 
 
 # --- policies, worked by hand -------------------------------------------------------------
@@ -140,7 +216,7 @@ def test_negative_current_stake_or_wallet_is_refused():
 
 def sharpe_scaled(**overrides) -> SharpeScaled:
     params = {"nmr_per_sharpe": 10.0, "min_sharpe": 0.5, "mmc_weight": 0.0, "min_eras": 2,
-              "caps": NO_CAPS, **overrides}
+              "caps": NO_CAPS, "mode": "fixed", **overrides}
     return SharpeScaled(**params)
 
 
@@ -173,7 +249,8 @@ def test_current_drawdown_is_from_the_running_peak_to_now():
 
 def guard(**overrides) -> DrawdownGuard:
     params = {"max_drawdown": 0.15, "cut_fraction": 0.5, "base_target": None,
-              "corr_weight": 1.0, "mmc_weight": 0.0, "caps": NO_CAPS, **overrides}
+              "corr_weight": 1.0, "mmc_weight": 0.0, "caps": NO_CAPS, "mode": "fixed",
+              **overrides}
     return DrawdownGuard(**params)
 
 
@@ -201,11 +278,18 @@ def test_drawdown_guard_cuts_beyond_the_limit_only():
      "staking.caps.min_wallet=None must be a number >= 0"),
     (lambda: Caps.from_config({**NO_CAPS, "max_stak": 3}),
      "staking.caps.max_stak is not a setting of staking.caps (did you mean "
-     "staking.caps.max_stake? settings: max_stake, max_change, min_wallet)"),
-    (lambda: Caps.from_config({"max_stake": 1, "max_change": 1}),
-     "staking.caps.min_wallet is missing (settings: max_stake, max_change, min_wallet)"),
-    (lambda: FixedStake(stake="100", caps=NO_CAPS), "staking.stake='100' must be a number"),
-    (lambda: FixedStake(stake=True, caps=NO_CAPS), "staking.stake=True must be a number"),
+     "staking.caps.max_stake? settings: max_stake, max_locked, max_change, min_wallet)"),
+    (lambda: Caps.from_config({"max_stake": 1, "max_locked": 1, "max_change": 1}),
+     "staking.caps.min_wallet is missing (settings: max_stake, max_locked, max_change, "
+     "min_wallet)"),
+    (lambda: Caps.from_config(caps(max_locked=-5)),
+     "staking.caps.max_locked=-5 must be null or a number >= 0"),
+    (lambda: FixedStake(stake="100", caps=NO_CAPS, mode="fixed"),
+     "staking.stake='100' must be a number"),
+    (lambda: FixedStake(stake=True, caps=NO_CAPS, mode="fixed"),
+     "staking.stake=True must be a number"),
+    (lambda: FixedStake(stake=1, caps=NO_CAPS, mode="constant"),
+     "staking.mode='constant' is unknown (allowed: fixed, compound)"),
     (lambda: sharpe_scaled(min_eras=1), "staking.min_eras=1 must be an integer >= 2"),
     (lambda: sharpe_scaled(min_eras=2.5), "staking.min_eras=2.5 must be an integer >= 2"),
     (lambda: sharpe_scaled(min_sharpe=-0.1), "staking.min_sharpe=-0.1 must be a number >= 0"),
@@ -262,7 +346,7 @@ def test_the_guard_weighs_scores_by_the_payout_multipliers_of_the_run():
 
 def test_policies_share_one_caps_default():
     default = OmegaConf.to_container(compose([]).staking.caps)  # staking=none: no caps
-    assert Caps.from_config(default) == Caps(None, None, 0.0)
+    assert Caps.from_config(default) == Caps(None, None, None, 0.0)
     shared = [OmegaConf.to_container(compose([f"staking={name}"]).staking.caps)
               for name in ("fixed", "sharpe_scaled", "drawdown_guard")]
     assert shared[0] == shared[1] == shared[2] != default

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
+from fakes.abs import WALLET
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
 from numerai_tools.submissions import validate_submission_numerai
-from omegaconf import OmegaConf
 
 from numerlab import artifacts, pipeline
 from numerlab.data.layout import MANIFEST_FILE
@@ -113,7 +113,8 @@ def test_status_shows_the_round_the_multipliers_and_the_stakes(fake_numerai, tmp
     fake_numerai.add_upcoming_round(1002, now + timedelta(days=1))
     fake_numerai.add_model("alpha", stake="12.5")
     fake_numerai.add_model("beta")
-    proc = run_cli(["task=status", *api(fake_numerai), f"hydra.run.dir={tmp_path}"], env=KEYS)
+    proc = run_cli(["task=status", "tournament.staking=v2", *api(fake_numerai),
+                    f"hydra.run.dir={tmp_path}"], env=KEYS)
     ok(proc)
     status = read_json(tmp_path / "status.json")
     assert (status["round"], status["is_open"], status["times_from"]) == (1001, True, "api")
@@ -289,21 +290,35 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
     import hashlib
     assert record["sha256"] == hashlib.sha256(submission.content).hexdigest()
 
-    # stake, dry run: fixed 30 NMR from 10 -> +20 proposed, nothing sent
+    # stake, dry run: a fixed 30 NMR per round, no position yet -> +30, nothing asked
     ok(run_cli(["task=stake", "staking=fixed", "staking.stake=30", f"run_dir={train}", *keys,
                 f"hydra.run.dir={tmp_path / 'stake'}"], env=KEYS))
     stake = read_json(tmp_path / "stake" / "stake.json")
-    assert (stake["current"], stake["target"], stake["change"], stake["executed"]) == (
-        10, 30, 20, False)
-    assert fake_numerai.state.stake_changes == []
+    assert (stake["staking"], stake["current"], stake["per_round_stake"], stake["change"],
+            stake["executed"]) == ("abs", 0, 30, 30, False)
+    assert fake_numerai.state.stake_changes == [] and fake_numerai.abs.authorizations == []
+    # ... and executed for the wallet: Numerai's authorization for the round-1002 submission
+    ok(run_cli(["task=stake", "staking=fixed", "staking.stake=30", f"run_dir={train}", *keys,
+                "tournament.execute_stake=true", f"tournament.wallet_address={WALLET}",
+                f"hydra.run.dir={tmp_path / 'staked'}"], env=KEYS))
+    [auth] = fake_numerai.abs.authorizations
+    assert (auth["submissionId"], auth["roundId"], auth["maxAmount"]) == (
+        submission.id, "1002", "30")
+    assert read_json(tmp_path / "staked" / "stake.json")["authorization"]["contract"] == \
+        fake_numerai.abs.state.contract
+    assert "v2ChangeStake" not in fake_numerai.operations()
 
-    # backtest: the fixed stake's final stake, computed here from per_era.parquet
+    # backtest (ABS): the fixed baseline's return, computed here from per_era.parquet with
+    # the multipliers of the current round (the fake's: CORR 0.5, MMC 2)
     bt = tmp_path / "backtest"
     ok(run_cli(["task=backtest", "staking=sharpe_scaled", "staking.min_eras=4",
-                f"run_dir={train}", f"hydra.run.dir={bt}"]))
+                f"run_dir={train}", *api(fake_numerai), f"hydra.run.dir={bt}"]))
     metrics = read_json(bt / "metrics.json")
-    assert metrics["fixed_final_stake"] == pytest.approx(fixed_stake_oracle(
-        pl.read_parquet(train / "per_era.parquet").sort("era"), 100.0))
+    assert (metrics["corr_mult"], metrics["mmc_mult"], metrics["resolution_eras"]) == (
+        0.5, 2.0, 4)
+    assert metrics["capital"] == 400  # 100 NMR a round, 4 rounds open at once
+    assert metrics["fixed_total_return"] == pytest.approx(fixed_baseline_oracle(
+        pl.read_parquet(train / "per_era.parquet").sort("era"), 100.0, 0.5, 2.0, 4) / 400 - 1)
     assert metrics["policy_n_eras"] == metrics["fixed_n_eras"] == read_json(
         train / "metrics.json")["n_eras"]
     assert {"policy_total_return", "policy_worst_drawdown", "fixed_total_return",
@@ -330,19 +345,23 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
     np.testing.assert_allclose(exported.loc[ours.index].to_numpy(), ours.to_numpy())
 
 
-def fixed_stake_oracle(per_era: pl.DataFrame, initial: float) -> float:
-    """Numerai's payout rule with conf/payout/default.yaml, one era a round, the stake
-    held and compounded as payouts resolve (lag eras later); the stake after all resolve."""
-    payout = OmegaConf.load(ROOT / "conf" / "payout" / "default.yaml")
+def fixed_baseline_oracle(per_era: pl.DataFrame, per_round: float, corr_mult: float,
+                          mmc_mult: float, horizon: int) -> float:
+    """Atomic Blockchain Staking by hand: a position of `per_round` NMR each era while the
+    wallet (per_round x horizon at the start) holds it, each back with stake * (1 +
+    clip(corr_mult * CORR + mmc_mult * MMC, -1, 1)) `horizon` eras later; the NMR held once
+    every position resolved."""
     corr = per_era["corr"].to_numpy()
     mmc = np.nan_to_num(per_era["mmc"].fill_null(np.nan).to_numpy(), nan=0.0)
-    payouts: list[float] = []
+    back = 1 + np.clip(corr_mult * corr + mmc_mult * mmc, -1, 1)
+    wallet, stakes = per_round * horizon, []
     for t in range(len(corr)):
-        resolved = payouts[:max(0, t - payout.resolution_lag_eras)]
-        stake = initial + sum(resolved)
-        score = payout.payout_factor * (payout.corr_mult * corr[t] + payout.mmc_mult * mmc[t])
-        payouts.append(stake * float(np.clip(score, -payout.clip, payout.clip)))
-    return initial + sum(payouts)
+        if t >= horizon:
+            wallet += stakes[t - horizon] * back[t - horizon]
+        stakes.append(min(per_round, wallet))
+        wallet -= stakes[-1]
+    return wallet + sum(stakes[e] * back[e] for e in range(max(0, len(corr) - horizon),
+                                                           len(corr)))
 
 
 # --- live: bad input --------------------------------------------------------------------
@@ -444,9 +463,12 @@ def test_no_run_dir_is_one_line(tmp_path):
 # --- stake ------------------------------------------------------------------------------
 
 def test_stake_executes_within_the_caps(fake_numerai, tmp_path, trained_run):
+    """The legacy continuous stake of a tournament not migrated to ABS."""
+    fake_numerai.abs.migrated = False
     model_id = fake_numerai.add_model("my_model", stake=10)
     ok(run_cli(["task=stake", "staking=fixed", "staking.stake=500", f"run_dir={trained_run}",
-                "tournament.model_name=my_model", "tournament.execute_stake=true",
+                "tournament.staking=v2", "tournament.model_name=my_model",
+                "tournament.execute_stake=true",
                 *api(fake_numerai), f"hydra.run.dir={tmp_path}"], env=KEYS))
     record = read_json(tmp_path / "stake.json")
     assert (record["current"], record["target"], record["change"], record["capped_by"]) == (
@@ -470,11 +492,12 @@ def test_stake_bad_input_is_one_line_and_changes_nothing(fake_numerai, tmp_path,
         fake_numerai.reject_keys()
     line = error_line(run_cli(["task=stake", "staking=fixed", f"run_dir={trained_run}",
                                f"tournament.model_name={model}",
-                               "tournament.execute_stake=true", *api(fake_numerai),
+                               "tournament.execute_stake=true",
+                               f"tournament.wallet_address={WALLET}", *api(fake_numerai),
                                f"hydra.run.dir={tmp_path}"],
                               env=NO_KEYS if setup == "none" else KEYS))
     assert needle in line
-    assert fake_numerai.state.stake_changes == []
+    assert fake_numerai.state.stake_changes == [] and fake_numerai.abs.authorizations == []
     assert not (tmp_path / "stake.json").exists()
 
 
@@ -488,16 +511,17 @@ def proposal(current: float, target: float) -> StakeProposal:
     (990, 1020, 100, "max_stake 1000"),
     (10, 40, 20, "min_wallet 5"),
     (10, -1, 100, "target stake -1"),
+    (10, 40, None, "wallet unknown, so staking.caps.min_wallet 5 cannot be kept"),
 ])
 def test_a_stake_change_beyond_the_caps_is_refused(current, target, wallet, needle):
-    caps = Caps(max_stake=1000.0, max_change=50.0, min_wallet=5.0)
+    caps = Caps(max_stake=1000.0, max_locked=None, max_change=50.0, min_wallet=5.0)
     with pytest.raises(NumerlabError, match="stake change refused, nothing sent") as caught:
         check_within_caps(proposal(current, target), caps, wallet)
     assert needle in str(caught.value)
 
 
 def test_a_stake_change_within_the_caps_passes():
-    caps = Caps(max_stake=1000.0, max_change=50.0, min_wallet=5.0)
+    caps = Caps(max_stake=1000.0, max_locked=None, max_change=50.0, min_wallet=5.0)
     check_within_caps(proposal(10, 60), caps, 55)  # right at max_change and min_wallet
     check_within_caps(proposal(950, 1000), caps, 100)  # right at max_stake
     check_within_caps(proposal(1200, 1150), caps, 0)  # coming down from above max_stake
@@ -522,7 +546,8 @@ def test_api_keys_never_reach_a_file_or_the_output(fake_numerai, tmp_path, v5_so
         ["task=live", f"run_dir={train}", "tournament.model_name=my_model",
          "tournament.submit=true", f"hydra.run.dir={tmp_path / 'live'}"],
         ["task=stake", "staking=fixed", f"run_dir={train}", "tournament.model_name=my_model",
-         "tournament.execute_stake=true", f"hydra.run.dir={tmp_path / 'stake'}"],
+         "tournament.execute_stake=true", f"tournament.wallet_address={WALLET}",
+         f"hydra.run.dir={tmp_path / 'stake'}"],
     ]
     outputs = []
     for args in runs:
@@ -532,7 +557,7 @@ def test_api_keys_never_reach_a_file_or_the_output(fake_numerai, tmp_path, v5_so
     # the keys were used (so the runs could have leaked them) ...
     assert sorted(p.name for p in data_dir.glob("*.*") if p.name != MANIFEST_FILE) == sorted(
         V5_FILES)  # the train run downloaded its data first
-    assert len(fake_numerai.state.submissions) == 1 and fake_numerai.state.stake_changes
+    assert len(fake_numerai.state.submissions) == 1 and fake_numerai.abs.authorizations
     assert any(r.headers.get("Authorization") == f"Token {public}${secret}"
                for r in fake_numerai.state.requests)
     # ... and are nowhere: every file under tmp_path (run dirs, .hydra/, logs, data dir)

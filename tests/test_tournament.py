@@ -324,6 +324,7 @@ def test_models_stake_and_wallet(fake_numerai):
 
 
 def test_change_stake_increases_and_decreases(fake_numerai):
+    fake_numerai.abs.migrated = False  # the v2 mutations of a tournament not on ABS yet
     fake_numerai.add_model("alpha_model", stake="10")
     client = make_client(fake_numerai)
     up = client.change_stake("alpha_model", 2.25)
@@ -545,6 +546,7 @@ def test_client_errors_do_not_open_the_breaker(fake_numerai):
 def test_keys_never_reach_logs_or_messages(fake_numerai, tmp_path, caplog):
     public, secret = "SENTINELPUBLIC4242", "SENTINELSECRET4242"
     fake_numerai.state.public_id, fake_numerai.state.secret_key = public, secret
+    fake_numerai.abs.migrated = False  # a v2 stake change goes through
     fake_numerai.add_model("alpha_model", stake=1)
     fake_numerai.open_round(1201)
     add_version(fake_numerai)
@@ -630,7 +632,9 @@ def test_config_has_no_secrets_and_is_dry_run_by_default():
     assert sorted(cfg) == sorted(["api_url", "model_name", "submit", "execute_stake",
                                   "allow_stale_live", "timeout_s", "max_attempts",
                                   "backoff_s", "breaker_threshold", "breaker_reset_s",
-                                  "public_id_env", "secret_key_env", "keys_file"])
+                                  "public_id_env", "secret_key_env", "keys_file", "staking",
+                                  "wallet_address"])
+    assert (cfg.staking, cfg.wallet_address) == ("abs", None)
 
 
 def test_the_client_reads_the_fields_of_its_settings_classes_and_each_is_required():

@@ -90,7 +90,7 @@ def check_settings(cfg: DictConfig) -> None:
     holdout), the seed, the holdout, scoring, payout, tournament and task keys, and the
     objective a sweep reads (`optimized_metric`, against what the task writes)."""
     from numerlab import cv
-    from numerlab.backtest import PayoutRule
+    from numerlab.backtest import payout_rule
     from numerlab.sweep_checks import check_optimized_metric, task_metric_keys
     from numerlab.tournament import check_config_keys
 
@@ -101,7 +101,7 @@ def check_settings(cfg: DictConfig) -> None:
     if "scoring" in cfg:
         Scoring.of(cfg)
     if "payout" in cfg:
-        PayoutRule.from_config(OmegaConf.to_container(cfg.payout, resolve=True))
+        payout_rule(OmegaConf.to_container(cfg.payout, resolve=True))
     if "tournament" in cfg:
         check_config_keys(cfg.tournament)
     if task_metric_keys(cfg) is not None:  # a task whose metrics a sweep may rank

@@ -1,16 +1,26 @@
-"""Staking policies: how much NMR to stake next round, bounded by caps.
+"""Staking policies: how much NMR to stake, bounded by caps.
 
-A policy turns resolved scores into a wish (`policy.target(scores, current_stake)`, NMR).
-ONE function, `propose`, bounds every wish by the same caps, so no policy can break them:
+A policy turns resolved scores into a wish (`policy.target(scores, current_stake)`, NMR)
+and carries the mode its stake runs in (`staking.mode`). What the wish means depends on how
+the tournament stakes (`tournament.staking`, `payout.rule`):
 
-- the stake is never negative;
-- |change| <= caps.max_change per round;
-- an increase never ends above caps.max_stake, and never takes the wallet below
-  caps.min_wallet (an increase is paid from the wallet, a decrease goes back to it);
-- a stake already above caps.max_stake (payouts compound) is brought down towards it by at
-  most caps.max_change per round.
+- Atomic Blockchain Staking ("abs", Numerai since mid-2026): the per-round stake, the NMR
+  locked in the position each round opens until that round resolves. `mode` says what a
+  resolved position's value does next: `fixed` stakes the per-round amount and leaves any
+  more idle (a maximum), `compound` restakes a larger resolved value (a minimum).
+  `propose_round` bounds the wish: never negative; never above caps.max_stake; never taking
+  the NMR locked across the open rounds above caps.max_locked; never taking a known wallet
+  below caps.min_wallet; |change| <= caps.max_change, unless one of those ceilings forces a
+  larger cut (each round opens a new position, so a ceiling holds at once).
+- The legacy continuous stake ("v2"): one stake, changed by increases and decreases.
+  `propose` bounds the wish: never negative; |change| <= caps.max_change per round; an
+  increase never ends above caps.max_stake nor takes the wallet below caps.min_wallet (an
+  increase is paid from the wallet, a decrease goes back to it); a stake already above
+  caps.max_stake (payouts compound) comes down towards it by at most caps.max_change per
+  round. max_locked is an ABS cap (v2 has no positions).
 
-Each `conf/staking/<option>.yaml` names its class with `_target_`, so Hydra's
+An unknown wallet (None: Numerai did not say) bounds nothing and the reason says "wallet
+unknown". Each `conf/staking/<option>.yaml` names its class with `_target_`, so Hydra's
 `instantiate(cfg.staking)` builds it; a new policy is one yaml plus one subclass of
 `StakePolicy` implementing `decide`. Constructor arguments have no Python defaults: the
 defaults live in conf/. Bad values raise a one-line NumerlabError naming the key.
@@ -31,17 +41,23 @@ import polars as pl
 from numerlab.eras import in_era_order
 from numerlab.errors import NumerlabError
 from numerlab.scoring import sharpe
-from numerlab.settings import integer, keys, number, required
+from numerlab.settings import choice, integer, keys, number, required
 
 CONFIG_PREFIX = "staking"
 """Config path of the policy keys, used in error messages."""
+FIXED, COMPOUND = "fixed", "compound"
+MODES = (FIXED, COMPOUND)  # staking.mode: what an ABS position's resolved value does next
+WALLET_UNKNOWN = "wallet unknown"
 
 
 @dataclass(frozen=True)
 class Caps:
-    """Bounds every proposal obeys (NMR). `max_stake`/`max_change` None = no limit."""
+    """Bounds every proposal obeys (NMR); None = no limit. max_stake: the stake (ABS: of
+    one round's position); max_locked: NMR locked across the open rounds (ABS);
+    max_change: one decision's change either way; min_wallet: left in the wallet."""
 
     max_stake: float | None
+    max_locked: float | None
     max_change: float | None
     min_wallet: float
 
@@ -60,13 +76,15 @@ class Caps:
         return cls(
             max_stake=number(f"{group}.max_stake", caps["max_stake"], minimum=0,
                              optional=True),
+            max_locked=number(f"{group}.max_locked", caps["max_locked"], minimum=0,
+                              optional=True),
             max_change=number(f"{group}.max_change", caps["max_change"], minimum=0,
                               optional=True),
             min_wallet=number(f"{group}.min_wallet", caps["min_wallet"], minimum=0),
         )
 
 
-NO_CAPS = Caps(max_stake=None, max_change=None, min_wallet=0.0)
+NO_CAPS = Caps(max_stake=None, max_locked=None, max_change=None, min_wallet=0.0)
 """No bounds beyond a stake >= 0 and an increase the wallet can pay."""
 
 
@@ -153,10 +171,11 @@ class Decision:
 
 
 class StakePolicy:
-    """Base class: holds the caps; subclasses implement `decide`."""
+    """Base class: holds the caps and the mode; subclasses implement `decide`."""
 
-    def __init__(self, caps: Caps | Mapping[str, Any]) -> None:
+    def __init__(self, caps: Caps | Mapping[str, Any], mode: str) -> None:
         self.caps = Caps.from_config(caps)
+        self.mode = choice(f"{CONFIG_PREFIX}.mode", mode, MODES)
 
     def decide(self, scores: StakeInputs, current_stake: float) -> Decision:
         raise NotImplementedError
@@ -180,8 +199,8 @@ class NoStake(StakePolicy):
 class FixedStake(StakePolicy):
     """Wishes a fixed stake: target = `stake` NMR, whatever the scores."""
 
-    def __init__(self, stake: float, caps: Caps | Mapping[str, Any]) -> None:
-        super().__init__(caps)
+    def __init__(self, stake: float, caps: Caps | Mapping[str, Any], mode: str) -> None:
+        super().__init__(caps, mode)
         self.stake = number(f"{CONFIG_PREFIX}.stake", stake, minimum=0)
 
     def decide(self, scores: StakeInputs, current_stake: float) -> Decision:
@@ -202,8 +221,8 @@ class SharpeScaled(StakePolicy):
     """
 
     def __init__(self, nmr_per_sharpe: float, min_sharpe: float, mmc_weight: float,
-                 min_eras: int, caps: Caps | Mapping[str, Any]) -> None:
-        super().__init__(caps)
+                 min_eras: int, caps: Caps | Mapping[str, Any], mode: str) -> None:
+        super().__init__(caps, mode)
         self.nmr_per_sharpe = number(f"{CONFIG_PREFIX}.nmr_per_sharpe", nmr_per_sharpe,
                                      minimum=0)
         self.min_sharpe = number(f"{CONFIG_PREFIX}.min_sharpe", min_sharpe, minimum=0)
@@ -253,8 +272,8 @@ class DrawdownGuard(StakePolicy):
 
     def __init__(self, max_drawdown: float, cut_fraction: float, base_target: float | None,
                  corr_weight: float, mmc_weight: float,
-                 caps: Caps | Mapping[str, Any]) -> None:
-        super().__init__(caps)
+                 caps: Caps | Mapping[str, Any], mode: str) -> None:
+        super().__init__(caps, mode)
         self.max_drawdown = number(f"{CONFIG_PREFIX}.max_drawdown", max_drawdown, above=0)
         self.cut_fraction = number(f"{CONFIG_PREFIX}.cut_fraction", cut_fraction, above=0,
                                    maximum=1)
@@ -285,16 +304,17 @@ class DrawdownGuard(StakePolicy):
         return Decision(base, f"drawdown {drawdown:.4f} <= {self.max_drawdown:g}: {base_name}")
 
 
-# --- caps ---------------------------------------------------------------------------------
+# --- caps: the legacy continuous stake (v2) ----------------------------------------------
 
 
 @dataclass(frozen=True)
 class StakeProposal:
-    """What to stake next round.
+    """What to stake next round (v2).
 
     current: the stake now; target: the stake after the change (caps applied);
     change = target - current; wish: the policy's raw wish; capped_by: the cap that set the
-    final value ("max_stake", "max_change", "min_wallet"), None when the wish went through.
+    final value ("max_stake", "max_change", "min_wallet"), None when the wish went through;
+    wallet: what the proposal was bounded by (None: unknown, not bounded).
     """
 
     current: float
@@ -303,6 +323,7 @@ class StakeProposal:
     capped_by: str | None
     reason: str
     wish: float
+    wallet: float | None = None
 
 
 def _checked_amount(name: str, value: float) -> float:
@@ -312,21 +333,30 @@ def _checked_amount(name: str, value: float) -> float:
     return value
 
 
-def propose(policy: StakePolicy, current_stake: float, wallet: float,
+def _checked_wallet(wallet: float | None) -> float | None:
+    return None if wallet is None else _checked_amount("wallet", wallet)
+
+
+def _reason(decision: Decision, capped_by: str | None, wallet: float | None) -> str:
+    return (decision.reason + (f"; capped by {capped_by}" if capped_by else "")
+            + (f"; {WALLET_UNKNOWN}" if wallet is None else ""))
+
+
+def propose(policy: StakePolicy, current_stake: float, wallet: float | None,
             scores: StakeInputs) -> StakeProposal:
-    """The policy's wish bounded by its caps, in this order:
+    """The policy's wish for the continuous (v2) stake bounded by its caps, in this order:
 
     1. wish < 0 -> 0 (a NaN wish -> hold the current stake);
     2. wish above max_stake -> max_stake;
     3. |change| above max_change -> sign * max_change;
     4. an increase above what the wallet can pay keeping min_wallet ->
-       max(0, wallet - min_wallet).
+       max(0, wallet - min_wallet); an unknown wallet (None) bounds nothing.
 
     Step 2 never raises a stake: a stake already above max_stake moves down towards it,
     by at most max_change. `capped_by` names the last cap that changed the value.
     """
     current = _checked_amount("current_stake", current_stake)
-    wallet = _checked_amount("wallet", wallet)
+    wallet = _checked_wallet(wallet)
     decision = policy.decide(scores, current)
     caps = policy.caps
     wish = float(decision.target)
@@ -338,15 +368,100 @@ def propose(policy: StakePolicy, current_stake: float, wallet: float,
     change = goal - current
     if caps.max_change is not None and abs(change) > caps.max_change:
         change, capped_by = math.copysign(caps.max_change, change), "max_change"
-    affordable = max(0.0, wallet - caps.min_wallet)
-    if change > affordable:
-        change, capped_by = affordable, "min_wallet"
+    if wallet is not None:
+        affordable = max(0.0, wallet - caps.min_wallet)
+        if change > affordable:
+            change, capped_by = affordable, "min_wallet"
     target = goal if capped_by in (None, "max_stake") else current + change
     # current + change may round one ulp past goal; the caps must hold exactly
     target = min(target, goal) if goal >= current else max(target, goal)
-    reason = decision.reason + (f"; capped by {capped_by}" if capped_by else "")
     return StakeProposal(current=current, target=target, change=change,
-                         capped_by=capped_by, reason=reason, wish=wish)
+                         capped_by=capped_by, reason=_reason(decision, capped_by, wallet),
+                         wish=wish, wallet=wallet)
+
+
+# --- caps: Atomic Blockchain Staking (a position per round) -------------------------------
+
+
+@dataclass(frozen=True)
+class RoundStakeProposal:
+    """The per-round stake of the next ABS position.
+
+    current: the per-round stake now (the newest position's); stake: the per-round stake
+    to open next (caps applied); change = stake - current; mode: fixed or compound;
+    locked: NMR locked in the open positions before it; wallet: NMR the staker holds (None:
+    unknown); wish: the policy's raw wish; capped_by: the cap that set the value
+    ("max_stake", "max_locked", "max_change", "min_wallet") or None."""
+
+    current: float
+    stake: float
+    change: float
+    mode: str
+    locked: float
+    wallet: float | None
+    capped_by: str | None
+    reason: str
+    wish: float
+
+    @property
+    def locked_after(self) -> float:
+        """NMR locked once the position opens."""
+        return self.locked + self.stake
+
+
+def ceilings(caps: Caps, locked: float, wallet: float | None) -> list[tuple[str, float]]:
+    """The most one new position may hold, cap by cap: max_stake; max_locked - locked
+    (the room left under the locked total); wallet - min_wallet (a known wallet pays it);
+    each >= 0."""
+    found = []
+    if caps.max_stake is not None:
+        found.append(("max_stake", caps.max_stake))
+    if caps.max_locked is not None:
+        found.append(("max_locked", max(0.0, caps.max_locked - locked)))
+    if wallet is not None:
+        found.append(("min_wallet", max(0.0, wallet - caps.min_wallet)))
+    return found
+
+
+def within_ceilings(amount: float, caps: Caps, locked: float, wallet: float | None
+                    ) -> tuple[float, str | None]:
+    """`amount` (>= 0) cut to the lowest ceiling it passes, and that ceiling's name."""
+    capped_by = None
+    for name, ceiling in ceilings(caps, locked, wallet):
+        if amount > ceiling:
+            amount, capped_by = ceiling, name
+    return amount, capped_by
+
+
+def propose_round(policy: StakePolicy, current_stake: float, wallet: float | None,
+                  locked: float, scores: StakeInputs) -> RoundStakeProposal:
+    """The policy's wish for the next per-round stake, bounded by its caps in this order:
+
+    1. wish < 0 -> 0 (a NaN wish -> hold the current per-round stake);
+    2. |change| above max_change -> current +/- max_change;
+    3. above a ceiling (`ceilings`: max_stake, max_locked - locked, wallet - min_wallet)
+       -> that ceiling; a ceiling wins over max_change (the NMR at risk is bounded first).
+
+    An unknown wallet (None) bounds nothing; the reason then says "wallet unknown".
+    """
+    current = _checked_amount("current_stake", current_stake)
+    locked = _checked_amount("locked", locked)
+    wallet = _checked_wallet(wallet)
+    decision = policy.decide(scores, current)
+    caps = policy.caps
+    wish = float(decision.target)
+    capped_by: str | None = None
+
+    goal = current if math.isnan(wish) else max(0.0, wish)
+    if caps.max_change is not None and abs(goal - current) > caps.max_change:
+        goal = max(0.0, current + math.copysign(caps.max_change, goal - current))
+        capped_by = "max_change"
+    goal, ceiling = within_ceilings(goal, caps, locked, wallet)
+    capped_by = ceiling or capped_by
+    return RoundStakeProposal(current=current, stake=goal, change=goal - current,
+                              mode=policy.mode, locked=locked, wallet=wallet,
+                              capped_by=capped_by, reason=_reason(decision, capped_by, wallet),
+                              wish=wish)
 
 
 def build_policy(staking_cfg: Any) -> StakePolicy:

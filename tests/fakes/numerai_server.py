@@ -5,9 +5,11 @@ first field of the document (`listDatasets`, `dataset`, `rounds`, `account`,
 `v3UserProfile`, `submission_upload_auth`, `create_submission`, `submissions`,
 `computePickleUploadAuth`, `createComputePickleUpload`, `computePickleDockerImages`,
 `computePickleDataVersions`, `v2ChangeStake`, `releaseStake`; model uploads' images, data
-versions and validation: tests/fakes/uploads.py, the fake's `pickles`), checks the
-`Authorization: Token PUBLIC$SECRET` header and the key's scopes on the operations that need
-an account (answering with Numerai's own sentences where they are known), serves
+versions and validation: tests/fakes/uploads.py, the fake's `pickles`; Atomic Blockchain
+Staking's v3 fields in fakes/abs.py, which refuses the v2 mutations while
+`fake.abs.migrated`), checks the `Authorization: Token PUBLIC$SECRET` header and the key's
+scopes on the operations that need an account (answering with Numerai's own sentences where
+they are known), serves
 dataset files with ETag / Last-Modified / Content-Length and Range (If-Range) support, and
 records every PUT to an upload URL. It keeps state (rounds, models and stakes, submissions,
 stake changes, model uploads) and injects faults: N failing answers then success, hanging
@@ -35,7 +37,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -107,7 +109,7 @@ class Submission:
     filename: str
     content: bytes
     round_number: int | None
-    inserted_at: str = ""
+    inserted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -181,7 +183,7 @@ class FakeState:
     scopes: tuple[str, ...] = SCOPES  # of the API key
     auth_error_status: int = 200  # bad keys: 200 with a GraphQL error, or 401 / 403
     username: str = "fake_user"
-    wallet_nmr: Decimal = Decimal(100)
+    wallet_nmr: Decimal | None = Decimal(100)  # None: the API reports no balance
     datasets: dict[str, Dataset] = field(default_factory=dict)
     models: dict[str, FakeModel] = field(default_factory=dict)
     current_round: dict[str, Any] | None = None
@@ -210,6 +212,13 @@ class FakeNumerai:
         self._thread: threading.Thread | None = None
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
+        # operations answered beside the _op_ methods (a resolver here wins over one), and
+        # the operations that need an account: extensions (fakes/abs.py) add theirs
+        self.extra_operations: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+        self.authorized = set(AUTHORIZED)
+        from fakes import abs as abs_staking
+
+        self.abs = abs_staking.install(self)  # Atomic Blockchain Staking; migrated
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -368,7 +377,8 @@ class FakeNumerai:
 
     def graphql(self, operation: str, variables: Mapping[str, Any]) -> Any:
         """The `data` value of `operation`; raises GraphQLFailure for an error answer."""
-        resolver = (getattr(self, f"_op_{operation}", None)
+        resolver = (self.extra_operations.get(operation)
+                    or getattr(self, f"_op_{operation}", None)
                     or getattr(self.pickles, f"_op_{operation}", None))
         if resolver is None:
             raise GraphQLFailure(f'Cannot query field "{operation}"')
@@ -397,7 +407,9 @@ class FakeNumerai:
 
     def _op_account(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         return {"username": self.state.username, "walletAddress": None,
-                "availableNmr": str(self.state.wallet_nmr), "email": "fake@example.com",
+                "availableNmr": (None if self.state.wallet_nmr is None
+                                 else str(self.state.wallet_nmr)),
+                "email": "fake@example.com",
                 "id": "account-id", "mfaEnabled": False, "status": "VERIFIED",
                 "insertedAt": "2020-01-01T00:00:00Z",
                 "apiTokens": [{"name": "numerlab", "public_id": self.state.public_id,
@@ -438,14 +450,14 @@ class FakeNumerai:
                                    < _parse(current["closeTime"])):
             raise GraphQLFailure(DEADLINE_PASSED)
         submission = Submission(str(uuid.uuid4()), model.id, upload.key, upload.content,
-                                current["number"], _iso(now))
+                                current["number"], now)
         self.state.submissions.append(submission)
         return {"id": submission.id}
 
     def _op_submissions(self, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
         """numerapi `submission_ids(model_id)`: the model's submissions."""
         model = self._model_by_id(variables.get("modelId"))
-        return [{"id": s.id, "filename": s.filename, "insertedAt": s.inserted_at}
+        return [{"id": s.id, "filename": s.filename, "insertedAt": _iso(s.inserted_at)}
                 for s in self.state.submissions if s.model_id == model.id]
 
     def _op_createComputePickleUpload(self, variables: Mapping[str, Any]
@@ -562,7 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(operation, variables)
         if self._fault(operation):
             return
-        if operation in AUTHORIZED and not self._authorized():
+        if operation in self.fake.authorized and not self._authorized():
             state = self.fake.state
             message = SESSION_INVALID
             if state.auth_error_status != 200:

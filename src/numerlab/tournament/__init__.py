@@ -30,6 +30,9 @@ Everything goes over numerapi 3.1.x, with what numerapi leaves out:
   transport (numerapi's own do not check the PUT's status, resume a download by appending
   whatever the server sends, and have no retry); the GraphQL around them (dataset URL,
   upload auth, create) goes through `raw_query` like every other call.
+- Staking. `tournament.staking=abs` (Atomic Blockchain Staking, "v3"): `stakes.AbsStakes`
+  reads positions, claims and the contract and asks for a signed authorization; numerlab
+  holds no private key and signs nothing. `v2`: the legacy `change_stake`.
 
 numerapi (and requests, tenacity) are imported inside the functions that need them.
 """
@@ -45,10 +48,31 @@ from numerlab.tournament.rounds import (
     schedule_at,
     scheduled_window,
 )
+from numerlab.tournament.stakes import (
+    ABS,
+    V2,
+    AbsStakes,
+    Book,
+    ChainRound,
+    Claim,
+    Position,
+    StakeContract,
+    nmr_text,
+    staking_system,
+    wallet_address,
+)
 from numerlab.tournament.transport import CircuitOpenError, NumeraiApiError, OutcomeUnknown
 
 __all__ = [
+    "ABS",
     "TIME_FORMAT",
+    "V2",
+    "AbsStakes",
+    "Book",
+    "ChainRound",
+    "Claim",
+    "Position",
+    "StakeContract",
     "CircuitOpenError",
     "KeySource",
     "NumeraiApiError",
@@ -61,6 +85,9 @@ __all__ = [
     "TournamentClient",
     "check_config_keys",
     "duration",
+    "nmr_text",
     "schedule_at",
     "scheduled_window",
+    "staking_system",
+    "wallet_address",
 ]

@@ -16,7 +16,8 @@ from numerlab.errors import NumerlabError, message_line
 log = logging.getLogger(__name__)
 
 # What the tasks read of the `tournament` group besides the client's settings.
-TASK_KEYS = ("model_name", "submit", "execute_stake", "allow_stale_live")
+TASK_KEYS = ("model_name", "submit", "execute_stake", "allow_stale_live", "staking",
+             "wallet_address")
 
 # --- config -----------------------------------------------------------------------------
 
