@@ -27,6 +27,12 @@ SMALL_PARAMS = {"n_train_eras": 48, "n_validation_eras": 16, "n_test_eras": 2,
                 "rows_per_era": 150, "n_features": 24, "n_live_rows": 100}
 
 
+@pytest.fixture(autouse=True)
+def not_on_abs_yet(fake_numerai):
+    """These tests send v2 stake changes, as a tournament not migrated to ABS takes them."""
+    fake_numerai.abs.migrated = False
+
+
 def error_line(proc) -> str:
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -126,6 +132,7 @@ def test_a_stake_change_whose_answer_is_lost_reaches_numerai_once(
         gateway.unavailable("v3UserProfile", status=502, skip=2)
     proc = run_cli(["task=stake", "staking=fixed", "staking.stake=500", f"run_dir={run_dir}",
                     "tournament.model_name=my_model", "tournament.execute_stake=true",
+                    "tournament.staking=v2",
                     f"tournament.api_url={gateway.url}", "tournament.backoff_s=0.01",
                     "tournament.max_attempts=2", f"hydra.run.dir={tmp_path}"], env=KEYS)
 

@@ -344,6 +344,7 @@ def test_change_stake_increases_and_decreases(fake_numerai):
 
 
 def test_stake_change_is_not_repeated_when_its_answer_is_lost(fake_numerai):
+    fake_numerai.abs.migrated = False  # the v2 mutations of a tournament not on ABS yet
     fake_numerai.add_model("alpha_model", stake="10")
     fake_numerai.fail_next(1, 500, operation="v2ChangeStake")  # answered before applying
     client = make_client(fake_numerai)
@@ -459,6 +460,7 @@ def test_hanging_server_gives_a_timeout_message(fake_numerai):
 
 
 def test_unreachable_server_is_retried_even_for_a_mutation(fake_numerai):
+    fake_numerai.abs.migrated = False  # the v2 mutations of a tournament not on ABS yet
     client = make_client(fake_numerai, max_attempts=2)
     fake_numerai.stop()
     with pytest.raises(NumerlabError, match=r"v2ChangeStake: cannot connect to 127\.0\.0\.1:"

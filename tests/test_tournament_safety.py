@@ -35,6 +35,12 @@ ENV = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}
 LOSSES = ["502", "504", "drop", "hang"]
 
 
+@pytest.fixture(autouse=True)
+def not_on_abs_yet(fake_numerai):
+    """These tests send v2 stake changes, as a tournament not migrated to ABS takes them."""
+    fake_numerai.abs.migrated = False
+
+
 def client_at(url: str, **overrides) -> TournamentClient:
     from pathlib import Path
 

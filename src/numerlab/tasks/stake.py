@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     plan = plan_abs if system == ABS else plan_v2
     record = {"model": model_name, "staking": system,
               "policy": runs.option_name(cfg, "staking"), "run_dir": str(saved)}
-    # stake.json is written even when sending fails, with its outcome
-    with _send.recorded(Path(run_dir), STAKE_FILE, {**record, "executed": None}):
-        record.update(plan(client, policy, scores, model_name, staker, execute))
+
+    def sending(fields: dict[str, Any]) -> Any:
+        # stake.json is written even when what is sent fails, with its outcome
+        return _send.recorded(Path(run_dir), STAKE_FILE, {**record, **fields, "executed": None})
+
+    record.update(plan(client, policy, scores, model_name, staker, execute, sending))
     record["outcome"] = (_send.SENT if record.get("executed") else _send.DRY_RUN
-                         if execute is False else "no change")
+                         if not execute else "no change")
     show(record)
     artifacts.write_record(Path(run_dir), STAKE_FILE, record)
     return {}
@@ -97,7 +101,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 # --- Atomic Blockchain Staking ----------------------------------------------------------
 
 def plan_abs(client: TournamentClient, policy: StakePolicy, scores: StakeInputs,
-             model_name: str, staker: str | None, execute: bool) -> dict[str, Any]:
+             model_name: str, staker: str | None, execute: bool,
+             sending: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     """The next position's per-round stake against the current positions; with `execute`,
     Numerai's signed authorization for it."""
     stakes = AbsStakes(client)
@@ -113,8 +118,9 @@ def plan_abs(client: TournamentClient, policy: StakePolicy, scores: StakeInputs,
             raise NumerlabError(f"Numerai's staking contract {contract.address} is paused: "
                                 f"no stake authorization asked; try again later")
         submission = stakes.latest_submission(model_name)
-        authorization = {**stakes.authorize(submission, str(staker), proposal.stake),
-                         "contract": contract.address}
+        with sending({"per_round_stake": proposal.stake, "staker": staker}):
+            authorization = {**stakes.authorize(submission, str(staker), proposal.stake),
+                             "contract": contract.address}
     action = ("authorization asked: open the position from your wallet (or Numerai's V3 "
               "Stakes page)" if authorization is not None
               else "no position to open (per-round stake 0)" if proposal.stake == 0
@@ -170,29 +176,31 @@ def check_round_within_caps(proposal: RoundStakeProposal, caps: Caps) -> None:
 # --- the legacy continuous stake (v2) ---------------------------------------------------
 
 def plan_v2(client: TournamentClient, policy: StakePolicy, scores: StakeInputs,
-            model_name: str, staker: str | None, execute: bool) -> dict[str, Any]:
+            model_name: str, staker: str | None, execute: bool,
+            sending: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     """The change of the continuous stake; with `execute`, sent as `v2ChangeStake`."""
     current = client.stake(model_name)
     wallet = client.wallet_balance()
     proposal = sendable(propose(policy, current, wallet, scores))
     check_within_caps(proposal, policy.caps, wallet)  # the amount that would be sent
     change = proposal.change
+    planned = {"current": proposal.current, "target": proposal.target, "change": change,
+               "wish": proposal.wish, "capped_by": proposal.capped_by,
+               "reason": proposal.reason, "wallet": wallet,
+               "wallet_note": WALLET_UNKNOWN if wallet is None else None}
     sent = None
     if execute and change != 0:
-        try:
-            sent = client.change_stake(model_name, change)
-        except NumerlabError as exc:
-            if "V2 staking mutations" not in str(exc):
-                raise
-            raise NumerlabError(f"{exc} (this tournament stakes on-chain: drop "
-                                f"tournament.staking=v2)") from None
+        with sending(planned):
+            try:
+                sent = client.change_stake(model_name, change)
+            except NumerlabError as exc:
+                if "V2 staking mutations" not in str(exc):
+                    raise
+                raise NumerlabError(f"{exc} (this tournament stakes on-chain: drop "
+                                    f"tournament.staking=v2)") from None
     action = ("sent" if sent is not None else "no change" if change == 0
               else "dry run (tournament.execute_stake=true sends it)")
-    return {"current": proposal.current, "target": proposal.target, "change": change,
-            "wish": proposal.wish, "capped_by": proposal.capped_by,
-            "reason": proposal.reason, "wallet": wallet,
-            "wallet_note": WALLET_UNKNOWN if wallet is None else None,
-            "executed": sent is not None, "action": action,
+    return {**planned, "executed": sent is not None, "action": action,
             "request": None if sent is None else {
                 "action": sent.action, "amount": sent.amount, "status": sent.status,
                 "due_date": sent.due_date.isoformat() if sent.due_date else None}}
