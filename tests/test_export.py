@@ -225,6 +225,7 @@ def run_like_numerai(pickle_path: Path, live: pd.DataFrame, blocked: list[str],
 # -- the exported pickle, run as Numerai runs it -----------------------------------------------
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 @pytest.mark.parametrize(("name", "pp_cfg"), [
     ("lgbm", NONE), ("lgbm", NEUTRALIZE_SOME), ("xgboost", NEUTRALIZE_ALL),
     ("mlp", NONE), ("mlp", NEUTRALIZE_SOME), ("tabnet", NONE),
@@ -438,6 +439,7 @@ def ensembles(tmp_path_factory) -> dict:
             "mlp+mlp gaussian": torch_only}
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 @pytest.mark.parametrize(("name", "blocked"), [
     ("lgbm+mlp rank", BLOCKED), ("lgbm+mlp gaussian", BLOCKED),
     ("mlp+mlp gaussian", [*BLOCKED, "scipy"]),  # normal quantiles without scipy
@@ -478,6 +480,7 @@ def test_an_ensemble_member_that_cannot_be_exported_is_named(ensembles, tmp_path
 # -- post-processing on a feature set the model does not use ----------------------------------
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 def test_neutralizing_on_another_feature_set_exports_and_matches_numerlab(models, live,
                                                                          tmp_path):
     run_dir = make_run(tmp_path / "run", models["lgbm"], NEUTRALIZE_OTHER_SET)

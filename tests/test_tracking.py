@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from conftest import FAST_GBDT, SMALL_DATA, compose
 
 from numerlab.tracking import scrub
@@ -43,6 +44,7 @@ def test_scrub_drops_secret_looking_keys():
                           "model": {"params": {"learning_rate": 0.1}}}
 
 
+@pytest.mark.slow  # W&B starts its wandb-core process
 def test_wandb_offline_run_logs_metrics_without_secrets(tmp_path, small_data_dir, monkeypatch):
     from numerlab.cli import run_job
 
