@@ -1,8 +1,10 @@
 """Shared fixtures: small synthetic data, `python run.py` as a user runs it (a subprocess,
 `run_cli`) or in this process (`run_in_process`), the one-error-line check, one shared train run.
 
+Two tiers: `pytest -m "not slow"` (`make test-fast`) for the edit loop; `pytest` runs all.
 A test that starts a subprocess (`python run.py`, `python -m ...`, `dvc`, `git`), runs real DVC
-or Ray, or fits for more than a few seconds is marked `slow`."""
+or Ray, or fits for more than a few seconds is marked `slow`; one that starts a subprocess
+without the mark fails (`pytest_runtest_setup`/`_call` below), so no test dodges the tier."""
 
 from __future__ import annotations
 
@@ -10,17 +12,20 @@ import contextlib
 import io
 import json
 import logging
+import multiprocessing.util
 import os
 import runpy
 import subprocess
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fakes.numerai_server"]  # the `fake_numerai` fixture: Numerai on 127.0.0.1
+# the `fake_numerai` fixture (Numerai on 127.0.0.1); `pytester` (test_tiers runs pytest)
+pytest_plugins = ["fakes.numerai_server", "pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -39,6 +44,86 @@ FAST_GBDT = ["model.num_boost_round=40"]
 TRAINED_RUN = [*SMALL_DATA, *FAST_GBDT, "scoring.recent_eras=5"]
 
 
+# --- the slow tier: no subprocess without the mark ------------------------------------------
+
+_UNMARKED: list[str] = []  # the node id of the unmarked test now running, if any
+_SPAWNS = [0]  # subprocesses started so far
+_SPAWNING_FIXTURES: set[tuple[str, str]] = set()  # (where, name) of fixtures that started one
+_EXECUTE_CHILD = subprocess.Popen._execute_child
+_SPAWNV_PASSFDS = multiprocessing.util.spawnv_passfds
+
+
+def _refuse_subprocess(what: object) -> None:
+    if _UNMARKED:
+        pytest.fail(f"{_UNMARKED[0]} starts a subprocess ({what}) but is not marked slow: "
+                    "add `@pytest.mark.slow` (or the module's `pytestmark = pytest.mark.slow`)",
+                    pytrace=False)
+
+
+def _counted_execute_child(self, args, *rest, **kwargs):
+    """Every Popen (subprocess.run, check_output, ...) passes here."""
+    _refuse_subprocess(args if isinstance(args, str | bytes) else " ".join(map(str, args)))
+    _SPAWNS[0] += 1
+    return _EXECUTE_CHILD(self, args, *rest, **kwargs)
+
+
+def _counted_spawnv_passfds(path, args, passfds):
+    """Every multiprocessing process started by spawn or forkserver passes here."""
+    _refuse_subprocess(f"multiprocessing: {' '.join(map(str, args))}")
+    _SPAWNS[0] += 1
+    return _SPAWNV_PASSFDS(path, args, passfds)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    subprocess.Popen._execute_child = _counted_execute_child
+    multiprocessing.util.spawnv_passfds = _counted_spawnv_passfds
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    subprocess.Popen._execute_child = _EXECUTE_CHILD
+    multiprocessing.util.spawnv_passfds = _SPAWNV_PASSFDS
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
+    spawned = _SPAWNS[0]
+    try:
+        return (yield)
+    finally:
+        if _SPAWNS[0] != spawned:
+            _SPAWNING_FIXTURES.add((fixturedef.baseid, fixturedef.argname))
+
+
+@contextlib.contextmanager
+def _unless_slow(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    _UNMARKED.append(item.nodeid)
+    try:
+        yield
+    finally:
+        _UNMARKED.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _unless_slow(item):  # fixtures too: a module fixture may run `python run.py`
+        result = yield
+        # a fixture set up for an earlier test (its value cached here) that started one
+        spawning = sorted(name for baseid, name in _SPAWNING_FIXTURES
+                          if name in item.fixturenames and item.nodeid.startswith(baseid))
+        if spawning:
+            _refuse_subprocess(f"in its fixture {', '.join(spawning)}")
+        return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _unless_slow(item):
+        return (yield)
+
+
 # --- data and runs --------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -50,6 +135,7 @@ def small_data_dir(tmp_path_factory) -> Path:
 def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
             ) -> subprocess.CompletedProcess:
     """`python run.py *args` in a fresh process, as a user runs it (slow tests only)."""
+    _refuse_subprocess(f"run_cli: python run.py {' '.join(args)}")
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([sys.executable, str(RUN_PY), *args], check=False, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
