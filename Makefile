@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test lint bench params clean
+.PHONY: install install-test run test test-fast lint bench params clean
 
 install: $(STAMP)
 
@@ -27,8 +27,14 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(PY) run.py
 
+# Every test. CI (.ci/run) and the README run this one.
 test: install-test
 	$(PY) -m pytest -q
+
+# The edit loop: all but the `slow` tier (tests that start `python run.py`, dvc or git, run
+# Ray, or fit for more than a few seconds; see tests/conftest.py).
+test-fast: install-test
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks run.py

@@ -10,21 +10,22 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
-from numerai_tools.scoring import correlation_contribution, numerai_corr
+from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, read_metrics, run_in_process
 
 from numerlab.cli import run_job
 
 
 @pytest.fixture(scope="module")
-def bmc_run(tmp_path_factory, small_data_dir) -> tuple[Path, dict]:
-    run_dir = tmp_path_factory.mktemp("bmc") / "run"
-    cfg = compose([*SMALL_DATA, *FAST_GBDT, f"data.dir={small_data_dir}",
-                   "scoring.recent_eras=5"])
-    return run_dir, run_job(cfg, run_dir)
+def bmc_run(trained_run) -> tuple[Path, dict]:
+    """The shared train run (scoring.recent_eras=5) and its metrics."""
+    run_dir, _ = trained_run
+    return run_dir, read_metrics(run_dir)
 
 
+@pytest.mark.slow
 def test_bmc_equals_numerai_tools_per_era(bmc_run):
+    from numerai_tools.scoring import correlation_contribution, numerai_corr
+
     run_dir, metrics = bmc_run
     assert metrics["benchmark"] == "v53_lgbm_ender20"  # auto: the main benchmark
     frame = pl.read_parquet(run_dir / "predictions/validation.parquet").to_pandas()
@@ -44,6 +45,7 @@ def test_bmc_equals_numerai_tools_per_era(bmc_run):
     assert metrics["bmc_mean"] == pytest.approx(bmc.mean(), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_recent_keys_cover_the_last_eras(bmc_run):
     run_dir, metrics = bmc_run
     per_era = pl.read_parquet(run_dir / "per_era.parquet")
@@ -66,13 +68,10 @@ def v5_copy(tmp_path, small_data_dir) -> Path:
 
 def failure(tmp_path: Path, v5_dir: Path, *overrides: str) -> str:
     run_dir = tmp_path / "run"
-    proc = run_cli(["data=v5", f"data.dir={v5_dir}", "data.era_stride=1", *FAST_GBDT,
-                    f"hydra.run.dir={run_dir}", *overrides])
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    line = error_line(run_in_process(["data=v5", f"data.dir={v5_dir}", "data.era_stride=1",
+                                      *FAST_GBDT, f"hydra.run.dir={run_dir}", *overrides]))
     assert not (run_dir / "metrics.json").exists()
-    return errors[0]
+    return line
 
 
 def test_a_benchmark_column_the_file_lacks_lists_those_it_has(tmp_path, v5_copy):

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import SMALL_DATA, run_cli
+from conftest import SMALL_DATA, run_cli, run_in_process
 
 from numerlab.compare import era_corr_correlation, load_runs, prediction_correlation
+
+pytestmark = pytest.mark.slow  # a real `python run.py -m` sweep
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,8 @@ def test_report_html_is_self_contained_with_every_plot(report):
 def test_listed_run_dirs_compare_like_the_sweep_dir(sweep, tmp_path):
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     out = tmp_path / "listed"
-    proc = run_cli(["task=compare", f"runs=[{runs[0]},{runs[1]}]", f"hydra.run.dir={out}"])
+    proc = run_in_process(["task=compare", f"runs=[{runs[0]},{runs[1]}]",
+                           f"hydra.run.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert pl.read_csv(out / "compare.csv")["run"].to_list() == ["model=lgbm", "model=xgboost"]
 
@@ -96,10 +99,11 @@ def test_a_run_dir_without_metrics_json_is_one_line(sweep, tmp_path):
     broken = tmp_path / "unfinished"
     shutil.copytree(next(p for p in sweep.iterdir() if p.name.startswith("0-")), broken)
     (broken / "metrics.json").unlink()
-    proc = run_cli(["task=compare", f"runs=[{broken}]", f"hydra.run.dir={tmp_path / 'out'}"])
+    proc = run_in_process(["task=compare", f"runs=[{broken}]",
+                           f"hydra.run.dir={tmp_path / 'out'}"])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: runs: {broken} has no metrics.json (the run did not finish)")
-    proc = run_cli(["task=compare", f"hydra.run.dir={tmp_path / 'out2'}"])
+    proc = run_in_process(["task=compare", f"hydra.run.dir={tmp_path / 'out2'}"])
     assert proc.returncode == 2 and "runs=None: name the run dirs" in proc.stderr
     assert not (tmp_path / "out" / "report.html").exists()

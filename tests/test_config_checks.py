@@ -1,29 +1,27 @@
 """Every config value that can be checked without data is checked before data is loaded: one
 line `error: ...` naming the key and what is allowed, exit status 2, nothing written but
-Hydra's own `.hydra/`."""
+Hydra's own `.hydra/`. run.py runs in this process (`run_in_process`); a case or two of each
+kind of error also through a fresh `python run.py` (`run_cli`, slow)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
+from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, run_cli, run_in_process
 
 MISSING_DIR = "data.dir=/nonexistent/numerlab-never-created"
 
 
 def assert_config_error(proc, run_dir: Path, *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-2000:]
+    line = error_line(proc)
     for needle in needles:
-        assert needle in errors[0], errors[0]
+        assert needle in line, line
     written = sorted(p.relative_to(run_dir).parts[0] for p in run_dir.rglob("*") if p.is_file())
     assert set(written) <= {".hydra", "run.log"}, written  # Hydra's own config and job log
 
 
-@pytest.mark.parametrize("overrides, needles", [
+BAD_VALUES = [
     (["seed=abc"], ["seed='abc' must be an integer"]),
     (["data.era_stride=0"], ["data.era_stride=0 must be an integer >= 1"]),
     (["data.embargo_eras=-1"], ["data.embargo_eras=-1 must be an integer >= 0"]),
@@ -79,15 +77,33 @@ def assert_config_error(proc, run_dir: Path, *needles: str) -> None:
     (["model=mlp", "+trainer.max_epoch=3"], ["trainer.max_epoch is not a setting",
                                             "trainer.max_epochs"]),
     (["model=mlp", "seed=-1"], ["seed=-1 must be an integer within [0, 4294967295]"]),
-])
-def test_bad_config_values_are_one_line_before_data(tmp_path, overrides, needles):
-    run_dir = tmp_path / "run"
+]
+
+
+def bad_value_args(tmp_path: Path, overrides: list[str]) -> list[str]:
     # data.dir points nowhere: any attempt to load data would fail with another message
     gbdt = [] if any(o.startswith("model=") for o in overrides) else FAST_GBDT
-    proc = run_cli([*SMALL_DATA, *gbdt, MISSING_DIR, f"hydra.run.dir={run_dir}", *overrides])
-    assert_config_error(proc, run_dir, *needles)
+    return [*SMALL_DATA, *gbdt, MISSING_DIR, f"hydra.run.dir={tmp_path / 'run'}", *overrides]
 
 
+def assert_bad_value(proc, tmp_path: Path, overrides: list[str], needles: list[str]) -> None:
+    assert_config_error(proc, tmp_path / "run", *needles)
+
+
+@pytest.mark.parametrize("overrides, needles", BAD_VALUES)
+def test_bad_config_values_are_one_line_before_data(tmp_path, overrides, needles):
+    proc = run_in_process(bad_value_args(tmp_path, overrides))
+    assert_bad_value(proc, tmp_path, overrides, needles)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, needles", [BAD_VALUES[0], BAD_VALUES[4]])
+def test_bad_config_values_are_one_line_from_a_fresh_process(tmp_path, overrides, needles):
+    proc = run_cli(bad_value_args(tmp_path, overrides))
+    assert_bad_value(proc, tmp_path, overrides, needles)
+
+
+@pytest.mark.slow  # the environment of a fresh process: CUDA hidden before torch is imported
 def test_gbdt_with_an_absent_device_fails_instead_of_training_on_cpu(tmp_path):
     # CUDA hidden, so the test means the same on a GPU machine
     run_dir = tmp_path / "run"
@@ -96,6 +112,7 @@ def test_gbdt_with_an_absent_device_fails_instead_of_training_on_cpu(tmp_path):
     assert_config_error(proc, run_dir, "trainer.accelerator=cuda")
 
 
+@pytest.mark.slow  # a fresh process: W&B's settings read from this HOME, not this process's
 def test_wandb_online_without_a_key_fails_before_training(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli([*SMALL_DATA, MISSING_DIR, f"hydra.run.dir={run_dir}", "logger=wandb",
@@ -115,18 +132,18 @@ def test_search_configs_keep_their_optimized_metric(search):
                    ).optimized_metric == "mmc_mean"
 
 
-@pytest.mark.parametrize("overrides, needles", [
+CANNOT_COMPOSE = [
     (["model=catboost"], ["Could not find 'model/catboost'", "lgbm, mlp, resnet, tabnet"]),
     (["model.no_such_key=1"], ["Could not override 'model.no_such_key'", "+model.no_such_key=1",
                                "not in struct"]),
     (["model.overrides.mlp=[d_hidden=256]"], ["override 'model.overrides.mlp=[d_hidden=256]'"]),
     (["hydra/launcher=nope"], ["hydra/launcher/nope", "joblib"]),
-])
-def test_configs_hydra_cannot_compose_are_one_line(tmp_path, overrides, needles):
+]
+
+
+def assert_one_line_and_no_job(proc, run_dir: Path, needles: list[str]) -> None:
     """Hydra's own multi-line composition report becomes one line, exit status 2; nothing
     is written (no job started)."""
-    run_dir = tmp_path / "run"
-    proc = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -136,6 +153,23 @@ def test_configs_hydra_cannot_compose_are_one_line(tmp_path, overrides, needles)
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize("overrides, needles", CANNOT_COMPOSE)
+def test_configs_hydra_cannot_compose_are_one_line(tmp_path, overrides, needles):
+    run_dir = tmp_path / "run"
+    proc = run_in_process([*overrides, f"hydra.run.dir={run_dir}"])
+    assert_one_line_and_no_job(proc, run_dir, needles)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, needles", [CANNOT_COMPOSE[0], CANNOT_COMPOSE[2]])
+def test_configs_hydra_cannot_compose_are_one_line_from_a_fresh_process(tmp_path, overrides,
+                                                                          needles):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    assert_one_line_and_no_job(proc, run_dir, needles)
+
+
+@pytest.mark.slow
 def test_hydra_full_error_keeps_hydras_own_report(tmp_path):
     proc = run_cli(["model=catboost", f"hydra.run.dir={tmp_path / 'run'}"],
                    env={"HYDRA_FULL_ERROR": "1"})
@@ -152,6 +186,6 @@ def test_a_checkpoint_no_fit_may_start_from_is_one_line(tmp_path, overrides, nee
     checkpoint = tmp_path / "last.ckpt"
     checkpoint.write_bytes(b"")
     run_dir = tmp_path / "run"
-    proc = run_cli([*overrides, MISSING_DIR, f"ckpt_path={checkpoint}",
-                    f"hydra.run.dir={run_dir}"])
+    proc = run_in_process([*overrides, MISSING_DIR, f"ckpt_path={checkpoint}",
+                           f"hydra.run.dir={run_dir}"])
     assert_config_error(proc, run_dir, f"ckpt_path={checkpoint}", *needles)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
-from numerai_tools.scoring import numerai_corr
+from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, run_cli, run_in_process
 
 from numerlab.cli import run_job
 from numerlab.eras import era_number
@@ -29,6 +28,7 @@ def cv_run(tmp_path_factory, small_data_dir) -> tuple[Path, dict]:
     return run_dir, run_job(compose(small(small_data_dir)), run_dir)
 
 
+@pytest.mark.slow
 def test_folds_are_walk_forward_with_the_embargo(cv_run):
     run_dir, metrics = cv_run
     folds = pl.read_parquet(run_dir / "folds.parquet")
@@ -50,7 +50,10 @@ def test_folds_are_walk_forward_with_the_embargo(cv_run):
     assert folds["n_train_eras"].is_sorted() and folds["n_train_eras"].n_unique() == 3
 
 
+@pytest.mark.slow
 def test_out_of_fold_scores_equal_numerai_tools(cv_run):
+    from numerai_tools.scoring import numerai_corr
+
     run_dir, metrics = cv_run
     oof = pl.read_parquet(run_dir / "predictions" / "oof.parquet").to_pandas()
     per_era = pl.read_parquet(run_dir / "per_era.parquet")
@@ -65,6 +68,7 @@ def test_out_of_fold_scores_equal_numerai_tools(cv_run):
     assert (run_dir / "plots" / "cv_folds.png").is_file()
 
 
+@pytest.mark.slow
 def test_rolling_window_and_all_eras(tmp_path, small_data_dir):
     run_dir = tmp_path / "rolling"
     run_job(compose(small(small_data_dir, "cv.scheme=rolling", "cv.train_eras=10",
@@ -85,14 +89,13 @@ def test_rolling_window_and_all_eras(tmp_path, small_data_dir):
 def test_bad_fold_plans_are_one_line_before_any_fit(tmp_path, small_data_dir, override,
                                                      needle):
     run_dir = tmp_path / "run"
-    proc = run_cli([*small(small_data_dir, override), f"hydra.run.dir={run_dir}"])
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+    proc = run_in_process([*small(small_data_dir, override), f"hydra.run.dir={run_dir}"])
+    assert needle in error_line(proc)
     assert "fitting" not in proc.stdout + proc.stderr
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "folds.parquet").exists()
 
 
+@pytest.mark.slow
 def test_a_cv_sweep_optimizes_the_cv_score(tmp_path, small_data_dir):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", *small(small_data_dir, "model=lgbm,xgboost"),
@@ -107,6 +110,7 @@ def test_a_cv_sweep_optimizes_the_cv_score(tmp_path, small_data_dir):
     assert summary["corr_sharpe"].is_sorted(descending=True)
 
 
+@pytest.mark.slow
 def test_an_ensemble_is_a_model_like_any_other_in_cv(tmp_path, small_data_dir):
     run_dir = tmp_path / "ensemble"
     metrics = run_job(compose([*SMALL_DATA, f"data.dir={small_data_dir}", *CV,
@@ -118,6 +122,7 @@ def test_an_ensemble_is_a_model_like_any_other_in_cv(tmp_path, small_data_dir):
     assert oof["prediction"].is_not_null().all() and oof["fold"].n_unique() == 3
 
 
+@pytest.mark.slow
 def test_cv_neutralizes_on_another_feature_set_as_train_does(tmp_path, small_data_dir):
     # small is a subset of medium: fully neutralized on medium, no exposure to small is left
     metrics = run_job(compose(small(small_data_dir, "postprocess=neutralize",
@@ -127,14 +132,16 @@ def test_cv_neutralizes_on_another_feature_set_as_train_does(tmp_path, small_dat
     assert metrics["max_feature_exposure"] < 1e-6
 
 
-def test_folds_fitted_in_parallel_processes_equal_folds_fitted_in_turn(tmp_path,
+@pytest.mark.slow
+def test_folds_fitted_in_parallel_processes_equal_folds_fitted_in_turn(tmp_path, cv_run,
                                                                        small_data_dir):
     """cv.n_jobs=2: the folds fit in spawned processes on the memory-mapped rows, after this
-    process has already run LightGBM (a fork would risk its thread pool); same numbers."""
-    base = [*SMALL_DATA, f"data.dir={small_data_dir}", *CV, "model.num_boost_round=30"]
-    one = run_job(compose([*base, "cv.n_jobs=1"]), tmp_path / "one")
-    two = run_job(compose([*base, "cv.n_jobs=2"]), tmp_path / "two")
+    process has already run LightGBM (cv_run, cv.n_jobs=1: a fork would risk its thread
+    pool); same numbers."""
+    one_dir, one = cv_run
+    assert compose(small(small_data_dir)).cv.n_jobs == 1
+    two = run_job(compose(small(small_data_dir, "cv.n_jobs=2")), tmp_path / "two")
     assert one["corr_mean"] == two["corr_mean"] and one["n_folds"] == two["n_folds"] == 3
-    assert pl.read_parquet(tmp_path / "one" / "predictions" / "oof.parquet").equals(
+    assert pl.read_parquet(one_dir / "predictions" / "oof.parquet").equals(
         pl.read_parquet(tmp_path / "two" / "predictions" / "oof.parquet"))
     assert not list((tmp_path / "two").glob(".parallel-*"))  # the scratch dir is gone

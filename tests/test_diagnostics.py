@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import SMALL_DATA, run_cli
+from conftest import SMALL_DATA, run_in_process
 from numerai_tools.scoring import pearson_correlation
 
 from numerlab.data.dataset import Dataset
@@ -89,10 +89,11 @@ def test_top_features_and_footer():
     assert footer(table, n=2) == "top exposure: c 0.300, a 0.100\ntop gain: a 0.500, c 0.300"
 
 
+@pytest.mark.slow  # a fit through run.py
 def test_every_run_writes_features_parquet_and_prints_the_footer(tmp_path, small_data_dir):
     run_dir = tmp_path / "run"
-    proc = run_cli([*SMALL_DATA, f"data.dir={small_data_dir}", f"hydra.run.dir={run_dir}",
-                    "model=xgboost", "model.num_boost_round=40"])
+    proc = run_in_process([*SMALL_DATA, f"data.dir={small_data_dir}", f"hydra.run.dir={run_dir}",
+                           "model=xgboost", "model.num_boost_round=40"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pl.read_parquet(run_dir / "features.parquet")
     assert table.columns == ["kind", "rank", "feature", "value"]

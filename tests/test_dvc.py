@@ -139,6 +139,7 @@ def test_dvc_config_enables_hydra_on_conf():
     assert hydra["config_name"] == stages.CONFIG_NAME
 
 
+@pytest.mark.slow
 def test_gitignore_keeps_metrics_json_in_git(tmp_path):
     """metrics.json is `cache: false`: DVC commits it with each experiment, which `dvc exp
     show` reads; a git-ignored metrics.json shows as '!' for every experiment."""
@@ -185,6 +186,7 @@ def test_dvc_and_hydra_compose_the_same_config(tmp_path, overrides):
 
 # --- dvc repro ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_repro_runs_every_stage_and_writes_the_outs(repo, reproduced):
     assert ran(reproduced) == STAGES
     art = repo / "artifacts"
@@ -205,6 +207,7 @@ def test_repro_runs_every_stage_and_writes_the_outs(repo, reproduced):
         " to show experiments' metrics; see .gitignore")
 
 
+@pytest.mark.slow
 def test_second_repro_does_nothing(repo, reproduced):
     # the data stage always looks (a moment: stat the files, rewrite the same manifest);
     # everything that reads the data is up to date
@@ -216,6 +219,7 @@ def test_second_repro_does_nothing(repo, reproduced):
     assert "always changed" in status and "modified" not in status
 
 
+@pytest.mark.slow
 def test_model_param_change_reruns_only_train_predict_evaluate(repo, reproduced):
     params = repo / "params.yaml"
     original = params.read_text()
@@ -235,6 +239,7 @@ def test_model_param_change_reruns_only_train_predict_evaluate(repo, reproduced)
     assert sh(repo, "git", "status", "--porcelain").stdout == ""
 
 
+@pytest.mark.slow
 def test_deleted_outs_are_restored_from_the_cache(repo, reproduced):
     model_file = repo / "artifacts/model/numerlab_model.json"
     before = model_file.read_bytes()
@@ -252,6 +257,7 @@ def test_deleted_outs_are_restored_from_the_cache(repo, reproduced):
     assert submission.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_interrupted_stage_leaves_no_out(repo, reproduced, tmp_path, monkeypatch):
     """A stage that dies part way leaves neither its outs nor a staging dir behind."""
     import numerlab.report
@@ -303,6 +309,7 @@ def xgboost_exp(repo, reproduced) -> tuple[subprocess.CompletedProcess, dict]:
     return exp_run(repo, "xgb", ["model=xgboost", *SMALL])
 
 
+@pytest.mark.slow
 def test_exp_run_with_another_model_reuses_data_and_features(xgboost_exp):
     proc, m = xgboost_exp
     assert ran(proc) == ["data", "train", "predict", "evaluate"]
@@ -322,12 +329,14 @@ def assert_same_run(repo: Path, via_dvc: dict, run_dir: Path) -> None:
         run_dir / "submission.csv").read_text()
 
 
+@pytest.mark.slow
 def test_exp_run_equals_run_py_for_the_same_overrides(repo, xgboost_exp, tmp_path):
     """The two doors give the same metrics.json (and artifacts) for the same overrides."""
     sh(repo, sys.executable, "run.py", "model=xgboost", *SMALL, f"hydra.run.dir={tmp_path}")
     assert_same_run(repo, xgboost_exp[1], tmp_path)
 
 
+@pytest.mark.slow
 def test_exp_run_equals_run_py_for_a_neural_model(repo, xgboost_exp, tmp_path):
     overrides = ["model=tabnet", "trainer.max_epochs=1", "trainer.accelerator=cpu",
                  *SMALL_DATA]
@@ -346,6 +355,7 @@ ENSEMBLE = ["model=ensemble", "model.members=[lgbm,mlp]",
             "postprocess.proportion=0.5", "postprocess.features=medium", *SMALL_DATA]
 
 
+@pytest.mark.slow
 def test_exp_run_of_a_multi_target_neutralized_ensemble_equals_run_py(repo, xgboost_exp,
                                                                        tmp_path):
     import polars as pl
@@ -371,6 +381,7 @@ def test_exp_run_of_a_multi_target_neutralized_ensemble_equals_run_py(repo, xgbo
     assert members["target"].to_list() == ["target", "target_victor_20"]
 
 
+@pytest.mark.slow
 def test_exp_show_json_has_params_and_metrics(repo, xgboost_exp):
     _, m = xgboost_exp
     shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
@@ -390,6 +401,7 @@ def test_exp_show_json_has_params_and_metrics(repo, xgboost_exp):
     assert base["data"]["metrics"]["artifacts/metrics.json"]["data"]["model"] == "lgbm"
 
 
+@pytest.mark.slow
 def test_plots_show_writes_per_era_and_cumulative_charts(repo, xgboost_exp):
     dvc(repo, "plots", "show", "-o", "dvc_plots")
     html = (repo / "dvc_plots/index.html").read_text()
@@ -399,6 +411,7 @@ def test_plots_show_writes_per_era_and_cumulative_charts(repo, xgboost_exp):
     assert "cumulative_scores.png" in html
 
 
+@pytest.mark.slow
 def test_queued_sweep_runs_with_two_workers(repo, xgboost_exp):
     overrides = [arg for o in ["model=lgbm,xgboost", *SMALL, "seed=7"] for arg in ("-S", o)]
     dvc(repo, "exp", "run", "--queue", *overrides)
@@ -429,6 +442,7 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
             if line.startswith(("ERROR", "error:"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, says", [
     ("model=nope", "Could not find 'model/nope'"),
     ("model.nonexistent_key=1", "Could not override 'model.nonexistent_key'"),
@@ -442,6 +456,7 @@ def test_bad_set_param_is_one_clear_line(repo, xgboost_exp, override, says):
     assert (repo / "params.yaml").read_text() == params_before
 
 
+@pytest.mark.slow
 def test_missing_params_key_is_one_clear_line(repo, reproduced, tmp_path):
     cfg = yaml.safe_load((repo / "params.yaml").read_text())
     del cfg["model"]["_target_"]
@@ -467,6 +482,7 @@ def test_missing_params_key_is_one_clear_line(repo, reproduced, tmp_path):
         "'params.yaml'.")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, missing, maker", [
     ("features", "artifacts/data.json", "data"),
     ("train", "artifacts/features/manifest.json", "features"),
@@ -481,6 +497,7 @@ def test_stage_out_of_order_is_one_clear_line(repo, tmp_path, stage, missing, ma
         f"error: {missing} is missing: run the '{maker}' stage first (`dvc repro {maker}`)"]
 
 
+@pytest.mark.slow
 def test_dvc_repro_of_a_single_stage_out_of_order_names_the_missing_input(tmp_path):
     fresh = copy_project(tmp_path / "fresh")
     git_init(fresh)
@@ -490,6 +507,7 @@ def test_dvc_repro_of_a_single_stage_out_of_order_names_the_missing_input(tmp_pa
     assert "'train'" in line and "artifacts/features" in line
 
 
+@pytest.mark.slow
 def test_later_stage_needs_the_model_of_the_train_stage(repo, reproduced, tmp_path):
     shutil.copy2(repo / "params.yaml", tmp_path / "params.yaml")
     shutil.copytree(repo / "artifacts/features", tmp_path / "artifacts/features")
@@ -499,6 +517,7 @@ def test_later_stage_needs_the_model_of_the_train_stage(repo, reproduced, tmp_pa
         "(`dvc repro train`)")]
 
 
+@pytest.mark.slow
 def test_stale_features_are_refused(repo, reproduced, tmp_path):
     """A stage run by hand after a params change does not use features made for other
     params."""
@@ -512,6 +531,7 @@ def test_stale_features_are_refused(repo, reproduced, tmp_path):
         "rerun the 'features' stage (`dvc repro features`)")]
 
 
+@pytest.mark.slow
 def test_features_made_with_a_setting_now_null_are_refused(repo, reproduced, tmp_path):
     """A key set to null is a value like any other: features kept for BMC's benchmark are
     stale once scoring.benchmark is null."""

@@ -6,8 +6,11 @@ from __future__ import annotations
 import shutil
 import sys
 
+import pytest
 from conftest import ROOT, SMALL_DATA
 from test_dvc import assert_same_metrics, copy_project, dvc, git_init, metrics, sh
+
+pytestmark = pytest.mark.slow  # real DVC and git
 
 CV = ["cv.n_splits=3", "cv.embargo_eras=4", "model.num_boost_round=30"]
 

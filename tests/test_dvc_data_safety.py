@@ -13,6 +13,8 @@ import pytest
 from conftest import FAST_GBDT, SMALL_DATA
 from test_dvc import commit, copy_project, dvc, git_init, sh
 
+pytestmark = pytest.mark.slow  # real DVC and git
+
 
 def digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()

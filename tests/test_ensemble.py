@@ -1,5 +1,6 @@
 """model=ensemble (any families, any targets) and neutralization on another feature set:
-real small fits through `python run.py`, numerai-tools as the oracle for ranks and scores."""
+real small fits through run.py (in this process; a sweep through `python run.py -m`),
+numerai-tools as the oracle for ranks and scores."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import SMALL_DATA, compose, read_metrics, run_cli
-from numerai_tools.scoring import gaussian, neutralize, numerai_corr, tie_kept_rank
+from conftest import SMALL_DATA, compose, error_line, read_metrics, run_cli, run_in_process
 
 from numerlab.data import load_splits
 from numerlab.data.dataset import Dataset
@@ -41,6 +41,8 @@ def small(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
 def combine_oracle(predictions: np.ndarray, weights: list[float], eras: np.ndarray,
                    method: str) -> np.ndarray:
     """numerai-tools ranks per era, weighted mean, ranked again."""
+    from numerai_tools.scoring import gaussian, tie_kept_rank
+
     frame = pd.DataFrame(predictions.T, columns=[f"m{i}" for i in range(len(predictions))])
     frame["era"] = eras
     out = pd.Series(np.nan, index=frame.index)
@@ -202,6 +204,7 @@ def test_members_compose_from_the_primary_config_source_a_hydra_job_records(own_
         HydraConfig.instance().cfg = None
 
 
+@pytest.mark.slow  # members fit in spawned processes
 def test_parallel_fit_equals_sequential_fit(small_data_dir):
     splits = validation_data(small_data_dir)
     predictions = []
@@ -220,13 +223,14 @@ def test_parallel_fit_equals_sequential_fit(small_data_dir):
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory, small_data_dir):
     run_dir = tmp_path_factory.mktemp("ens") / "run"
-    proc = run_cli(small(small_data_dir, run_dir, "model=ensemble",
-                         "model.members=[lgbm,xgboost,mlp]", "model.weights=[2,1,1]",
-                         *FAST_MEMBERS))
+    proc = run_in_process(small(small_data_dir, run_dir, "model=ensemble",
+                                "model.members=[lgbm,xgboost,mlp]", "model.weights=[2,1,1]",
+                                *FAST_MEMBERS))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc
 
 
+@pytest.mark.slow
 def test_ensemble_run_saves_members_and_combines_them_per_era(ensemble_run, small_data_dir):
     run_dir, _proc = ensemble_run
     for i, name in enumerate(["lgbm", "xgboost", "mlp"]):
@@ -243,7 +247,10 @@ def test_ensemble_run_saves_members_and_combines_them_per_era(ensemble_run, smal
     assert read_metrics(run_dir)["model"] == "ensemble"
 
 
+@pytest.mark.slow
 def test_members_parquet_scores_each_member_on_the_main_target(ensemble_run, small_data_dir):
+    from numerai_tools.scoring import numerai_corr
+
     run_dir, _ = ensemble_run
     report = pl.read_parquet(run_dir / "members.parquet")
     assert report.columns == ["member", "target", "weight", "corr_mean", "corr_sharpe",
@@ -261,6 +268,7 @@ def test_members_parquet_scores_each_member_on_the_main_target(ensemble_run, sma
     assert ((report["corr_with_ensemble"] > -1) & (report["corr_with_ensemble"] <= 1)).all()
 
 
+@pytest.mark.slow
 def test_saved_ensemble_loads_and_predicts_live_like_the_run(ensemble_run, small_data_dir):
     run_dir, _ = ensemble_run
     model, names = load_model(run_dir / "model")
@@ -271,12 +279,14 @@ def test_saved_ensemble_loads_and_predicts_live_like_the_run(ensemble_run, small
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_multi_target_members_fit_their_own_targets(tmp_path, small_data_dir):
     run_dir = tmp_path / "multi"
     # target_claudia_20 is NaN in the first training eras: that member fits the rest
-    proc = run_cli(small(small_data_dir, run_dir, "model=ensemble", "model.members=[lgbm,lgbm]",
-                         "model.targets=[target,target_claudia_20]",
-                         "model.overrides.lgbm={num_boost_round:40}"))
+    proc = run_in_process(small(small_data_dir, run_dir, "model=ensemble",
+                                "model.members=[lgbm,lgbm]",
+                                "model.targets=[target,target_claudia_20]",
+                                "model.overrides.lgbm={num_boost_round:40}"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = pl.read_parquet(run_dir / "members.parquet")
     assert report["target"].to_list() == ["target", "target_claudia_20"]
@@ -288,10 +298,11 @@ def test_multi_target_members_fit_their_own_targets(tmp_path, small_data_dir):
                            b.predict(splits.validation.features))
 
 
+@pytest.mark.slow
 def test_target_ensemble_experiment_reports_each_target(tmp_path, small_data_dir):
     run_dir = tmp_path / "targets"
-    proc = run_cli(small(small_data_dir, run_dir, "experiment=target_ensemble",
-                         "model.overrides.lgbm={num_boost_round:30}"))
+    proc = run_in_process(small(small_data_dir, run_dir, "experiment=target_ensemble",
+                                "model.overrides.lgbm={num_boost_round:30}"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = pl.read_parquet(run_dir / "members.parquet")
     assert report["target"].to_list() == ["target", "target_victor_20", "target_teager2b_20",
@@ -301,10 +312,11 @@ def test_target_ensemble_experiment_reports_each_target(tmp_path, small_data_dir
 
 def test_a_member_that_fails_to_fit_is_named_and_nothing_is_written(tmp_path, small_data_dir):
     run_dir = tmp_path / "fails"
-    proc = run_cli(small(small_data_dir, run_dir, "model=ensemble", "model.members=[lgbm,xgboost]",
-                         "model.overrides.lgbm={num_boost_round:20}",
-                         "model.overrides.xgboost={params:{objective:no_such_objective}}"))
-    assert proc.returncode == 2
+    proc = run_in_process(small(small_data_dir, run_dir, "model=ensemble",
+                                "model.members=[lgbm,xgboost]",
+                                "model.overrides.lgbm={num_boost_round:20}",
+                                "model.overrides.xgboost={params:{objective:no_such_objective}}"))
+    assert error_line(proc).startswith("error: ensemble member 1-xgboost failed to fit:")
     lines = proc.stderr.strip().splitlines()
     # refused when the member's settings are checked, before any data is read
     assert lines[-1].startswith("error: ensemble member 1-xgboost: XGBoost rejected model")
@@ -319,8 +331,8 @@ def test_a_member_that_fails_to_fit_is_named_and_nothing_is_written(tmp_path, sm
     (["model.members=[lgbm]", "model.targets=[target_nope]"], "unknown target 'target_nope'"),
 ])
 def test_bad_ensemble_input_exits_2_with_one_line(tmp_path, small_data_dir, overrides, message):
-    proc = run_cli(small(small_data_dir, tmp_path / "bad", "model=ensemble", *overrides))
-    assert proc.returncode == 2
+    proc = run_in_process(small(small_data_dir, tmp_path / "bad", "model=ensemble", *overrides))
+    error_line(proc)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert message in proc.stderr
 
@@ -344,11 +356,14 @@ def test_loader_reads_only_the_missing_neutralization_columns(small_data_dir):
                     extra_features={"set": "huge"})
 
 
+@pytest.mark.slow
 def test_neutralize_on_another_feature_set_matches_numerai_tools(tmp_path, small_data_dir):
+    from numerai_tools.scoring import neutralize
+
     run_dir = tmp_path / "neutral"
-    proc = run_cli(small(small_data_dir, run_dir, "model.num_boost_round=40",
-                         "postprocess=neutralize", "postprocess.proportion=0.5",
-                         "postprocess.features=medium"))
+    proc = run_in_process(small(small_data_dir, run_dir, "model.num_boost_round=40",
+                                "postprocess=neutralize", "postprocess.proportion=0.5",
+                                "postprocess.features=medium"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = compose([*SMALL_DATA, f"data.dir={small_data_dir}"])
     medium_cfg = {"set": "medium", "columns": None}
@@ -369,9 +384,9 @@ def test_neutralize_on_another_feature_set_matches_numerai_tools(tmp_path, small
 
 
 def test_neutralizing_on_an_unknown_feature_set_lists_the_sets(tmp_path, small_data_dir):
-    proc = run_cli(small(small_data_dir, tmp_path / "bad", "model.num_boost_round=5",
-                         "postprocess=neutralize", "postprocess.features=huge"))
-    assert proc.returncode == 2
+    proc = run_in_process(small(small_data_dir, tmp_path / "bad", "model.num_boost_round=5",
+                                "postprocess=neutralize", "postprocess.features=huge"))
+    error_line(proc)
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: postprocess.features: features.json has no feature set 'huge' "
         "(available: small, medium, all)")
@@ -380,6 +395,7 @@ def test_neutralizing_on_an_unknown_feature_set_lists_the_sets(tmp_path, small_d
 
 # --- sweeps --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_sweep_over_ensemble_weights_ranks_its_jobs_and_compares(tmp_path, small_data_dir):
     """`-m` over an ensemble's weights: one job per value, each a full ensemble run with its
     members.parquet, ranked in summary.csv and named by the weights in task=compare."""

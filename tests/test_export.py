@@ -227,6 +227,7 @@ def run_like_numerai(pickle_path: Path, live: pd.DataFrame, blocked: list[str],
 # -- the exported pickle, run as Numerai runs it -----------------------------------------------
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 @pytest.mark.parametrize(("name", "pp_cfg"), [
     ("lgbm", NONE), ("lgbm", NEUTRALIZE_SOME), ("xgboost", NEUTRALIZE_ALL),
     ("mlp", NONE), ("mlp", NEUTRALIZE_SOME), ("tabnet", NONE),
@@ -446,6 +447,7 @@ def ensembles(tmp_path_factory) -> dict:
             "xgboost+resnet+tabnet gaussian": with_combine(mixed, "gaussian")}
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 @pytest.mark.parametrize(("name", "pp_cfg", "blocked"), [
     ("lgbm+mlp rank", NONE, BLOCKED), ("lgbm+mlp gaussian", NONE, BLOCKED),
     ("mlp+mlp gaussian", NONE, [*BLOCKED, "scipy"]),  # normal quantiles without scipy
@@ -504,6 +506,7 @@ def test_an_ensemble_member_that_cannot_be_exported_is_named(ensembles, tmp_path
 # -- post-processing on a feature set the model does not use ----------------------------------
 
 
+@pytest.mark.slow  # the pickle in a fresh process
 def test_neutralizing_on_another_feature_set_exports_and_matches_numerlab(models, live,
                                                                          tmp_path):
     run_dir = make_run(tmp_path / "run", models["lgbm"], NEUTRALIZE_OTHER_SET)

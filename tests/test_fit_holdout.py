@@ -56,6 +56,7 @@ def run(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
     return run_job(cfg, run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(EARLY_STOPPING))
 def test_permuting_scored_targets_changes_no_prediction(model, data_pair, tmp_path):
     plain, permuted = data_pair

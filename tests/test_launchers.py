@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose, read_metrics
+from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose, error_line, read_metrics, run_in_process
 
 from numerlab.backtest import payout_mean
 from numerlab.errors import NumerlabError
@@ -45,6 +45,14 @@ def run_py(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
                           capture_output=True, timeout=timeout, check=False)
 
 
+def run_py_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """run_py's run in this process (`run_in_process`), with run_py's environment."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("WANDB_", "RAY_"))}
+    env.update(WANDB_SILENT="true", WANDB_CONFIG_DIR=str(cwd / ".wandb-config"),
+               NETRC=str(cwd / ".netrc-none"))
+    return run_in_process(args, env=env, cwd=cwd)
+
+
 def compose_with_hydra(overrides: list[str]):
     """conf/ composed with its `hydra` node (search spaces, storage, launcher)."""
     from hydra import compose as hydra_compose
@@ -65,16 +73,15 @@ def free_port() -> int:
 
 def assert_stopped_before_any_job(proc: subprocess.CompletedProcess, sweep_dir: Path,
                                   *expected: str) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-4000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    line = error_line(proc)
+    assert line.startswith("error: "), line
     for text in expected:
-        assert text in errors[0], errors[0]
+        assert text in line, line
     assert not sweep_dir.exists(), sorted(sweep_dir.rglob("*"))
-    return errors[0]
+    return line
 
 
-@pytest.mark.parametrize("overrides,expected", [
+BAD_SWEEPS = [
     (["optimized_metric=corr_sharp", "model=lgbm,xgboost"],
      ["optimized_metric=corr_sharp", "corr_sharpe", "mmc_mean", "payout"]),
     # FNC is not scored: no job would write fnc_mean
@@ -95,9 +102,23 @@ def assert_stopped_before_any_job(proc: subprocess.CompletedProcess, sweep_dir: 
      ["hydra.sweeper.storage=postgresql://u@127.0.0.1:1/db", "cannot connect"]),
     (["model=lgbm,xgboost", "logger=wandb", "logger.mode=online"],
      ["logger.mode=online", "WANDB_API_KEY"]),
-])
+]
+
+
+# in this process all but the W&B one (wandb asks git about the cwd), which a fresh process runs
+@pytest.mark.parametrize("overrides,expected", BAD_SWEEPS[:-1])
 def test_bad_sweep_stops_before_the_first_job(tmp_path: Path, overrides: list[str],
                                               expected: list[str]):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_py_in_process(["-m", CHECKS, *overrides, f"hydra.sweep.dir={sweep_dir}"],
+                             cwd=tmp_path)
+    assert_stopped_before_any_job(proc, sweep_dir, *expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides,expected", [BAD_SWEEPS[0], BAD_SWEEPS[-1]])
+def test_bad_sweep_stops_before_the_first_job_in_a_fresh_process(
+        tmp_path: Path, overrides: list[str], expected: list[str]):
     sweep_dir = tmp_path / "sweep"
     proc = run_py(["-m", CHECKS, *overrides, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert_stopped_before_any_job(proc, sweep_dir, *expected)
@@ -106,13 +127,14 @@ def test_bad_sweep_stops_before_the_first_job(tmp_path: Path, overrides: list[st
 def test_storage_that_is_not_a_database_stops_the_sweep(tmp_path: Path):
     (tmp_path / "notes.db").write_text("not sqlite\n" * 100)
     sweep_dir = tmp_path / "sweep"
-    proc = run_py(["-m", CHECKS, "hparams_search=lgbm_optuna",
+    proc = run_py_in_process(["-m", CHECKS, "hparams_search=lgbm_optuna",
                    "hydra.sweeper.storage=sqlite:///notes.db", f"hydra.sweep.dir={sweep_dir}"],
                   cwd=tmp_path)
     assert_stopped_before_any_job(proc, sweep_dir, "notes.db", "cannot be opened as SQLite")
     assert (tmp_path / "notes.db").read_text() == "not sqlite\n" * 100
 
 
+@pytest.mark.slow  # a fresh process: Ray is imported and asked to connect
 def test_ray_address_that_does_not_answer_stops_the_sweep(tmp_path: Path):
     port = free_port()  # nothing listens there
     sweep_dir = tmp_path / "sweep"
@@ -177,13 +199,12 @@ def test_payout_is_the_mean_clipped_payout_over_eras():
                        PAYOUT) is None
 
 
-def test_payout_of_a_real_run_uses_its_per_era_scores(tmp_path: Path, small_data_dir: Path):
-    """On a finished run's per_era.parquet, with the composed conf/payout/ rule."""
-    from numerlab.cli import run_job
-
+@pytest.mark.slow  # trained_run
+def test_payout_of_a_real_run_uses_its_per_era_scores(small_data_dir: Path, trained_run):
+    """On a finished run's per_era.parquet (the shared train run), with the composed
+    conf/payout/ rule."""
     cfg = compose([*QUICK, *FAST_GBDT, f"data.dir={small_data_dir}"])
-    run_job(cfg, tmp_path / "run")
-    per_era = pl.read_parquet(tmp_path / "run" / "per_era.parquet")
+    per_era = pl.read_parquet(trained_run[0] / "per_era.parquet")
     rule = dict(cfg.payout)
     expected = payout_by_hand(per_era["corr"].to_list(), per_era["mmc"].to_list(), rule)
     assert payout_mean(per_era, cfg.payout) == pytest.approx(expected)
@@ -232,6 +253,7 @@ class JobProbe(Callback):
 '''
 
 
+@pytest.mark.slow
 def test_joblib_runs_two_optuna_trials_at_once(tmp_path: Path, small_data_dir: Path):
     joblib = pytest.importorskip("joblib")
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -310,6 +332,7 @@ def ray_head(tmp_path: Path):
             head.wait()
 
 
+@pytest.mark.slow
 def test_ray_launcher_runs_a_sweep_on_a_local_head(tmp_path: Path, small_data_dir: Path,
                                                    ray_head: str):
     sweep_dir = tmp_path / "sweep"

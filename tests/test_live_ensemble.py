@@ -10,10 +10,13 @@ import json
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 from conftest import SMALL_DATA, run_cli
 from test_export import BLOCKED, run_like_numerai
 
 from numerlab.models.base import load_model
+
+pytestmark = pytest.mark.slow  # `python run.py` train, live and export, the pickle run apart
 
 MODEL_SET, POSTPROCESS_SET = "small", "medium"  # medium holds columns small does not
 ENSEMBLE = ["model=ensemble", "model.members=[lgbm,mlp]", "model.weights=[2,1]",

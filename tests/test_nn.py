@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import pytest
-import torch
-from conftest import SMALL_DATA, compose, run_cli
+from conftest import SMALL_DATA, compose, run_cli, run_in_process
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, load_model, save_model
-from numerlab.models.nn import modules
-from numerlab.models.nn.datamodule import ShuffledBatchSampler, TabularDataModule
-from numerlab.models.nn.device import resolve_accelerator
-from numerlab.models.nn.model import NeuralModel
 from numerlab.scoring import per_era_scores
+
+if TYPE_CHECKING:  # torch and Lightning: imported where used, not when pytest collects
+    from numerlab.models.nn.model import NeuralModel
 
 MODELS = ("mlp", "resnet", "tabnet")
 # Small networks and batches: a few dozen optimizer steps in well under a second.
@@ -134,6 +133,8 @@ def test_each_model_beats_a_constant_predictor(fitted, valid_set):
 
 
 def test_save_load_round_trip_predicts_the_same(fitted, valid_set, tmp_path):
+    from numerlab.models.nn.model import NeuralModel
+
     _, model, _ = fitted
     save_model(model, tmp_path / "model", valid_set.feature_names)
     loaded, feature_names = load_model(tmp_path / "model")
@@ -156,6 +157,8 @@ def test_same_seed_same_predictions_seed_zero_included(train_set, valid_set, tmp
 
 def test_resume_continues_from_the_checkpoint_epoch(train_set, valid_set, tmp_path):
     # lr=0: holdout_corr never improves after epoch 0, and last.ckpt must still be the last epoch
+    import torch
+
     first = fit(
         "mlp",
         train_set,
@@ -210,12 +213,15 @@ def test_auxiliary_heads_train_with_missing_aux_targets(tmp_path):
     assert model.predict(data.features).shape == (len(data),)
 
 
+@pytest.mark.slow  # a longer fit
 def test_corr_loss_and_era_batching_train(train_set, valid_set, tmp_path):
     model = fit("mlp", train_set, valid_set, tmp_path, "model.loss=corr", "model.batching=era")
     assert mean_corr(model.predict(valid_set.features), valid_set) > 0.3
 
 
 def test_scheduler_steps_per_epoch_and_gradients_are_clipped(train_set, tmp_path):
+    import torch
+
     step_lr = "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
     model = fit(
         "mlp",
@@ -267,6 +273,8 @@ def test_device_that_is_absent_is_a_clear_error(device, train_set, tmp_path, mon
 
 
 def test_bad_trainer_and_model_options_are_named(train_set, tmp_path):
+    from numerlab.models.nn.device import resolve_accelerator
+
     with pytest.raises(NumerlabError, match="trainer.accelerator=tpu is not one of"):
         resolve_accelerator("tpu")
     with pytest.raises(NumerlabError, match="trainer config: .*precision"):
@@ -290,6 +298,10 @@ def test_trainer_configs_compose(trainer):
 
 
 def test_auto_accelerator_resolves_to_a_present_device():
+    import torch
+
+    from numerlab.models.nn.device import resolve_accelerator
+
     expected = (
         "mps"
         if torch.backends.mps.is_available()
@@ -331,10 +343,14 @@ def network_settings(name: str) -> dict:
     return network
 
 
-@pytest.mark.parametrize("name, network", [("mlp", modules.MLP), ("resnet", modules.ResNet),
-                                           ("tabnet", modules.TabNet)])
+@pytest.mark.parametrize("name, network", [("mlp", "MLP"), ("resnet", "ResNet"),
+                                           ("tabnet", "TabNet")])
 def test_networks_map_features_to_outputs(name, network):
-    net = network(in_features=10, out_features=3, **network_settings(name))
+    import torch
+
+    from numerlab.models.nn import modules
+
+    net = getattr(modules, network)(in_features=10, out_features=3, **network_settings(name))
     out = net(torch.randn(40, 10))
     out = out[0] if isinstance(out, tuple) else out
     assert out.shape == (40, 3)
@@ -345,6 +361,10 @@ def test_networks_map_features_to_outputs(name, network):
 
 @pytest.mark.parametrize("mask_type", ["sparsemax", "entmax"])
 def test_tabnet_masks_sum_to_one_per_row(mask_type):
+    import torch
+
+    from numerlab.models.nn import modules
+
     torch.manual_seed(0)
     settings = {**network_settings("tabnet"), "n_steps": 4, "mask_type": mask_type,
                 "virtual_batch_size": 32}
@@ -359,8 +379,13 @@ def test_tabnet_masks_sum_to_one_per_row(mask_type):
     assert sparsity.ndim == 0 and sparsity >= 0
 
 
-@pytest.mark.parametrize("normalize", [modules.sparsemax, modules.entmax15])
+@pytest.mark.parametrize("normalize", ["sparsemax", "entmax15"])
 def test_sparse_normalizers(normalize, monkeypatch):
+    import torch
+
+    from numerlab.models.nn import modules
+
+    normalize = getattr(modules, normalize)
     z = torch.randn(16, 9, dtype=torch.float64) * 3
     p = normalize(z)
     torch.testing.assert_close(p.sum(-1), torch.ones(16, dtype=torch.float64))
@@ -375,6 +400,10 @@ def test_sparse_normalizers(normalize, monkeypatch):
 
 
 def test_ghost_batch_norm_normalizes_each_virtual_batch():
+    import torch
+
+    from numerlab.models.nn import modules
+
     gbn = modules.GhostBatchNorm(3, virtual_batch_size=10, momentum=0.1).train()
     x = torch.cat([torch.randn(10, 3), 5 + 3 * torch.randn(10, 3)])
     y = gbn(x)
@@ -388,6 +417,10 @@ def test_ghost_batch_norm_normalizes_each_virtual_batch():
 
 
 def test_batches_stay_int8_and_cover_every_row(train_set):
+    import torch
+
+    from numerlab.models.nn.datamodule import TabularDataModule
+
     dm = TabularDataModule(train_set, train_set, batch_size=300, batches_per_iteration=3)
     seen = []
     for x, y, _aux, _era, sizes in dm.train_dataloader():
@@ -400,6 +433,10 @@ def test_batches_stay_int8_and_cover_every_row(train_set):
 
 
 def test_era_batches_come_from_one_era_each_and_reshuffle_per_epoch():
+    import torch
+
+    from numerlab.models.nn.datamodule import ShuffledBatchSampler
+
     era = torch.repeat_interleave(torch.arange(5), torch.tensor([30, 70, 50, 10, 40]))
     sampler = ShuffledBatchSampler(era, batch_size=25, batching="era", seed=0)
     batches = sampler.batches()
@@ -428,7 +465,7 @@ def small_run(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory, small_data_dir):
     run_dir = tmp_path_factory.mktemp("cli") / "mlp"
-    proc = run_cli(
+    proc = run_in_process(
         small_run(
             small_data_dir, run_dir, "model=mlp", "trainer.max_epochs=2", "model.patience=null",
             "fit.holdout_eras=6",
@@ -438,6 +475,7 @@ def mlp_run(tmp_path_factory, small_data_dir):
     return run_dir
 
 
+@pytest.mark.slow
 def test_run_py_mlp_writes_the_artifacts(mlp_run):
     for artifact in (
         "metrics.json",
@@ -459,9 +497,10 @@ def test_run_py_mlp_writes_the_artifacts(mlp_run):
     assert {"train_loss", "holdout_corr"} <= set(log.columns)
 
 
+@pytest.mark.slow
 def test_run_py_resumes_from_last_ckpt(mlp_run, small_data_dir, tmp_path):
     ckpt = mlp_run / "checkpoints" / "last.ckpt"
-    proc = run_cli(
+    proc = run_in_process(
         small_run(
             small_data_dir,
             tmp_path / "resumed",
@@ -476,8 +515,9 @@ def test_run_py_resumes_from_last_ckpt(mlp_run, small_data_dir, tmp_path):
     assert [h["epoch"] for h in history] == [2]
 
 
+@pytest.mark.slow
 def test_run_py_tabnet_with_user_overrides(small_data_dir, tmp_path):
-    proc = run_cli(
+    proc = run_in_process(
         small_run(
             small_data_dir,
             tmp_path / "tabnet",
@@ -492,6 +532,7 @@ def test_run_py_tabnet_with_user_overrides(small_data_dir, tmp_path):
     assert (tmp_path / "tabnet" / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # the environment of a fresh process: CUDA hidden
 def test_run_py_missing_device_prints_one_line(small_data_dir, tmp_path):
     # CUDA hidden, so the test means the same on a GPU machine
     proc = run_cli(small_run(small_data_dir, tmp_path / "cuda", "model=mlp", "trainer=cuda"),
@@ -504,9 +545,12 @@ def test_run_py_missing_device_prints_one_line(small_data_dir, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # two fits
 def test_resume_keeps_the_best_holdout_epoch_from_before(train_set, valid_set, tmp_path):
     # lr=0: every epoch scores the same on the holdout, so the first epoch stays the best
     # (a later epoch must be strictly better); a resume into a new dir must not forget it
+    import torch
+
     fit("mlp", train_set, valid_set, tmp_path / "first", "trainer.max_epochs=2",
         "model.patience=null", "model.lr=0")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -517,6 +561,7 @@ def test_resume_keeps_the_best_holdout_epoch_from_before(train_set, valid_set, t
     assert Path(resumed.best_checkpoint) == best
 
 
+@pytest.mark.slow  # what a fresh process prints
 def test_lightning_lines_print_once_without_flops_clutter(small_data_dir, tmp_path):
     proc = run_cli(small_run(small_data_dir, tmp_path / "run", "model=mlp",
                              "trainer.max_epochs=1"))

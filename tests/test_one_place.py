@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import FAST_GBDT, ROOT, SMALL_DATA, compose
 
@@ -39,6 +40,7 @@ def test_the_features_manifest_records_exactly_the_declared_keys():
     assert set(stages.FEATURE_PARAMS) == declared_params("features")
 
 
+@pytest.mark.slow
 def test_meta_model_rows_in_any_order_give_the_same_scores(tmp_path, small_data_dir):
     from numerlab import data
 
@@ -59,6 +61,7 @@ def test_meta_model_rows_in_any_order_give_the_same_scores(tmp_path, small_data_
         assert plain[key] == mixed[key], key
 
 
+@pytest.mark.slow
 def test_each_stage_runs_on_only_the_params_dvc_yaml_gives_it(tmp_path, monkeypatch,
                                                                 small_data_dir):
     """A stage that read a key its dvc.yaml entry does not declare would not rerun when that

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import polars as pl
+import pytest
 import yaml
 from conftest import ROOT, SMALL_DATA, read_metrics, run_cli
+
+pytestmark = pytest.mark.slow  # real `python run.py -m` sweeps
 
 SRC_ENV = {"PYTHONPATH": str(ROOT / "src")}  # this checkout's numerlab from any cwd
 CALLBACK = "++hydra.callbacks.summary._target_=numerlab.summary.SweepSummaryCallback"
@@ -36,6 +38,8 @@ def job_scores(sweep_dir: Path) -> list[float]:
 
 
 def test_rerun_continues_the_stored_study(tmp_path: Path, small_data_dir: Path):
+    import optuna
+
     storage = "sqlite:///optuna.db"  # relative: the file lands where run.py is launched
     search = ["hparams_search=lgbm_optuna", "hydra.sweeper.n_trials=2",
               f"hydra.sweeper.storage={storage}", "model.num_boost_round=choice(20, 40)"]
@@ -53,6 +57,8 @@ def test_rerun_continues_the_stored_study(tmp_path: Path, small_data_dir: Path):
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path, small_data_dir: Path):
+    import optuna
+
     # colsample_bytree=2.0 is a LightGBM config error: the CLI writes error.txt and returns no
     # objective, which the sweeper records as a FAIL trial. Random sampler seed 0 draws 2.0
     # then 0.5 (optuna 2.10.1; it is the only sampled key), so the failure comes first and the

@@ -12,8 +12,15 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, read_metrics, run_cli
-from numerai_tools.scoring import correlation_contribution, numerai_corr
+from conftest import (
+    FAST_GBDT,
+    SMALL_DATA,
+    compose,
+    error_line,
+    read_metrics,
+    run_cli,
+    run_in_process,
+)
 
 CONTRACT_METRICS = {
     "corr_mean", "corr_std", "corr_sharpe", "corr_max_drawdown", "mmc_mean", "mmc_std",
@@ -26,13 +33,12 @@ def small(data_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lgbm_run(tmp_path_factory, small_data_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "lgbm"
-    proc = run_cli(small(small_data_dir, f"hydra.run.dir={run_dir}"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, proc
+def lgbm_run(trained_run):
+    """The shared `python run.py` train run: `small(data_dir)` (and scoring.recent_eras=5)."""
+    return trained_run
 
 
+@pytest.mark.slow
 def test_help_lists_config_groups():
     proc = run_cli(["--help"])
     assert proc.returncode == 0
@@ -42,6 +48,7 @@ def test_help_lists_config_groups():
     assert "lgbm, " in proc.stdout and "xgboost" in proc.stdout
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_pipeline_import_pulls_no_heavy_library():
     code = ("import sys, numerlab.pipeline, numerlab.cli; "
             "print(sorted(m for m in ('torch','lightning','wandb','lightgbm','xgboost','numerapi')"
@@ -59,6 +66,7 @@ def test_user_overrides_compose():
     assert cfg.seed == 3 and cfg.data.era_stride == 2
 
 
+@pytest.mark.slow
 def test_run_writes_the_artifact_contract(lgbm_run):
     run_dir, proc = lgbm_run
     for rel in ("metrics.json", "per_era.parquet", "predictions/validation.parquet",
@@ -79,13 +87,17 @@ def test_run_writes_the_artifact_contract(lgbm_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_synthetic_signal_is_learned(lgbm_run):
     metrics = read_metrics(lgbm_run[0])
     assert metrics["corr_mean"] > 0.005
     assert metrics["corr_sharpe"] > 0.1
 
 
+@pytest.mark.slow
 def test_metrics_agree_with_numerai_tools(lgbm_run):
+    from numerai_tools.scoring import correlation_contribution, numerai_corr
+
     run_dir, _ = lgbm_run
     frame = pd.read_parquet(run_dir / "predictions/validation.parquet").set_index("id")
     corr, mmc = [], []
@@ -102,6 +114,7 @@ def test_metrics_agree_with_numerai_tools(lgbm_run):
     assert metrics["mmc_n_eras"] == len(mmc) < metrics["n_eras"]
 
 
+@pytest.mark.slow
 def test_submission_is_valid(lgbm_run, small_data_dir):
     run_dir, _ = lgbm_run
     text = (run_dir / "submission.csv").read_text().splitlines()
@@ -115,6 +128,7 @@ def test_submission_is_valid(lgbm_run, small_data_dir):
     assert sub["prediction"].nunique() > 1
 
 
+@pytest.mark.slow
 def test_saved_model_reproduces_validation_predictions(lgbm_run, small_data_dir):
     from numerlab import data
     from numerlab.data.source import build_source
@@ -131,11 +145,12 @@ def test_saved_model_reproduces_validation_predictions(lgbm_run, small_data_dir)
                                saved["prediction"].to_numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_xgboost_with_user_overrides(tmp_path, small_data_dir):
     run_dir = tmp_path / "xgb"
-    proc = run_cli(small(small_data_dir, "model=xgboost", "features=medium",
-                         "target=cyrusd_20", "seed=3", "data.era_stride=2",
-                         f"hydra.run.dir={run_dir}"))
+    proc = run_in_process(small(small_data_dir, "model=xgboost", "features=medium",
+                                "target=cyrusd_20", "seed=3", "data.era_stride=2",
+                                f"hydra.run.dir={run_dir}"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = read_metrics(run_dir)
     assert metrics["model"] == "xgboost"
@@ -145,6 +160,7 @@ def test_xgboost_with_user_overrides(tmp_path, small_data_dir):
     assert frame["target"].is_not_nan().all()
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_in_process(tmp_path, small_data_dir):
     from numerlab.cli import run_job
 
@@ -158,10 +174,11 @@ def test_same_seed_same_numbers_in_process(tmp_path, small_data_dir):
     assert first["corr_mean"] != other["corr_mean"]
 
 
-def test_neutralization_lowers_feature_exposure(tmp_path, small_data_dir):
+@pytest.mark.slow
+def test_neutralization_lowers_feature_exposure(tmp_path, small_data_dir, trained_run):
     from numerlab.cli import run_job
 
-    plain = run_job(compose(small(small_data_dir)), tmp_path / "plain")
+    plain = read_metrics(trained_run[0])  # the same config, not neutralized
     neutral = run_job(compose(small(small_data_dir, "postprocess=neutralize",
                                          "postprocess.proportion=1.0")), tmp_path / "neutral")
     assert neutral["max_feature_exposure"] < plain["max_feature_exposure"] / 2
@@ -170,11 +187,7 @@ def test_neutralization_lowers_feature_exposure(tmp_path, small_data_dir):
 # --- bad input: one clear line, non-zero exit, no artifacts presented as complete ---------
 
 def assert_clean_failure(proc, run_dir: Path, *needles: str) -> None:
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    message = next((line for line in lines if line.startswith("error:")), None)
-    assert message is not None, proc.stderr[-2000:]
+    message = error_line(proc)
     for needle in needles:
         assert needle in message, message
     assert not (run_dir / "metrics.json").exists()
@@ -182,7 +195,7 @@ def assert_clean_failure(proc, run_dir: Path, *needles: str) -> None:
 
 
 def test_unknown_group_option_is_named(tmp_path):
-    proc = run_cli(["model=nope", f"hydra.run.dir={tmp_path}"])
+    proc = run_in_process(["model=nope", f"hydra.run.dir={tmp_path}"])
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "model/nope" in proc.stderr
@@ -195,7 +208,7 @@ def test_unknown_group_option_is_named(tmp_path):
     ("data.embargo_eras=1000", "embargo"),
 ])
 def test_bad_names_fail_cleanly(tmp_path, small_data_dir, override, needle):
-    proc = run_cli(small(small_data_dir, override, f"hydra.run.dir={tmp_path / 'run'}"))
+    proc = run_in_process(small(small_data_dir, override, f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(proc, tmp_path / "run", needle)
 
 
@@ -204,7 +217,7 @@ def test_bad_names_fail_cleanly(tmp_path, small_data_dir, override, needle):
     (["model=xgboost", "model.params.max_depth=abc"], "max_depth"),
 ])
 def test_bad_hyperparameter_is_named(tmp_path, small_data_dir, overrides, needle):
-    proc = run_cli(small(small_data_dir, *overrides, f"hydra.run.dir={tmp_path / 'run'}"))
+    proc = run_in_process(small(small_data_dir, *overrides, f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(proc, tmp_path / "run", needle)
 
 
@@ -223,15 +236,16 @@ def v5_args(v5_dir: Path, run_dir: Path) -> list[str]:
             f"hydra.run.dir={run_dir}"]
 
 
-def test_missing_parquet_is_named(tmp_path, v5_copy):
+@pytest.mark.parametrize("door", [run_in_process, pytest.param(run_cli, marks=pytest.mark.slow)])
+def test_missing_parquet_is_named(tmp_path, v5_copy, door):
     (v5_copy / "train.parquet").unlink()
-    proc = run_cli(v5_args(v5_copy, tmp_path / "run"))
+    proc = door(v5_args(v5_copy, tmp_path / "run"))
     assert_clean_failure(proc, tmp_path / "run", "train.parquet")
 
 
 def test_corrupt_parquet_is_named(tmp_path, v5_copy):
     (v5_copy / "validation.parquet").write_bytes(b"PAR1 this is not parquet")
-    proc = run_cli(v5_args(v5_copy, tmp_path / "run"))
+    proc = run_in_process(v5_args(v5_copy, tmp_path / "run"))
     assert_clean_failure(proc, tmp_path / "run", "validation.parquet")
 
 
@@ -239,7 +253,7 @@ def test_features_json_without_the_set_is_named(tmp_path, v5_copy):
     meta = json.loads((v5_copy / "features.json").read_text())
     del meta["feature_sets"]["medium"]
     (v5_copy / "features.json").write_text(json.dumps(meta))
-    proc = run_cli([*v5_args(v5_copy, tmp_path / "run"), "features=medium"])
+    proc = run_in_process([*v5_args(v5_copy, tmp_path / "run"), "features=medium"])
     assert_clean_failure(proc, tmp_path / "run", "medium")
 
 
@@ -250,5 +264,5 @@ def test_single_row_era_is_named(tmp_path, v5_copy):
     first = frame.filter(pl.col("era") == lonely).head(1)
     frame = pl.concat([frame.filter(pl.col("era") != lonely), first])
     frame.write_parquet(v5_copy / "validation.parquet")
-    proc = run_cli(v5_args(v5_copy, tmp_path / "run"))
+    proc = run_in_process(v5_args(v5_copy, tmp_path / "run"))
     assert_clean_failure(proc, tmp_path / "run", lonely)

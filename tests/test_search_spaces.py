@@ -11,9 +11,7 @@ import pytest
 import yaml
 from conftest import CONF_DIR, ROOT
 from hydra import compose, initialize_config_dir
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import OmegaConf
-from optuna.distributions import CategoricalDistribution
 
 MODELS = ["lgbm", "xgboost", "mlp", "resnet", "tabnet"]
 SWEEPS_DIR = ROOT / "sweeps"
@@ -27,6 +25,8 @@ def compose_with_hydra(overrides: list[str]):
 
 def ends(distribution) -> list:
     """The values at both ends of a distribution (each choice of a categorical one)."""
+    from optuna.distributions import CategoricalDistribution  # optuna: not when collecting
+
     if isinstance(distribution, CategoricalDistribution):
         return list(distribution.choices)
     return [distribution.low, distribution.high]
@@ -40,6 +40,8 @@ def corners(space: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def optuna_space(model: str):
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
     cfg = compose_with_hydra([f"hparams_search={model}_optuna"])
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     distributions, fixed = create_params_from_overrides([f"{k}={v}" for k, v in params.items()])

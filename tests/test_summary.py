@@ -157,6 +157,7 @@ def summary_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow  # python -m numerlab.summary
 def test_cli_rewrites_a_sweep_dir_summary(sweep_dir: Path):
     proc = summary_cli(str(sweep_dir))  # metric and direction from multirun.yaml
     assert proc.returncode == 0, proc.stderr
@@ -168,6 +169,7 @@ def test_cli_rewrites_a_sweep_dir_summary(sweep_dir: Path):
     assert "Ranked by `corr_mean`" in (sweep_dir / "summary.md").read_text()
 
 
+@pytest.mark.slow  # python -m numerlab.summary
 def test_cli_error_for_a_dir_without_runs(tmp_path: Path):
     proc = summary_cli(str(tmp_path))
     assert proc.returncode == 2
@@ -176,6 +178,7 @@ def test_cli_error_for_a_dir_without_runs(tmp_path: Path):
     assert proc.stderr.strip().splitlines() == [expected]
 
 
+@pytest.mark.slow
 def test_multirun_writes_a_ranked_summary(tmp_path: Path, small_data_dir: Path):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", "model=lgbm", "seed=1,2", "optimized_metric=corr_sharpe",
@@ -217,6 +220,7 @@ def sh(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # real DVC
 def test_collect_reads_dvc_exp_show_json(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -15,6 +15,8 @@ from test_tracking import FAKE_KEY, wandb_records
 
 from numerlab.tracking import WANDB_INFO
 
+pytestmark = pytest.mark.slow  # `python run.py` with W&B (its own wandb-core process)
+
 # Offline W&B; a key in the environment that must never reach a file.
 WANDB_ENV = {"PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "offline", "WANDB_API_KEY": FAKE_KEY,
              "WANDB_SILENT": "true"}

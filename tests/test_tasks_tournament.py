@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, run_cli
+from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, run_cli, run_in_process
 from fakes.abs import WALLET
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
 from numerai_tools.submissions import validate_submission_numerai
@@ -45,15 +45,6 @@ def api(fake) -> list[str]:
     """Point the tournament client at the fake, with quick retries."""
     return [f"tournament.api_url={fake.url}", "tournament.backoff_s=0.01",
             "tournament.timeout_s=10"]
-
-
-def error_line(proc) -> str:
-    """The run failed with exit status 2 and exactly one `error:` line, no traceback."""
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    return errors[0]
 
 
 def ok(proc) -> None:
@@ -96,16 +87,15 @@ def v5_source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, small_data_dir) -> Path:
-    """A finished train run on the small synthetic data (read-only for the tests)."""
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    ok(run_cli([f"data.dir={small_data_dir}", *SMALL_DATA, *FAST_GBDT,
-                f"hydra.run.dir={run_dir}"]))
-    return run_dir
+def trained_run(trained_run) -> Path:
+    """The session's finished train run on the small synthetic data (read-only for the
+    tests): its run dir."""
+    return trained_run[0]
 
 
 # --- status -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_status_shows_the_round_the_multipliers_and_the_stakes(fake_numerai, tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
     fake_numerai.open_round(1001, open_time=now - timedelta(hours=1),
@@ -128,6 +118,7 @@ def test_status_shows_the_round_the_multipliers_and_the_stakes(fake_numerai, tmp
     assert "1001" in proc.stdout and "alpha" in proc.stdout and "12.5000" in proc.stdout
 
 
+@pytest.mark.slow
 def test_status_without_keys_still_shows_the_round(fake_numerai, tmp_path):
     fake_numerai.open_round(1001)
     proc = run_cli(["task=status", *api(fake_numerai), f"hydra.run.dir={tmp_path}"],
@@ -139,6 +130,7 @@ def test_status_without_keys_still_shows_the_round(fake_numerai, tmp_path):
     assert not [r for r in fake_numerai.state.requests if r.operation == "account"]
 
 
+@pytest.mark.slow
 def test_status_with_wrong_keys_is_one_line(fake_numerai, tmp_path):
     fake_numerai.open_round(1001)
     fake_numerai.reject_keys()
@@ -150,6 +142,7 @@ def test_status_with_wrong_keys_is_one_line(fake_numerai, tmp_path):
 
 # --- download ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_download_fetches_the_version_and_then_only_what_changed(fake_numerai, tmp_path,
                                                                  v5_source):
     register(fake_numerai, v5_source)
@@ -180,8 +173,9 @@ def test_download_fetches_the_version_and_then_only_what_changed(fake_numerai, t
 def test_download_bad_input_is_one_line(fake_numerai, tmp_path, v5_source, overrides,
                                         needle):
     register(fake_numerai, v5_source)
-    line = error_line(run_cli(["task=download", f"data.dir={tmp_path / 'data'}", *overrides,
-                               *api(fake_numerai), f"hydra.run.dir={tmp_path / 'job'}"]))
+    line = error_line(run_in_process(["task=download", f"data.dir={tmp_path / 'data'}",
+                                      *overrides, *api(fake_numerai),
+                                      f"hydra.run.dir={tmp_path / 'job'}"]))
     assert needle in line
     assert not (tmp_path / "data" / "train.parquet").exists()
 
@@ -244,6 +238,7 @@ def test_a_v5_dir_of_your_own_is_never_written(fake_numerai, tmp_path, v5_source
 
 # --- the whole week ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_whole_week(fake_numerai, tmp_path, v5_source):
     """download -> train -> live (dry run) -> new round: live + submit -> stake (dry run)
     -> backtest -> export + upload, each as `python run.py`, against the fake Numerai."""
@@ -366,6 +361,7 @@ def fixed_baseline_oracle(per_era: pl.DataFrame, per_round: float, corr_mult: fl
 
 # --- live: bad input --------------------------------------------------------------------
 
+@pytest.mark.slow  # trained_run
 @pytest.mark.parametrize(("setup", "overrides", "env", "needle"), [
     ("open", ["tournament.model_name=ghost"], KEYS,
      "this Numerai account has no model 'ghost' (its models: my_model)"),
@@ -380,14 +376,15 @@ def test_live_submit_bad_input_is_one_line_and_uploads_nothing(
         fake_numerai.open_round(1001)
     else:
         fake_numerai.close_round(1001)
-    line = error_line(run_cli(["task=live", f"run_dir={trained_run}", "tournament.submit=true",
-                               *overrides, *api(fake_numerai), f"hydra.run.dir={tmp_path}"],
-                              env=env))
+    line = error_line(run_in_process(["task=live", f"run_dir={trained_run}",
+                                      "tournament.submit=true", *overrides, *api(fake_numerai),
+                                      f"hydra.run.dir={tmp_path}"], env=env))
     assert needle in line
     assert fake_numerai.state.uploads == {} and fake_numerai.state.submissions == []
     assert not (tmp_path / "submission.csv").exists()
 
 
+@pytest.mark.slow  # trained_run
 def test_live_predictions_that_are_constant_are_not_written(tmp_path, small_data_dir,
                                                             trained_run):
     """Every live row alike -> every prediction alike: Numerai would reject it. The run dir
@@ -405,8 +402,8 @@ def test_live_predictions_that_are_constant_are_not_written(tmp_path, small_data
     run_dir = tmp_path / "artifacts"
     shutil.copytree(trained_run / "model", run_dir / "model")
     job = tmp_path / "job"
-    line = error_line(run_cli(["task=live", f"run_dir={run_dir}", f"data.dir={data_dir}",
-                               *SMALL_DATA, f"hydra.run.dir={job}"]))
+    line = error_line(run_in_process(["task=live", f"run_dir={run_dir}", f"data.dir={data_dir}",
+                                      *SMALL_DATA, f"hydra.run.dir={job}"]))
     assert "predictions are constant" in line
     assert not (job / "submission.csv").exists()
     assert not (job / "predictions").exists()
@@ -438,30 +435,35 @@ def test_a_live_submission_failing_numerais_checks_leaves_nothing(tmp_path, ids,
     ("backtest", "per_era.parquet")])
 def test_a_run_dir_without_what_the_task_needs_is_one_line(tmp_path, task, needs):
     (tmp_path / "empty").mkdir()
-    line = error_line(run_cli([f"task={task}", f"run_dir={tmp_path / 'empty'}",
-                               "tournament.model_name=my_model",
-                               f"hydra.run.dir={tmp_path / 'job'}"], env=NO_KEYS))
+    line = error_line(run_in_process([f"task={task}", f"run_dir={tmp_path / 'empty'}",
+                                      "tournament.model_name=my_model",
+                                      f"hydra.run.dir={tmp_path / 'job'}"], env=NO_KEYS))
     assert f"has no {needs} (task={task} needs a finished run" in line
 
 
+@pytest.mark.slow  # trained_run
 def test_a_task_never_writes_into_the_finished_run_it_reads(tmp_path, trained_run):
-    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
-    line = error_line(run_cli(["task=backtest", f"run_dir={trained_run}",
-                               f"hydra.run.dir={trained_run}"]))
+    finished = tmp_path / "run"  # a copy: Hydra writes its .hydra/ and run.log into the dir
+    shutil.copytree(trained_run, finished)
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    line = error_line(run_in_process(["task=backtest", f"run_dir={finished}",
+                                      f"hydra.run.dir={finished}"]))
     assert "is also this job's output dir" in line
-    after = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()
+    after = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()
              if ".hydra" not in p.parts and p.name != "run.log"}
     assert after == {p: b for p, b in before.items()
                      if ".hydra" not in p.parts and p.name != "run.log"}
 
 
-def test_no_run_dir_is_one_line(tmp_path):
-    line = error_line(run_cli(["task=backtest", f"hydra.run.dir={tmp_path}"]))
+@pytest.mark.parametrize("door", [run_in_process, pytest.param(run_cli, marks=pytest.mark.slow)])
+def test_no_run_dir_is_one_line(tmp_path, door):
+    line = error_line(door(["task=backtest", f"hydra.run.dir={tmp_path}"]))
     assert "run_dir is not set: task=backtest needs a finished run's dir" in line
 
 
 # --- stake ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stake_executes_within_the_caps(fake_numerai, tmp_path, trained_run):
     """The legacy continuous stake of a tournament not migrated to ABS."""
     fake_numerai.abs.migrated = False
@@ -480,6 +482,7 @@ def test_stake_executes_within_the_caps(fake_numerai, tmp_path, trained_run):
     assert "max_change" in (tmp_path / "stake.json").read_text()
 
 
+@pytest.mark.slow  # trained_run
 @pytest.mark.parametrize(("setup", "model", "needle"), [
     ("keys", "ghost", "this Numerai account has no model 'ghost'"),
     ("reject", "my_model", "rejected the API keys"),
@@ -490,12 +493,12 @@ def test_stake_bad_input_is_one_line_and_changes_nothing(fake_numerai, tmp_path,
     fake_numerai.add_model("my_model", stake=10)
     if setup == "reject":
         fake_numerai.reject_keys()
-    line = error_line(run_cli(["task=stake", "staking=fixed", f"run_dir={trained_run}",
-                               f"tournament.model_name={model}",
-                               "tournament.execute_stake=true",
-                               f"tournament.wallet_address={WALLET}", *api(fake_numerai),
-                               f"hydra.run.dir={tmp_path}"],
-                              env=NO_KEYS if setup == "none" else KEYS))
+    line = error_line(run_in_process(["task=stake", "staking=fixed", f"run_dir={trained_run}",
+                                      f"tournament.model_name={model}",
+                                      "tournament.execute_stake=true",
+                                      f"tournament.wallet_address={WALLET}",
+                                      *api(fake_numerai), f"hydra.run.dir={tmp_path}"],
+                                     env=NO_KEYS if setup == "none" else KEYS))
     assert needle in line
     assert fake_numerai.state.stake_changes == [] and fake_numerai.abs.authorizations == []
     assert not (tmp_path / "stake.json").exists()
@@ -529,6 +532,7 @@ def test_a_stake_change_within_the_caps_passes():
 
 # --- secrets ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_api_keys_never_reach_a_file_or_the_output(fake_numerai, tmp_path, v5_source):
     """Sentinel keys in the environment; train (downloading its data first), status, live +
     submit, stake (executed): no written file and no output holds them."""

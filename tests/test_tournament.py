@@ -669,6 +669,7 @@ def test_numerapi_module_url_is_never_touched(fake_numerai):
     assert numerapi.base_api.API_TOURNAMENT_URL == before
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_module_imports_no_network_library():
     code = ("import sys, numerlab.tournament; "
             "print(sorted(m for m in ('numerapi', 'requests', 'tenacity') if m in sys.modules))")

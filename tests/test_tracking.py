@@ -45,6 +45,7 @@ def test_scrub_drops_secret_looking_keys():
                           "model": {"params": {"learning_rate": 0.1}}}
 
 
+@pytest.mark.slow  # W&B starts its wandb-core process
 def test_wandb_offline_run_logs_metrics_without_secrets(tmp_path, small_data_dir, monkeypatch):
     from numerlab.cli import run_job
 
