@@ -128,8 +128,8 @@ def test_storage_that_is_not_a_database_stops_the_sweep(tmp_path: Path):
     (tmp_path / "notes.db").write_text("not sqlite\n" * 100)
     sweep_dir = tmp_path / "sweep"
     proc = run_py_in_process(["-m", CHECKS, "hparams_search=lgbm_optuna",
-                   "hydra.sweeper.storage=sqlite:///notes.db", f"hydra.sweep.dir={sweep_dir}"],
-                  cwd=tmp_path)
+                              "hydra.sweeper.storage=sqlite:///notes.db",
+                              f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert_stopped_before_any_job(proc, sweep_dir, "notes.db", "cannot be opened as SQLite")
     assert (tmp_path / "notes.db").read_text() == "not sqlite\n" * 100
 
