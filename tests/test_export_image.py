@@ -190,6 +190,7 @@ def test_the_runs_data_version(tmp_path):
 # -- task=export: a dry run, and the upload against the fake Numerai -------------------------
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_a_dry_run_records_the_versions_and_asks_numerai_nothing(trained_run, tmp_path):
     job = tmp_path / "export"
     proc = run_cli(["task=export", f"run_dir={trained_run}", f"hydra.run.dir={job}"],
@@ -211,6 +212,7 @@ def test_a_dry_run_records_the_versions_and_asks_numerai_nothing(trained_run, tm
         assert sum(line in out and "WARNING" in out for out in output) == 1
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_an_upload_names_the_image_of_this_python_and_waits_for_validation(
         fake_numerai, trained_run, tmp_path):
     model_id = fake_numerai.add_model("my_model")
@@ -239,6 +241,7 @@ def test_an_upload_names_the_image_of_this_python_and_waits_for_validation(
     assert (record["validation"]["state"], record["validation"]["polls"]) == ("valid", 3)
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_a_refused_upload_ends_with_numerais_words(fake_numerai, trained_run, tmp_path):
     fake_numerai.add_model("my_model")
     fake_numerai.pickles.script(("pending", None), ("invalid", "failed", SEGFAULT))
@@ -253,6 +256,7 @@ def test_a_refused_upload_ends_with_numerais_words(fake_numerai, trained_run, tm
             record["validation"]["description"]) == (upload.id, "invalid", SEGFAULT)
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_an_undecided_validation_ends_after_its_polls(fake_numerai, trained_run, tmp_path):
     fake_numerai.add_model("my_model")
     fake_numerai.pickles.script(("pending", None))
@@ -265,6 +269,7 @@ def test_an_undecided_validation_ends_after_its_polls(fake_numerai, trained_run,
     assert read_json(job / "export.json")["validation"]["state"] == "pending"
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_no_image_for_this_python_is_refused_before_the_export(fake_numerai, trained_run,
                                                                tmp_path):
     fake_numerai.add_model("my_model")
@@ -280,6 +285,7 @@ def test_no_image_for_this_python_is_refused_before_the_export(fake_numerai, tra
     assert fake_numerai.state.uploads == {}
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_the_runs_data_version_is_the_uploads(fake_numerai, trained_run, tmp_path):
     fake_numerai.add_model("my_model")
     run_dir = with_data(trained_run, tmp_path, v5("v5.2", tmp_path / "numerai"))
@@ -302,6 +308,7 @@ def test_the_runs_data_version_is_the_uploads(fake_numerai, trained_run, tmp_pat
     assert len(fake_numerai.state.model_uploads) == 1
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_verify_without_pins_for_this_python_is_refused_first(trained_run, tmp_path):
     pins = tmp_path / "pins.yaml"
     pins.write_text("images:\n  '2.7': {image: old, read: '2010-07-03', source: s, "
@@ -314,6 +321,7 @@ def test_verify_without_pins_for_this_python_is_refused_first(trained_run, tmp_p
     assert not (job / "model.pkl").exists()
 
 
+@pytest.mark.slow  # a real run.py run (the shared trained run) or a process
 def test_live_rows_are_the_first_rows_of_the_runs_live_file(trained_run, small_data_dir):
     run_cfg = OmegaConf.load(trained_run / ".hydra" / "config.yaml")
     live = pd.read_parquet(small_data_dir / "live.parquet")
@@ -344,6 +352,7 @@ def frame_of(n: int = 8) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow  # the runner in a fresh process
 def test_the_runner_refuses_an_environment_with_numerlabs_stack(tmp_path):
     # this test environment holds hydra (and numerlab): not a replica of Numerai's image
     pickle = tmp_path / "model.pkl"

@@ -122,6 +122,7 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     assert "numerlab.scoring" in imports()["numerlab.postprocess"]
 
 
+@pytest.mark.slow  # a fresh interpreter: the imports must be the first
 @pytest.mark.parametrize("module", ["numerlab.models.nn.model", "numerlab.models.gbdt",
                                     "numerlab.models.ensemble", "numerlab.pipeline"])
 def test_importing_a_module_leaves_logging_alone(module):

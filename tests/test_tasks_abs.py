@@ -21,6 +21,8 @@ from numerlab.tasks.stake import check_round_within_caps
 KEYS = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}
 V2_OPERATIONS = ("v2ChangeStake", "releaseStake")
 
+pytestmark = pytest.mark.slow  # python run.py as a user runs it, against the fake
+
 
 def api(fake) -> list[str]:
     return [f"tournament.api_url={fake.url}", "tournament.backoff_s=0.01",

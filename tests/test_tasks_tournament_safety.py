@@ -26,6 +26,8 @@ V5_FILES = ["train.parquet", "validation.parquet", "live.parquet", "features.jso
 SMALL_PARAMS = {"n_train_eras": 48, "n_validation_eras": 16, "n_test_eras": 2,
                 "rows_per_era": 150, "n_features": 24, "n_live_rows": 100}
 
+pytestmark = pytest.mark.slow  # python run.py as a user runs it, against the fake
+
 
 @pytest.fixture(autouse=True)
 def not_on_abs_yet(fake_numerai):
