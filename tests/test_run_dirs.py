@@ -89,10 +89,11 @@ def test_a_failed_job_ends_its_log_file_with_the_error_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_failed_run_py_run_says_its_task_and_logs_its_error(tmp_path):
     """`python run.py task=export` without run_dir, in a fresh cwd: exit 2, one run dir
-    `outputs/<date>/<time>-export-lgbm` whose run.log ends with the terminal's error line."""
+    `outputs/<date>/<time>-export` (it fits no configured model) whose run.log ends with the
+    terminal's error line."""
     proc = run_cli(["task=export"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     (shown,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
-    assert re.fullmatch(rf"{TIME}-export-lgbm", run_dir.name), run_dir
+    assert re.fullmatch(rf"{TIME}-export", run_dir.name), run_dir
     assert (run_dir / "run.log").read_text().splitlines()[-1] == shown
