@@ -17,11 +17,17 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, run_cli, run_in_process
 from fakes.abs import WALLET
-from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
+from fakes.numerai_server import KEYS_ENV
 from numerai_tools.submissions import validate_submission_numerai
 
 from numerlab import artifacts, pipeline
-from numerlab.data.layout import MANIFEST_FILE
+from numerlab.data.layout import (
+    MANIFEST_FILE,
+    META_MODEL_FILE,
+    REQUIRED_FILES,
+    SPLIT_NAMES,
+    benchmark_file,
+)
 from numerlab.data.source import V5Source
 from numerlab.errors import NumerlabError
 from numerlab.staking import Caps, StakeProposal
@@ -29,12 +35,11 @@ from numerlab.tasks.live import write_checked_submission
 from numerlab.tasks.stake import check_within_caps
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}
+KEYS = KEYS_ENV
 NO_KEYS = {"NUMERAI_PUBLIC_ID": "", "NUMERAI_SECRET_KEY": ""}
 VERSION = "v5.3"
-V5_FILES = ["train.parquet", "validation.parquet", "live.parquet", "features.json",
-            "meta_model.parquet", "live_benchmark_models.parquet",
-            "train_benchmark_models.parquet", "validation_benchmark_models.parquet"]
+# the files a v5 version lists, by their names in numerlab.data.layout
+V5_FILES = [*REQUIRED_FILES, META_MODEL_FILE, *(benchmark_file(s) for s in SPLIT_NAMES)]
 SMALL_PARAMS = {"n_train_eras": 48, "n_validation_eras": 16, "n_test_eras": 2,
                 "rows_per_era": 150, "n_features": 24, "n_live_rows": 100}
 

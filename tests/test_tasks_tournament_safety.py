@@ -11,18 +11,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_GBDT, run_cli
-from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
+from fakes.numerai_server import KEYS_ENV
 
+from numerlab.data.layout import (
+    META_MODEL_FILE,
+    REQUIRED_FILES,
+    SPLIT_NAMES,
+    benchmark_file,
+)
 from numerlab.errors import NumerlabError
 from numerlab.tasks.live import check_live_is_current
 
 pytest_plugins = ["fakes.numerai_server", "fakes.gateway"]
 
-KEYS = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}
+KEYS = KEYS_ENV
 VERSION = "v5.3"
-V5_FILES = ["train.parquet", "validation.parquet", "live.parquet", "features.json",
-            "meta_model.parquet", "live_benchmark_models.parquet",
-            "train_benchmark_models.parquet", "validation_benchmark_models.parquet"]
+# the files a v5 version lists, by their names in numerlab.data.layout
+V5_FILES = [*REQUIRED_FILES, META_MODEL_FILE, *(benchmark_file(s) for s in SPLIT_NAMES)]
 SMALL_PARAMS = {"n_train_eras": 48, "n_validation_eras": 16, "n_test_eras": 2,
                 "rows_per_era": 150, "n_features": 24, "n_live_rows": 100}
 

@@ -53,6 +53,7 @@ from fakes.uploads import PickleUploads
 
 PUBLIC_ID = "FAKEPUBLICID0123456789"
 SECRET_KEY = "FAKESECRETKEY9876543210"
+KEYS_ENV = {"NUMERAI_PUBLIC_ID": PUBLIC_ID, "NUMERAI_SECRET_KEY": SECRET_KEY}  # a run's env
 TOURNAMENT = 8
 HANG_LIMIT_S = 30.0  # a hanging answer never outlives the test: stop() releases it earlier
 
