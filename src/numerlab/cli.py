@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -42,20 +41,19 @@ def run_job(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return task(cfg, Path(run_dir)) or {}
 
 
-def objective(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
-    """`optimized_metric` of the job's metrics, for a sweeper."""
-    key = cfg.optimized_metric
-    if key not in metrics:
-        if not metrics:
-            return None
-        raise NumerlabError(f"optimized_metric={key} is not a key this run produced "
-                            f"(numeric keys: {', '.join(numeric_keys(metrics))})")
-    value = metrics[key]
-    if value is None:
+def objective(cfg: DictConfig, metrics: dict[str, Any]
+              ) -> float | tuple[float, ...] | None:
+    """`optimized_metric` of the job's metrics, for a sweeper: one float, or a tuple with one
+    value per objective when it names several (`numerlab.pareto`); None when the run wrote
+    no metrics or an objective is null or NaN (the sweeper records a failed trial)."""
+    from numerlab import pareto
+
+    if not metrics:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NumerlabError(f"optimized_metric={key} is not numeric ({value!r})")
-    return None if math.isnan(value) else float(value)
+    values = pareto.objective_values(pareto.config_objectives(cfg), metrics)
+    if any(value is None for value in values):
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def numeric_keys(metrics: dict[str, Any]) -> list[str]:
@@ -63,7 +61,7 @@ def numeric_keys(metrics: dict[str, Any]) -> list[str]:
                   if isinstance(v, int | float) and not isinstance(v, bool))
 
 
-def run_hydra_job(cfg: DictConfig) -> float | None:
+def run_hydra_job(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Run one Hydra job; a NumerlabError becomes `error: ...` on stderr and exit status 2
     (in a sweep, the job's error.txt, and the sweep goes on)."""
     from hydra.core.hydra_config import HydraConfig

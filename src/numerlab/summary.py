@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from numerlab import pareto
 from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
 from numerlab.report import NARROW, is_metric_value
@@ -413,38 +414,52 @@ def write(frame: pl.DataFrame, out_dir: str | Path, metric: str | None = None) -
 
 # --- entry points ---------------------------------------------------------------------------
 
-def sweep_objective(config: Any) -> tuple[str, str]:
-    """(metric, direction) a sweep config ranks by: `optimized_metric` and the sweeper's
-    `direction` (Optuna; the first of a list), maximize when the sweeper has none."""
+def sweep_objectives(config: Any) -> list[pareto.Objective]:
+    """The objectives a sweep config names (`optimized_metric` with the sweeper's
+    `direction`, `numerlab.pareto.objectives`); corr_sharpe when it names none."""
     metric = OmegaConf.select(config, "optimized_metric", default=None,
-                              throw_on_resolution_failure=False) or DEFAULT_METRIC
+                              throw_on_resolution_failure=False)
     direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None,
-                                 throw_on_resolution_failure=False) or "maximize"
-    if OmegaConf.is_list(direction) or isinstance(direction, list):
-        direction = direction[0] if len(direction) else "maximize"
-    return str(metric), str(getattr(direction, "name", direction)).lower()
+                                 throw_on_resolution_failure=False)
+    if metric is None:
+        metric = DEFAULT_METRIC
+        if OmegaConf.is_list(direction) or isinstance(direction, list):
+            direction = direction[0] if len(direction) else None
+    return pareto.objectives(metric, direction)
+
+
+def sweep_objective(config: Any) -> tuple[str, str]:
+    """(metric, direction) a sweep config ranks by: its first objective (`sweep_objectives`),
+    maximize when the sweeper has no direction."""
+    first = sweep_objectives(config)[0]
+    return first.metric, first.direction
 
 
 def summarize(path: Path, metric: str, direction: str, write_files: bool,
-              console: Any = None) -> pl.DataFrame:
-    """collect -> rank -> print (-> write into `path`); returns the ranked frame."""
+              console: Any = None, objectives: Sequence[pareto.Objective] = ()
+              ) -> pl.DataFrame:
+    """collect -> rank -> print (-> write into `path`); returns the ranked frame. With more
+    than one objective, the Pareto front follows the table (`numerlab.pareto.report`)."""
     ranked = rank(collect(path), metric, direction)
     print_summary(ranked, metric, title=f"sweep summary: {path}", console=console)
     if write_files:
         write(ranked, path, metric)
+    pareto.report(ranked, list(objectives), path if write_files else None, console)
     return ranked
 
 
 class SweepSummaryCallback(Callback):
     """Hydra callback: at the end of a multirun, rank the sweep's jobs by
-    `optimized_metric`, print the table and write summary.csv/summary.md into the sweep dir.
+    `optimized_metric` (its first objective), print the table and write
+    summary.csv/summary.md (and the Pareto front of several objectives) into the sweep dir.
     A summary that cannot be made is a warning: the jobs themselves have run."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        metric, direction = sweep_objective(config)
         try:
-            summarize(sweep_dir, metric, direction, write_files=True)
+            objectives = sweep_objectives(config)
+            summarize(sweep_dir, objectives[0].metric, objectives[0].direction,
+                      write_files=True, objectives=objectives)
         except NumerlabError as exc:
             log.warning("sweep summary: %s", exc)
 
@@ -473,9 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sweep_config = read_sweep_config(args.path) if args.path.is_dir() else None
-        metric, direction = sweep_objective(sweep_config or OmegaConf.create())
-        summarize(args.path, args.metric or metric, args.direction or direction,
-                  write_files=sweep_config is not None)
+        objectives = sweep_objectives(sweep_config or OmegaConf.create())
+        summarize(args.path, args.metric or objectives[0].metric,
+                  args.direction or objectives[0].direction,
+                  write_files=sweep_config is not None, objectives=objectives)
     except NumerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

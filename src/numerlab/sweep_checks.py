@@ -37,7 +37,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from numerlab.artifacts import MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
-from numerlab.settings import text
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +83,20 @@ def task_metric_keys(cfg: DictConfig) -> set[str] | None:
 
 
 def check_optimized_metric(cfg: DictConfig) -> None:
-    """`optimized_metric` names a numeric key the configured task writes."""
-    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
-    text("optimized_metric", metric, what="the name of a metrics.json key")
+    """`optimized_metric` names numeric keys the configured task writes (one, or several
+    with their directions: `numerlab.pareto.objectives`)."""
+    from numerlab.pareto import config_objectives
+
+    metrics = [o.metric for o in config_objectives(cfg)]
     keys = task_metric_keys(cfg)
     if keys is None:
         log.warning("optimized_metric=%s not checked: task %s does not declare its metrics",
-                    metric, OmegaConf.select(cfg, "task._target_", default="?"))
+                    ",".join(metrics), OmegaConf.select(cfg, "task._target_", default="?"))
         return
-    if metric not in keys:
-        raise NumerlabError(f"optimized_metric={metric} is not a metrics.json key this task "
-                            f"writes; choose one of {', '.join(sorted(keys))}")
+    for metric in metrics:
+        if metric not in keys:
+            raise NumerlabError(f"optimized_metric={metric} is not a metrics.json key this "
+                                f"task writes; choose one of {', '.join(sorted(keys))}")
 
 
 # --- search space ---------------------------------------------------------------------------
