@@ -241,7 +241,9 @@ def plot(frame: pl.DataFrame, objectives_: Sequence[Objective], path: Path) -> P
         y = scored.get_column(y_obj.metric).cast(pl.Float64).to_numpy()
         ax.scatter(x[~on_front], y[~on_front], c="0.6", s=20, label="dominated")
         order = np.argsort(x[on_front])
-        ax.plot(x[on_front][order], y[on_front][order], "o-", c="tab:red", ms=6,
+        # two objectives: the front is a curve; more: its runs projected, not joined
+        style = "o-" if len(objectives_) == 2 else "o"
+        ax.plot(x[on_front][order], y[on_front][order], style, c="tab:red", ms=6,
                 label="Pareto front")
         ax.set_xlabel(f"{x_obj.metric} ({x_obj.direction})")
         ax.set_ylabel(f"{y_obj.metric} ({y_obj.direction})")
