@@ -64,7 +64,8 @@ def test_objectives_changed_on_the_command_line_move_the_directions():
 
 
 def test_an_objective_the_task_does_not_write_fails_the_sweep_check():
-    cfg = compose_with_hydra(["hparams_search=lgbm_pareto", "+optimized_metric.corr_sharp=maximize"])
+    cfg = compose_with_hydra(["hparams_search=lgbm_pareto",
+                              "+optimized_metric.corr_sharp=maximize"])
     with pytest.raises(NumerlabError, match="optimized_metric=corr_sharp is not a metrics.json"):
         sweep_checks.check_optimized_metric(cfg)
 
