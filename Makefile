@@ -14,7 +14,7 @@ install: $(STAMP)
 install-test: $(TEST_STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,slurm]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,slurm,mlflow,tensorboard]'
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt hydra-ray-launcher
 	touch $(TEST_STAMP)
 
