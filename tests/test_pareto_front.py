@@ -63,6 +63,13 @@ def test_objectives_changed_on_the_command_line_move_the_directions():
     assert list(cfg.hydra.sweeper.direction) == ["maximize", "minimize", "maximize"]
 
 
+def test_a_direction_typed_over_the_objectives_fails_the_sweep_check():
+    cfg = compose_with_hydra(["hparams_search=lgbm_pareto",
+                              "hydra.sweeper.direction=[maximize,maximize,maximize]"])
+    with pytest.raises(NumerlabError, match="disagrees with optimized_metric"):
+        sweep_checks.check_optimized_metric(cfg)
+
+
 def test_an_objective_the_task_does_not_write_fails_the_sweep_check():
     cfg = compose_with_hydra(["hparams_search=lgbm_pareto",
                               "+optimized_metric.corr_sharp=maximize"])
@@ -74,6 +81,8 @@ def test_an_objective_the_task_does_not_write_fails_the_sweep_check():
     (["corr_sharpe", "bmc_mean"], ["maximize"], "names 2 metrics .* has 1"),
     ({"corr_sharpe": "up"}, None, "optimized_metric.corr_sharpe"),
     ([], None, "empty list"),
+    ({"corr_sharpe": "maximize", "corr_max_drawdown": "minimize"}, ["maximize", "maximize"],
+     "hydra.sweeper.direction=maximize,maximize disagrees with optimized_metric"),
 ])
 def test_bad_objectives_are_one_line(metric, direction, message):
     with pytest.raises(NumerlabError, match=message) as error:

@@ -58,10 +58,12 @@ def objectives(optimized_metric: Any, sweeper_direction: Any = None) -> list[Obj
     if isinstance(optimized_metric, dict):
         if not optimized_metric:
             raise NumerlabError("optimized_metric: an empty mapping; name at least one key")
-        return [Objective(text("optimized_metric", key, what="a metrics.json key"),
-                          choice(f"optimized_metric.{key}", _direction_name(direction),
-                                 DIRECTIONS))
-                for key, direction in optimized_metric.items()]
+        named = [Objective(text("optimized_metric", key, what="a metrics.json key"),
+                           choice(f"optimized_metric.{key}", _direction_name(direction),
+                                  DIRECTIONS))
+                 for key, direction in optimized_metric.items()]
+        _check_sweeper_agrees(named, sweeper_direction)
+        return named
     names = optimized_metric if isinstance(optimized_metric, list) else [optimized_metric]
     if not names:
         raise NumerlabError("optimized_metric: an empty list; name at least one key")
@@ -78,6 +80,20 @@ def objectives(optimized_metric: Any, sweeper_direction: Any = None) -> list[Obj
                             f"({', '.join(directions)}); give one direction per metric")
     return [Objective(name, choice("hydra.sweeper.direction", direction, DIRECTIONS))
             for name, direction in zip(names, directions, strict=True)]
+
+
+def _check_sweeper_agrees(named: list[Objective], sweeper_direction: Any) -> None:
+    """A sweeper direction set beside a mapping must say what the mapping says (the pareto
+    sweeper reads it from the mapping; a direction typed over it would disagree)."""
+    if sweeper_direction is None:
+        return
+    given = (sweeper_direction if isinstance(sweeper_direction, list | tuple)
+             else [sweeper_direction])
+    if [_direction_name(d) for d in given] != [o.direction for o in named]:
+        raise NumerlabError(
+            f"hydra.sweeper.direction={','.join(_direction_name(d) for d in given)} disagrees "
+            f"with optimized_metric ({', '.join(f'{o.metric}: {o.direction}' for o in named)}); "
+            "set the directions in optimized_metric (hydra/sweeper=pareto reads them there)")
 
 
 def config_objectives(cfg: Any) -> list[Objective]:
