@@ -91,15 +91,3 @@ def test_logger_writes_the_runs_metrics_and_curves_without_secrets(
         if path.is_file():
             assert FAKE_SECRET.encode() not in path.read_bytes(), path
 
-
-def test_a_missing_logger_package_is_one_line(monkeypatch):
-    import importlib.util
-
-    from numerlab.tracking import build_tracker
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("mlflow")
-                        else real_find_spec(name, *a))
-    with pytest.raises(NumerlabError, match=r"^logger=mlflow needs the mlflow package"):
-        build_tracker(compose(["logger=mlflow"]).logger)

@@ -10,8 +10,8 @@ GBDT's per-iteration holdout metric) and, when the run ends, every numeric metri
   unless `tracking_uri` names another (`pip install -e '.[mlflow]'`); the run's id is in
   `<run dir>/mlflow.json`.
 
-With `dir` set, every job of a sweep logs under that one dir, a subdir per job named by the
-sweep and the job (`tracking.job_identity`), so one TensorBoard or CSV root holds them all.
+With `dir` set, every run logs under that one dir, in a subdir named by its run dir (a
+sweep's job: `<sweep dir name>/<job dir name>`), so one TensorBoard or CSV root holds them all.
 """
 
 from __future__ import annotations
@@ -73,7 +73,11 @@ class LightningTracker(Tracker):
         if self.dir is None:
             return Path(run_dir) / self.default_subdir, ""
         identity = job_identity(Path(run_dir))
-        return Path(self.dir), f"{identity['group']}/{identity['name']}"
+        # a sweep's job: <sweep>/<job dir>; a single run: <run dir>; names that are paths
+        name = Path(run_dir).name
+        if identity["job_num"] is not None:
+            name = f"{identity['group']}/{name}"
+        return Path(self.dir), name
 
     def build(self, save_dir: Path, name: str, run_dir: Path, job_type: str) -> Any:
         raise NotImplementedError
