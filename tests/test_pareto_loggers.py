@@ -13,7 +13,6 @@ import yaml
 from conftest import FAST_GBDT, SMALL_DATA, compose
 
 from numerlab.cli import run_job
-from numerlab.errors import NumerlabError
 
 pytestmark = pytest.mark.slow  # real fits (LightGBM, Lightning), MLflow's store
 
