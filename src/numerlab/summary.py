@@ -322,17 +322,18 @@ def rank(frame: pl.DataFrame, metric: str, direction: str = "maximize") -> pl.Da
         frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(metric))
         finished = frame.filter((pl.col("status") == OK) & ~is_backtest())
     ordered = _ranked(finished, metric, direction)
+    parts = [ordered]
     backtests = frame.filter(is_backtest())
     if backtests.height:
         key = backtest_metric(frame, metric)
         if key not in backtests.columns:
             backtests = backtests.with_columns(pl.lit(None, dtype=pl.Float64).alias(key))
-        backtests = _ranked(backtests, key, "maximize").select(ordered.columns)
+        parts.append(_ranked(backtests, key, "maximize").select(ordered.columns))
     rest = frame.filter(pl.col("status") != OK).with_columns(
         pl.lit(None, dtype=pl.Int64).alias("rank"))
-    rest = rest.sort(pl.col("status") != DONE, maintain_order=True)
-    return pl.concat([ordered, backtests.select(ordered.columns),
-                      rest.select(ordered.columns)], how="vertical")
+    parts.append(rest.sort(pl.col("status") != DONE, maintain_order=True)
+                 .select(ordered.columns))
+    return pl.concat(parts, how="vertical")
 
 
 # --- output ---------------------------------------------------------------------------------
