@@ -94,3 +94,4 @@ def test_backtests_are_ranked_by_their_own_metrics(day):
     top = next(line for line in table.splitlines() if best_first[0] in line)
     assert "—" not in top
     assert f"{returns[best_first[0]]:+.4f}" in top
+
