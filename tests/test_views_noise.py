@@ -6,20 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, run_in_process
+from conftest import FAST_GBDT, SMALL_DATA, run_cli, run_in_process
 
 from numerlab.tracking import dated_name, job_identity
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
-WANDB_ENV = {"WANDB_SILENT": None, "WANDB_QUIET": None, "WANDB_MODE": "offline",
+# W&B's own switches off, as a user's shell has them (a fresh process: W&B keeps its settings
+# process-wide once set up)
+WANDB_ENV = {"WANDB_SILENT": "false", "WANDB_QUIET": "false", "WANDB_MODE": "offline",
              "WANDB_API_KEY": FAKE_KEY}
 
 
 def wandb_run(tmp_path: Path, *overrides: str):
-    proc = run_in_process([*SMALL_DATA, *FAST_GBDT, f"data.dir={tmp_path / 'data'}",
-                           "logger=wandb", "logger.project=numerlab-test",
-                           f"hydra.run.dir={tmp_path / 'outputs' / '2026-12-07' / 'run'}",
-                           *overrides], env=WANDB_ENV)
+    proc = run_cli([*SMALL_DATA, *FAST_GBDT, f"data.dir={tmp_path / 'data'}",
+                    "logger=wandb", "logger.project=numerlab-test",
+                    f"hydra.run.dir={tmp_path / 'outputs' / '2026-12-07' / 'run'}",
+                    *overrides], env=WANDB_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
