@@ -4,24 +4,26 @@ their figure."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from numerlab.compare import STYLE, matrix_figure
 
 
-def test_heatmap_title_is_inside_the_figure():
-    labels = ["model=lgbm", "model=xgboost"]
-    fig = matrix_figure(labels, np.array([[1.0, 0.5], [0.5, 1.0]]),
+@pytest.mark.parametrize("n", [2, 6, 12])
+def test_heatmap_title_is_inside_the_figure(n):
+    labels = [f"model=lgbm,model.params.learning_rate=0.0{i}" for i in range(n)]
+    fig = matrix_figure(labels, np.eye(n),
                         "Correlation of validation predictions (within-era ranks)")
-    renderer = fig.canvas.get_renderer()
     fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
     box = fig.bbox
-    texts = [fig._suptitle] if fig._suptitle is not None else []
-    texts += [ax.title for ax in fig.axes if ax.get_title()]
+    texts = [t for t in [fig._suptitle, *(ax.title for ax in fig.axes)]
+             if t is not None and t.get_text()]
     assert texts
     for text in texts:
         extent = text.get_window_extent(renderer)
-        assert extent.x0 >= box.x0 and extent.x1 <= box.x1, (extent, box)
-        assert extent.y1 <= box.y1
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, (extent, box)
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, (extent, box)
 
 
 def test_tables_scroll_within_the_page():
