@@ -5,8 +5,14 @@ Runs are run dirs (each with metrics.json), or dirs holding run dirs one or two 
 its distinguishing overrides (`.hydra/overrides.yaml` minus the overrides every compared run
 shares), falling back to its dir name.
 
+Runs need not have been scored on the same data (a day's dir may mix synthetic and v5 runs):
+the metrics are always compared; each run's scored eras are shown (count, first–last); the
+best value of a metric is marked only among runs scored on the same eras; correlations are
+taken pair by pair over what the two runs share (ids, eras), a pair sharing nothing left
+empty with a note.
+
 Written into the output dir:
-- compare.csv: one row per run, every numeric metrics.json key;
+- compare.csv: one row per run, every numeric metrics.json key, its scored eras;
 - plots/compare_cumulative.png: cumulative per-era CORR and MMC (and BMC where a run has it);
 - plots/compare_prediction_corr.png: correlation of the runs' validation predictions, joined
   by id: Pearson correlation of their within-era percentile ranks over the shared rows;
@@ -48,6 +54,9 @@ ERA_CORR_PNG = "compare_era_corr.png"
 SCORES = (("corr", "CORR"), ("mmc", "MMC"), ("bmc", "BMC"))
 LEGEND_CHARS = 100  # longer run names are cut in plot legends (the tables show them whole)
 TOP_FEATURES_SHOWN = 10
+SCORED_ERAS, ERA_GROUP = "scored_eras", "era_group"  # compare.csv columns
+MIXED_ERAS = ("the runs were scored on different eras (column eras): best is marked only "
+              "among runs scored on the same eras")
 
 
 @dataclass
@@ -62,6 +71,35 @@ class Run:
     features: pl.DataFrame | None = None
     members: pl.DataFrame | None = None
     label: str = field(default="")
+
+    @property
+    def scored_eras(self) -> list[str]:
+        """The eras with a defined per-era CORR, in era order ([] without per_era.parquet)."""
+        if self.per_era is None or "corr" not in self.per_era.columns:
+            return []
+        from numerlab.eras import sort_eras
+
+        scored = self.per_era.filter(pl.col("corr").is_not_null() & ~pl.col("corr").is_nan())
+        return sort_eras(scored["era"].cast(pl.String).to_list())
+
+
+def era_span(eras: Sequence[str]) -> str:
+    """`37 eras 0575–0611`; `no per-era scores` for none."""
+    if not eras:
+        return "no per-era scores"
+    return f"{len(eras)} eras {eras[0]}–{eras[-1]}" if len(eras) > 1 else f"1 era {eras[0]}"
+
+
+def era_groups(runs: list[Run]) -> list[int]:
+    """Each run's group: runs scored on exactly the same eras share one (numbered by first
+    appearance); a run without per-era scores is a group of its own."""
+    keys: dict[tuple[str, ...], int] = {}
+    groups = []
+    for i, run in enumerate(runs):
+        eras = tuple(run.scored_eras)
+        key = eras if eras else (f"#{i}",)
+        groups.append(keys.setdefault(key, len(keys)))
+    return groups
 
 
 # --- finding and reading runs ---------------------------------------------------------------
@@ -146,7 +184,8 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 def metrics_frame(runs: list[Run]) -> pl.DataFrame:
     """compare.csv: run (label), the headline metrics any run has (`report.HEADLINE`'s
-    order), the other numeric metrics, model, target, run_dir."""
+    order), the other numeric metrics, model, target, scored_eras (`era_span`), era_group
+    (runs scored on the same eras share it), run_dir."""
     keys: list[str] = [k for k in HEADLINE_KEYS if any(k in r.metrics for r in runs)]
     for run in runs:
         keys += [k for k, v in run.metrics.items() if k not in keys and is_metric_value(v)]
@@ -157,6 +196,8 @@ def metrics_frame(runs: list[Run]) -> pl.DataFrame:
                                     (r.metrics.get(key) for r in runs)]) for key in keys]
     for key in ("model", "target"):
         columns.append(pl.Series(key, [str(r.metrics.get(key, "")) for r in runs]))
+    columns.append(pl.Series(SCORED_ERAS, [era_span(r.scored_eras) for r in runs]))
+    columns.append(pl.Series(ERA_GROUP, era_groups(runs), dtype=pl.Int64))
     columns.append(pl.Series("run_dir", [str(r.run_dir) for r in runs]))
     return pl.DataFrame(columns)
 
@@ -197,24 +238,41 @@ def print_table(frame: pl.DataFrame, console: Any = None) -> None:
 
     console = console or Console()
     shown = [k for k in NARROW if k in frame.columns]  # the narrow ones: a run name needs room
+    mixed = ERA_GROUP in frame.columns and frame[ERA_GROUP].n_unique() > 1
     table = Table(title="runs compared", header_style="bold", caption="best in bold ("
+                  + (f"{MIXED_ERAS}; " if mixed else "") +
                   f"{CHOSEN_ON_REPORTED}); every metric in compare.csv, plots in report.html")
     table.add_column("#", justify="right")
     table.add_column("run", overflow="fold", min_width=14, ratio=1)
+    if SCORED_ERAS in frame.columns:
+        table.add_column("eras", overflow="fold", min_width=9, max_width=16)
     for key in shown:
         table.add_column(NARROW[key], justify="right", min_width=7, max_width=8)
-    best = {key: _best(frame, key) for key in shown}
+    best = best_marks(frame, shown)
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         cells = [str(number), escape(row["run"])]
+        if SCORED_ERAS in frame.columns:
+            cells.append(row[SCORED_ERAS])
         for key in shown:
             text = _cell(row[key])
-            cells.append(f"[bold]{text}[/bold]" if row[key] is not None
-                         and row[key] == best[key] and frame.height > 1 else text)
+            cells.append(f"[bold]{text}[/bold]" if best[key][number - 1] else text)
         table.add_row(*cells)
     console.print(table)
 
 
 LOWER_IS_BETTER = ("corr_max_drawdown", "max_feature_exposure", "corr_std", "mmc_std")
+
+
+def best_marks(frame: pl.DataFrame, keys: Sequence[str]) -> dict[str, list[bool]]:
+    """For each metric in `keys`, which rows hold the best value among the runs scored on
+    the same eras (`era_group`) as they were; a run alone on its eras is never marked."""
+    groups = frame[ERA_GROUP].to_list() if ERA_GROUP in frame.columns else [0] * frame.height
+    marks: dict[str, list[bool]] = {}
+    for key in keys:
+        best = {g: _best(frame.filter(pl.Series(groups) == g), key) for g in set(groups)}
+        marks[key] = [value is not None and groups.count(g) > 1 and value == best[g]
+                      for value, g in zip(frame[key].to_list(), groups, strict=True)]
+    return marks
 
 
 def _best(frame: pl.DataFrame, key: str) -> Any:
@@ -228,11 +286,70 @@ def _best(frame: pl.DataFrame, key: str) -> Any:
 
 # --- correlations ---------------------------------------------------------------------------
 
-def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
-    """(labels, matrix): Pearson correlation of the runs' within-era percentile ranks of
-    their validation predictions, over the ids every run predicted (inner join by id).
-    None when fewer than two runs have predictions."""
-    frames, labels = [], []
+@dataclass
+class Correlations:
+    """A correlation matrix of runs taken pair by pair over what each pair shares:
+    `shared[i, j]` ids (or eras); NaN where a pair shares fewer than MIN_SHARED."""
+
+    labels: list[str]
+    matrix: np.ndarray
+    shared: np.ndarray
+    numbers: list[int]  # each row's run number (1-based, as in the tables)
+
+    def unshared(self) -> list[tuple[int, int]]:
+        """Run-number pairs that share too little to correlate."""
+        n = len(self.labels)
+        return [(self.numbers[i], self.numbers[j]) for i in range(n) for j in range(i + 1, n)
+                if self.shared[i, j] < MIN_SHARED]
+
+    def any_pair(self) -> bool:
+        n = len(self.labels)
+        return any(np.isfinite(self.matrix[i, j]) for i in range(n) for j in range(i + 1, n))
+
+
+MIN_SHARED = 3  # fewer shared ids or eras: no correlation
+
+
+def _pairwise(frames: list[pl.DataFrame], on: str, correlate: Any) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    n = len(frames)
+    matrix, shared = np.full((n, n), np.nan), np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        for j in range(i, n):
+            other = frames[j].rename({"v": "w"})
+            if on != "era":  # the era is the first run's (the same where ids agree)
+                other = other.drop("era")
+            joined = frames[i].join(other, on=on, how="inner") if i != j else \
+                frames[i].with_columns(pl.col("v").alias("w"))
+            shared[i, j] = shared[j, i] = joined.height
+            if joined.height >= MIN_SHARED:
+                matrix[i, j] = matrix[j, i] = correlate(joined)
+    return matrix, shared
+
+
+def _rank_correlation(joined: pl.DataFrame) -> float:
+    """Pearson correlation of the two columns' within-era percentile ranks."""
+    from numerlab.scoring import EraSegments, era_codes, tie_kept_rank
+
+    codes, eras = era_codes(joined["era"])
+    segments = EraSegments.of(codes, len(eras))
+    ranks = np.empty((2, joined.height))
+    for row, column in zip(ranks, ("v", "w"), strict=True):  # numerlab's one rank
+        values = joined[column].cast(pl.Float64).to_numpy()
+        row[segments.order] = tie_kept_rank(segments, values[segments.order])
+    return float(np.corrcoef(ranks)[0, 1])
+
+
+def _pearson(joined: pl.DataFrame) -> float:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.corrcoef(joined["v"].to_numpy(), joined["w"].to_numpy())[0, 1])
+
+
+def prediction_correlations(runs: list[Run]) -> Correlations | None:
+    """Pearson correlation of each pair of runs' within-era percentile ranks of their
+    validation predictions, over the ids both predicted (inner join by id). None when fewer
+    than two runs have predictions."""
+    frames, labels, numbers = [], [], []
     for i, run in enumerate(runs):
         path = run.run_dir / artifacts.VALIDATION_PREDICTIONS
         predictions = _read_parquet(path, columns=["id", "era", "prediction"])
@@ -240,44 +357,39 @@ def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | No
             log.warning("%s: no %s, left out of the prediction correlations", run.run_dir,
                         artifacts.VALIDATION_PREDICTIONS)
             continue
-        frames.append(predictions.select("id", "era", pl.col("prediction").alias(f"p{i}")))
+        frames.append(predictions.select("id", pl.col("era").cast(pl.String),
+                                         pl.col("prediction").alias("v")))
         labels.append(run.label)
+        numbers.append(i + 1)
     if len(frames) < 2:
         return None
-    joined = frames[0]
-    for other in frames[1:]:
-        joined = joined.join(other.drop("era"), on="id", how="inner")
-    if joined.height < 3:
-        raise NumerlabError(f"the runs' validation predictions share {joined.height} ids: "
-                            f"nothing to correlate (were they run on the same data?)")
-    from numerlab.scoring import EraSegments, era_codes, tie_kept_rank
-
-    codes, eras = era_codes(joined["era"])
-    segments = EraSegments.of(codes, len(eras))
-    value_columns = [c for c in joined.columns if c.startswith("p")]
-    ranks = np.empty((len(value_columns), joined.height))
-    for row, column in zip(ranks, value_columns, strict=True):  # numerlab's one rank
-        values = joined[column].cast(pl.Float64).to_numpy()
-        row[segments.order] = tie_kept_rank(segments, values[segments.order])
-    return labels, np.corrcoef(ranks)
+    matrix, shared = _pairwise(frames, "id", _rank_correlation)
+    return Correlations(labels, matrix, shared, numbers)
 
 
-def era_corr_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
-    """(labels, matrix): Pearson correlation of the runs' per-era CORR over the eras they
-    all scored. None when fewer than two runs have per_era.parquet."""
+def prediction_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
+    """(labels, matrix) of `prediction_correlations`."""
+    found = prediction_correlations(runs)
+    return None if found is None else (found.labels, found.matrix)
+
+
+def era_corr_correlations(runs: list[Run]) -> Correlations | None:
+    """Pearson correlation of each pair of runs' per-era CORR over the eras both scored.
+    None when fewer than two runs have per_era.parquet."""
     with_eras = [(i, r) for i, r in enumerate(runs) if r.per_era is not None]
     if len(with_eras) < 2:
         return None
-    joined = with_eras[0][1].per_era.select("era", pl.col("corr").alias("c0"))
-    for k, (_, run) in enumerate(with_eras[1:], start=1):
-        joined = joined.join(run.per_era.select("era", pl.col("corr").alias(f"c{k}")),
-                             on="era", how="inner")
-    if joined.height < 3:
-        return None
-    values = joined.drop("era").to_numpy().T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        matrix = np.corrcoef(values)
-    return [r.label for _, r in with_eras], np.atleast_2d(matrix)
+    frames = [r.per_era.select(pl.col("era").cast(pl.String), pl.col("corr").alias("v"))
+              .filter(pl.col("v").is_not_null() & ~pl.col("v").is_nan()) for _, r in with_eras]
+    matrix, shared = _pairwise(frames, "era", _pearson)
+    return Correlations([r.label for _, r in with_eras], matrix, shared,
+                        [i + 1 for i, _ in with_eras])
+
+
+def era_corr_correlation(runs: list[Run]) -> tuple[list[str], np.ndarray] | None:
+    """(labels, matrix) of `era_corr_correlations`."""
+    found = era_corr_correlations(runs)
+    return None if found is None else (found.labels, found.matrix)
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -304,7 +416,9 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
                              sharex=True, squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, (column, title) in zip(axes[:, 0], scores, strict=True):
-        for i, run in enumerate(with_eras):
+        for i, run in enumerate(runs):
+            if run.per_era is None:
+                continue
             if column not in run.per_era.columns:
                 continue
             cumulative = running_sum(run.per_era[column])
@@ -313,7 +427,8 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
                 continue
             x = np.array([position[e] for e in run.per_era["era"].to_list()])
             ax.plot(x[known], cumulative[known], color=colors(i % 10),
-                    linewidth=1.6, label=f"{i + 1}: {_short(run.label)}")
+                    linewidth=1.6, label=f"{i + 1}: {_short(run.label)} "
+                    f"({era_span(run.scored_eras)})")
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_ylabel(f"cumulative {title}")
         ax.set_title(f"Cumulative per-era validation {title}", fontsize=11, loc="left")
@@ -331,16 +446,22 @@ def plot_cumulative(runs: list[Run], path: Path) -> Path | None:
     return path
 
 
-def plot_matrix(labels: list[str], matrix: np.ndarray, title: str, path: Path) -> Path:
-    """A correlation heatmap with the value in every cell; runs numbered on the axes and
-    named in a key below (full names are too long for tick labels)."""
+def matrix_figure(labels: list[str], matrix: np.ndarray, title: str,
+                  numbers: list[int] | None = None) -> Any:
+    """A correlation heatmap with the value in every cell ("—" where a pair shares too
+    little); runs numbered on the axes (`numbers`: their numbers in the tables) and named
+    in a key below (full names are too long for tick labels). The title is wrapped to the
+    figure's width, so it is never cut."""
+    import textwrap
+
     plt = pyplot()
     n = len(labels)
+    numbers = numbers or list(range(1, n + 1))
     size = max(4.5, 0.9 * n + 2.5)
-    key_lines = [f"{i + 1}: {_short(label, 90)}" for i, label in enumerate(labels)]
+    key_lines = [f"{k}: {_short(label, 90)}" for k, label in zip(numbers, labels, strict=True)]
     fig, ax = plt.subplots(figsize=(size + 1.5, size + 0.28 * n))
     image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-    ticks = [str(i + 1) for i in range(n)]
+    ticks = [str(k) for k in numbers]
     ax.set_xticks(range(n), ticks)
     ax.set_yticks(range(n), ticks)
     ax.set_xlabel("run")
@@ -351,33 +472,43 @@ def plot_matrix(labels: list[str], matrix: np.ndarray, title: str, path: Path) -
             text = "—" if not np.isfinite(value) else f"{value:.2f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=10,
                     color="white" if np.isfinite(value) and abs(value) > 0.6 else "black")
-    ax.set_title(title, fontsize=11)
+    # about 11 characters of an 11 pt title per inch of figure width
+    fig.suptitle(textwrap.fill(title, width=int(10 * (size + 1.5)) - 4), fontsize=11)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="correlation")
     fig.text(0.02, 0.01, "\n".join(key_lines), fontsize=8.5, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.035 * n + 0.03, 1, 1))
+    return fig
+
+
+def plot_matrix(labels: list[str], matrix: np.ndarray, title: str, path: Path,
+                numbers: list[int] | None = None) -> Path:
+    """`matrix_figure` saved as a PNG (bounding box tight: nothing drawn is cut off)."""
+    plt = pyplot()
+    fig = matrix_figure(labels, matrix, title, numbers)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path
 
 
 # --- the page -------------------------------------------------------------------------------
 
-def _html_table(frame: pl.DataFrame, columns: list[str], best: dict[str, Any] | None = None
-                ) -> str:
+def _html_table(frame: pl.DataFrame, columns: list[str],
+                marks: dict[str, list[bool]] | None = None) -> str:
     head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = []
-    for row in frame.iter_rows(named=True):
+    for number, row in enumerate(frame.iter_rows(named=True)):
         cells = []
         for c in columns:
             value = row[c]
             text = html.escape(_cell(value))
             numeric = value is not None and is_metric_value(value)
-            strong = best is not None and value is not None and best.get(c) == value
+            strong = marks is not None and c in marks and marks[c][number]
             cells.append(f"<td class=\"{'num' if numeric else 'txt'}\">"
                          f"{'<b>' + text + '</b>' if strong else text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _image(path: Path | None, alt: str, css: str = "wide") -> str:
@@ -409,8 +540,9 @@ def _features_html(runs: list[Run]) -> str:
                              f"<td class=\"txt\">{html.escape(hit['feature'][0])} "
                              f"<span class=\"dim\">{hit['value'][0]:.3f}</span></td>")
             lines.append(f"<tr><td class=\"num\">{rank}</td>{''.join(cells)}</tr>")
-        parts.append(f"<h3>Top features by {html.escape(title)}</h3><table><thead><tr>"
-                     f"<th>#</th>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+        parts.append(f"<h3>Top features by {html.escape(title)}</h3><div class=\"scroll\">"
+                     f"<table class=\"features\"><thead><tr><th>#</th>{head}</tr></thead>"
+                     f"<tbody>{''.join(lines)}</tbody></table></div>")
     return "".join(parts) or "<p class=\"dim\">No run wrote features.parquet.</p>"
 
 
@@ -433,36 +565,52 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.txt{word-break:break-word;max-width:28rem}
+.scroll{overflow-x:auto;max-width:100%}
+table.features th,table.features td.txt{max-width:12rem;overflow-wrap:anywhere}
 figure{margin:.5rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
 img.square{max-width:720px}
 .dim{color:#777}
 """
 
 
+def _note(text: str | None) -> str:
+    return f"<p class=\"dim\">{html.escape(text)}</p>" if text else ""
+
+
 def render_html(runs: list[Run], frame: pl.DataFrame, images: dict[str, Path | None],
-                title: str = "numerlab: runs compared") -> str:
+                title: str = "numerlab: runs compared", notes: dict[str, str] | None = None
+                ) -> str:
     frame = frame.with_columns(pl.int_range(1, frame.height + 1).alias("#"))
-    shown = ["#", "run", *shown_metrics(frame)]
-    best = {k: _best(frame, k) for k in shown_metrics(frame)} if frame.height > 1 else None
+    if SCORED_ERAS not in frame.columns:
+        frame = frame.with_columns(pl.lit("").alias(SCORED_ERAS))
+    shown = ["#", "run", SCORED_ERAS, *shown_metrics(frame)]
+    marks = best_marks(frame, shown_metrics(frame))
+    mixed = ERA_GROUP in frame.columns and frame[ERA_GROUP].n_unique() > 1
+    notes = notes or {}
     dirs = pl.DataFrame({"#": list(range(1, len(runs) + 1)),
                          "run": [r.label for r in runs],
                          "model": [str(r.metrics.get("model", "")) for r in runs],
                          "target": [str(r.metrics.get("target", "")) for r in runs],
+                         "scored eras": [era_span(r.scored_eras) for r in runs],
                          "run dir": [str(r.run_dir) for r in runs]})
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         (f"<p class=\"dim\">{len(runs)} runs, named by the overrides that tell them apart. "
         f"Best value of each metric in bold (lowest for drawdown and exposure).</p>"),
-        "<h2>Metrics</h2>", _html_table(frame, shown, best),
+        "<h2>Metrics</h2>", _html_table(frame, shown, marks),
+        _note(f"{MIXED_ERAS}.") if mixed else "",
         f"<p class=\"dim\">Best in bold; {html.escape(CHOSEN_ON_REPORTED)}.</p>",
         "<h2>Cumulative per-era scores</h2>",
         _image(images.get("cumulative"), "cumulative per-era scores"),
         "<h2>Correlation of validation predictions</h2>",
-        ("<p class=\"dim\">Pearson correlation of within-era percentile ranks, over the ids "
-        "every run predicted.</p>"),
+        ("<p class=\"dim\">Pearson correlation of within-era percentile ranks, pair by pair "
+        "over the ids both runs predicted.</p>"),
+        _note(notes.get("prediction_corr")),
         _image(images.get("prediction_corr"), "prediction correlation", "square") or
-        "<p class=\"dim\">Needs two runs with predictions/validation.parquet.</p>",
+        "<p class=\"dim\">Needs two runs with predictions/validation.parquet sharing at "
+        "least 3 ids.</p>",
         "<h2>Correlation of per-era CORR</h2>",
+        _note(notes.get("era_corr")),
         _image(images.get("era_corr"), "per-era CORR correlation", "square") or
         "<p class=\"dim\">Needs two runs sharing at least 3 scored eras.</p>",
         "<h2>Feature diagnostics</h2>", _features_html(runs),
@@ -472,6 +620,18 @@ def render_html(runs: list[Run], frame: pl.DataFrame, images: dict[str, Path | N
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(s for s in sections if s) + "</body></html>\n")
+
+
+def unshared_note(found: Correlations, what: str) -> str:
+    """`runs 1 and 2 share no validation ids: not correlated (empty cells)`, or ''."""
+    pairs = found.unshared()
+    if not pairs:
+        return ""
+    row = {number: i for i, number in enumerate(found.numbers)}
+    named = "; ".join(f"runs {a} and {b} share {found.shared[row[a], row[b]]} {what}"
+                      for a, b in pairs)
+    return (f"{named} (fewer than {MIN_SHARED}): not correlated, their cells are empty "
+            f"(scored on different data?)")
 
 
 def build_report(paths: Sequence[str | Path], out_dir: Path, console: Any = None
@@ -487,13 +647,21 @@ def build_report(paths: Sequence[str | Path], out_dir: Path, console: Any = None
     plots = out_dir / artifacts.PLOTS_DIR
     images: dict[str, Path | None] = {"cumulative": plot_cumulative(runs,
                                                                     plots / CUMULATIVE_PNG)}
-    predictions = prediction_correlation(runs)
-    images["prediction_corr"] = None if predictions is None else plot_matrix(
-        *predictions, "Correlation of validation predictions (within-era ranks)",
-        plots / PREDICTION_CORR_PNG)
-    eras = era_corr_correlation(runs)
-    images["era_corr"] = None if eras is None else plot_matrix(
-        *eras, "Correlation of per-era CORR between runs", plots / ERA_CORR_PNG)
-    (out_dir / REPORT_HTML).write_text(render_html(runs, frame, images))
+    notes: dict[str, str] = {}
+    for key, found, what, title, png in (
+            ("prediction_corr", prediction_correlations(runs), "validation ids",
+             "Correlation of validation predictions (within-era ranks)", PREDICTION_CORR_PNG),
+            ("era_corr", era_corr_correlations(runs), "scored eras",
+             "Correlation of per-era CORR between runs", ERA_CORR_PNG)):
+        images[key] = None
+        if found is None:
+            continue
+        notes[key] = unshared_note(found, what)
+        if notes[key]:
+            log.warning("%s", notes[key])
+        if found.any_pair():
+            images[key] = plot_matrix(found.labels, found.matrix, title, plots / png,
+                                      found.numbers)
+    (out_dir / REPORT_HTML).write_text(render_html(runs, frame, images, notes=notes))
     print_table(frame, console)
     return frame

@@ -100,8 +100,53 @@ def running_sum(values: np.ndarray | pl.Series) -> np.ndarray:
     return out
 
 
+# per_era columns drawn cumulatively, and their legend names
+CUMULATIVE_LINES = (("corr", "CORR"), ("mmc", "MMC"), ("bmc", "BMC"), ("fnc", "FNC"),
+                    ("benchmark_corr", "benchmark's CORR"))
+
+
+def scored_span(eras: list[str], values: np.ndarray) -> str:
+    """`eras 0007–0012, 6 of 12`: the eras where `values` is defined."""
+    known = np.flatnonzero(~np.isnan(values))
+    if not len(known):
+        return "no eras"
+    span = f"eras {eras[known[0]]}–{eras[known[-1]]}"
+    return span if len(known) == len(eras) else f"{span}, {len(known)} of {len(eras)}"
+
+
+def scores_figure(per_era: pl.DataFrame) -> Any:
+    """Cumulative per-era CORR, MMC, BMC, FNC and, where a benchmark was scored, the
+    benchmark's own CORR: each line labelled with the eras it covers (MMC starts where the
+    meta model does, BMC and the benchmark where the benchmark does)."""
+    plt = pyplot()
+    eras = [str(e) for e in per_era["era"].to_list()]
+    x = np.arange(len(eras))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for column, name in CUMULATIVE_LINES:
+        if column not in per_era.columns:
+            continue
+        values = per_era[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        cumulative = running_sum(values)
+        known = ~np.isnan(cumulative)
+        if not known.any():
+            continue
+        style = {"color": "black", "linestyle": "--"} if column == "benchmark_corr" else {}
+        ax.plot(x[known], cumulative[known], label=f"{name} ({scored_span(eras, values)})",
+                **style)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    tick_step = max(1, len(eras) // 10)
+    ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
+    ax.set_xlabel("era")
+    ax.set_ylabel("cumulative score")
+    ax.set_title("Cumulative per-era validation scores (each over the eras in its label)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
-    """Cumulative per-era CORR/MMC/FNC and the per-era CORR bars; returns the PNG paths."""
+    """Cumulative per-era scores (`scores_figure`) and the per-era CORR bars; returns the
+    PNG paths."""
     plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,19 +155,7 @@ def plot_scores(per_era: pl.DataFrame, out_dir: Path) -> list[Path]:
     tick_step = max(1, len(eras) // 10)
     written = []
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for column in ("corr", "mmc", "bmc", "fnc"):
-        if column in per_era.columns:
-            cumulative = running_sum(per_era[column])
-            known = ~np.isnan(cumulative)
-            ax.plot(x[known], cumulative[known], label=column.upper())
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
-    ax.set_xlabel("era")
-    ax.set_ylabel("cumulative score")
-    ax.set_title("Cumulative per-era validation scores")
-    ax.legend()
-    fig.tight_layout()
+    fig = scores_figure(per_era)
     written.append(out_dir / "cumulative_scores.png")
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
@@ -163,10 +196,20 @@ def print_folds(folds: pl.DataFrame) -> None:
 
 
 def plot_folds(per_era: pl.DataFrame, folds: pl.DataFrame, out_dir: Path) -> Path:
-    """Cumulative out-of-fold CORR over all test eras, fold boundaries marked."""
+    """`folds_figure` as cv_folds.png in `out_dir`."""
     plt = pyplot()
-
     out_dir.mkdir(parents=True, exist_ok=True)
+    fig = folds_figure(per_era, folds)
+    path = out_dir / "cv_folds.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def folds_figure(per_era: pl.DataFrame, folds: pl.DataFrame) -> Any:
+    """Cumulative out-of-fold CORR over all test eras, fold boundaries marked and the folds
+    named along the top of the axes, clear of the curve."""
+    plt = pyplot()
     eras = per_era["era"].to_list()
     x = np.arange(len(eras))
     cumulative = running_sum(per_era["corr"])
@@ -178,17 +221,17 @@ def plot_folds(per_era: pl.DataFrame, folds: pl.DataFrame, out_dir: Path) -> Pat
         start = position.get(row["test_first_era"])
         if start is not None:
             ax.axvline(start - 0.5, color="grey", linestyle=":", linewidth=0.8)
-            ax.annotate(f"fold {row['fold']}", (start, 0), xytext=(2, 4),
-                        textcoords="offset points", fontsize=8, color="grey")
+            # x in data, y in axes coordinates: the label sits under the top edge
+            ax.annotate(f"fold {row['fold']}", (start - 0.5, 1), xytext=(2, -3),
+                        xycoords=ax.get_xaxis_transform(), textcoords="offset points",
+                        fontsize=8, color="grey", va="top")
     ax.axhline(0, color="grey", linewidth=0.8)
     step = max(1, len(eras) // 10)
     ax.set_xticks(x[::step], eras[::step], rotation=45)
     ax.set_xlabel("era")
     ax.set_ylabel("cumulative CORR")
     ax.set_title("Walk-forward CV: cumulative out-of-fold CORR by era")
-    ax.legend()
+    ax.margins(y=0.12)  # room under the fold labels
+    ax.legend(loc="lower right")
     fig.tight_layout()
-    path = out_dir / "cv_folds.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -3,7 +3,10 @@
 Runs come from a Hydra sweep dir (one job dir per run), a dir of single run dirs (run dirs one
 or two levels down, e.g. `outputs/`), or a `dvc exp show --json` file. A run dir holds
 `metrics.json` when it finished and `error.txt` (one line) when it failed. Ranking orders the
-finished runs by one metrics.json key; failed runs follow, with their error.
+finished runs by one metrics.json key; backtests follow, ranked by their own
+(`run_kinds.BACKTEST_METRIC`); then the runs of tasks that write no metrics.json by design
+(live, stake, status, download, export, compare: `run_kinds`), listed as finished; failed
+runs last, with their error.
 
 `SweepSummaryCallback` does the same at the end of every `python run.py -m ...`, writing
 `summary.csv` and `summary.md` into the sweep dir.
@@ -31,6 +34,7 @@ from numerlab import pareto
 from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
 from numerlab.report import NARROW, is_metric_value
+from numerlab.run_kinds import BACKTEST, BACKTEST_COLUMNS, BACKTEST_METRIC, record_outcome, task_of
 from numerlab.settings import choice
 
 log = logging.getLogger(__name__)
@@ -39,10 +43,10 @@ OVERRIDES_FILE = ".hydra/overrides.yaml"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 
-OK, FAILED = "ok", "failed"
+OK, FAILED, DONE = "ok", "failed", "done"  # done: finished, no metrics.json by design
 DIRECTIONS = ("maximize", "minimize")
 DEFAULT_METRIC = "corr_sharpe"
-IDENTITY = ("name", "overrides", "status", "error", "run_dir")
+IDENTITY = ("name", "overrides", "status", "error", "run_dir", "task")
 NO_METRICS = f"no {METRICS} and no {ERROR_FILE} (the job did not finish)"
 
 
@@ -104,9 +108,10 @@ def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
     """One run dir as a record: name (path below `root`), override list, status, error,
     run_dir and its numeric metrics. error.txt marks a failure even beside a metrics.json."""
     name = run_dir.relative_to(root).as_posix()
+    task = task_of(run_dir)
     record: dict[str, Any] = {"name": run_dir.name if name == "." else name,
                               "overrides": read_overrides(run_dir), "status": OK, "error": None,
-                              "run_dir": str(run_dir), "metrics": {}}
+                              "run_dir": str(run_dir), "metrics": {}, "task": task}
     metrics_path, error_path = run_dir / METRICS, run_dir / ERROR_FILE
     if metrics_path.is_file():
         try:
@@ -117,7 +122,8 @@ def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
     if error_path.is_file():
         record.update(status=FAILED, error=first_line(error_path.read_text()) or ERROR_FILE)
     elif not metrics_path.is_file():
-        record.update(status=FAILED, error=NO_METRICS)
+        finished, what = record_outcome(run_dir, task)
+        record.update(status=DONE if finished else FAILED, error=what or NO_METRICS)
     return record
 
 
@@ -244,8 +250,8 @@ def records_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
     columns = [pl.Series("name", [r["name"] for r in records], dtype=pl.String),
                pl.Series("overrides", overrides, dtype=pl.String)]
     columns += [metric_series(k, [r["metrics"].get(k) for r in records]) for k in keys]
-    columns += [pl.Series(c, [r[c] for r in records], dtype=pl.String)
-                for c in ("status", "error", "run_dir")]
+    columns += [pl.Series(c, [r.get(c) for r in records], dtype=pl.String)
+                for c in ("status", "error", "run_dir", "task")]
     return pl.DataFrame(columns)
 
 
@@ -276,29 +282,59 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in IDENTITY and c != "rank"]
 
 
+def _ranked(rows: pl.DataFrame, metric: str, direction: str) -> pl.DataFrame:
+    """`rows` best first by `metric` (NaN/null last, ties in job order) with `rank` 1..k."""
+    value = pl.col(metric).cast(pl.Float64)
+    score = pl.when(value.is_nan()).then(None).otherwise(value)
+    ordered = (rows.with_columns(score.alias("_score"))
+               .sort("_score", descending=direction == "maximize", nulls_last=True,
+                     maintain_order=True))
+    positions = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    return ordered.with_columns(
+        pl.when(pl.col("_score").is_not_null()).then(positions).otherwise(None).alias("rank")
+    ).drop("_score")
+
+
+def is_backtest() -> pl.Expr:
+    return (pl.col("status") == OK) & (pl.col("task") == BACKTEST).fill_null(False)
+
+
+def backtest_metric(frame: pl.DataFrame, metric: str) -> str:
+    """The key backtests rank by: `metric` when backtests have it, else BACKTEST_METRIC."""
+    backtests = frame.filter(is_backtest())
+    if metric in frame.columns and backtests[metric].is_not_null().any():
+        return metric
+    return BACKTEST_METRIC
+
+
 def rank(frame: pl.DataFrame, metric: str, direction: str = "maximize") -> pl.DataFrame:
     """Finished runs best first by `metric` (NaN/null last, ties in job order) with `rank`
-    1..k, then the failed runs. `metric` missing from every finished run is an error."""
+    1..k; then the backtests, ranked among themselves by their own key (`backtest_metric`,
+    maximized); then the runs that finished without metrics (`DONE`), and the failed runs.
+    `metric` missing from every finished run is an error."""
     choice("direction", direction, DIRECTIONS)
-    finished = frame.filter(pl.col("status") == OK)
+    if "task" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("task"))
+    finished = frame.filter((pl.col("status") == OK) & ~is_backtest())
     if metric not in frame.columns:
         if finished.height:
             raise NumerlabError(f"metric {metric!r} is in no run's {METRICS}; choose one of "
                                 f"{', '.join(metric_columns(frame))}")
         frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(metric))
-        finished = frame.filter(pl.col("status") == OK)
-    value = pl.col(metric).cast(pl.Float64)
-    score = pl.when(value.is_nan()).then(None).otherwise(value)
-    ordered = (finished.with_columns(score.alias("_score"))
-               .sort("_score", descending=direction == "maximize", nulls_last=True,
-                     maintain_order=True))
-    positions = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
-    ordered = ordered.with_columns(
-        pl.when(pl.col("_score").is_not_null()).then(positions).otherwise(None).alias("rank")
-    ).drop("_score")
-    failed = frame.filter(pl.col("status") != OK).with_columns(
+        finished = frame.filter((pl.col("status") == OK) & ~is_backtest())
+    ordered = _ranked(finished, metric, direction)
+    parts = [ordered]
+    backtests = frame.filter(is_backtest())
+    if backtests.height:
+        key = backtest_metric(frame, metric)
+        if key not in backtests.columns:
+            backtests = backtests.with_columns(pl.lit(None, dtype=pl.Float64).alias(key))
+        parts.append(_ranked(backtests, key, "maximize").select(ordered.columns))
+    rest = frame.filter(pl.col("status") != OK).with_columns(
         pl.lit(None, dtype=pl.Int64).alias("rank"))
-    return pl.concat([ordered, failed.select(ordered.columns)], how="vertical")
+    parts.append(rest.sort(pl.col("status") != DONE, maintain_order=True)
+                 .select(ordered.columns))
+    return pl.concat(parts, how="vertical")
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -317,7 +353,8 @@ def csv_columns(frame: pl.DataFrame, metric: str | None = None) -> list[str]:
     first = [c for c in ("rank", "name", "overrides") if c in frame.columns]
     shown = shown_columns(frame, metric)
     rest = [c for c in metric_columns(frame) if c not in shown]
-    return first + shown + ["status", "error", "run_dir"] + rest
+    task = ["task"] if "task" in frame.columns else []
+    return first + shown + ["status", "error", "run_dir", *task] + rest
 
 
 def format_number(value: Any) -> str:
@@ -326,16 +363,40 @@ def format_number(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:+.4f}"
 
 
-def _table_rows(frame: pl.DataFrame, metric: str | None) -> Iterable[list[str]]:
-    shown = shown_columns(frame, metric)
-    for row in frame.filter(pl.col("status") == OK).iter_rows(named=True):
+def _scored(frame: pl.DataFrame) -> pl.DataFrame:
+    """The finished runs ranked by the summary's metric (not the backtests)."""
+    if "task" not in frame.columns:
+        return frame.filter(pl.col("status") == OK)
+    return frame.filter((pl.col("status") == OK) & ~is_backtest())
+
+
+def _table_rows(frame: pl.DataFrame, metric: str | None, shown: Sequence[str] | None = None
+                ) -> Iterable[list[str]]:
+    shown = shown_columns(frame, metric) if shown is None else shown
+    for row in frame.iter_rows(named=True):
         rank_cell = "—" if row.get("rank") is None else str(row["rank"])
         yield [rank_cell, row["name"], row["overrides"] or "—",
                *(format_number(row[c]) for c in shown)]
 
 
+def backtest_view(frame: pl.DataFrame, metric: str | None) -> tuple[pl.DataFrame, list[str],
+                                                                     str]:
+    """(the backtest rows, the columns their table shows, the key they are ranked by)."""
+    if "task" not in frame.columns:
+        return frame.clear(), [], BACKTEST_METRIC
+    rows = frame.filter(is_backtest())
+    key = backtest_metric(frame, metric or BACKTEST_METRIC)
+    shown = [c for c in dict.fromkeys((key, *BACKTEST_COLUMNS)) if c in frame.columns]
+    return rows, shown, key
+
+
+def _done_rows(frame: pl.DataFrame) -> Iterable[tuple[str, str, str]]:
+    for row in frame.filter(pl.col("status") == DONE).iter_rows(named=True):
+        yield row["name"], row.get("task") or "—", row["error"] or ""
+
+
 def _failed_rows(frame: pl.DataFrame) -> Iterable[tuple[str, str, str]]:
-    for row in frame.filter(pl.col("status") != OK).iter_rows(named=True):
+    for row in frame.filter(pl.col("status") == FAILED).iter_rows(named=True):
         yield row["name"], row["overrides"] or "—", row["error"] or ""
 
 
@@ -347,8 +408,9 @@ CHOSEN_ON_REPORTED = ("the best run's scores are optimistic, chosen on the eras 
 
 def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "sweep summary",
                   console: Any = None) -> None:
-    """The ranked runs as a rich table (the `metric` column in bold), failed runs below it
-    with their one-line error."""
+    """The ranked runs as a rich table (the `metric` column in bold); below it the
+    backtests ranked by their own key, the runs finished without metrics (what they
+    wrote), the failed runs with their one-line error."""
     from rich.console import Console
     from rich.table import Table
 
@@ -363,9 +425,31 @@ def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "
         # spaces let a long key wrap in its header instead of being cut
         table.add_column(column.replace("_", " "), justify="right",
                          style="bold" if column == metric else None)
-    for cells in _table_rows(frame, metric):
+    scored = _scored(frame)
+    for cells in _table_rows(scored, metric):
         table.add_row(*cells)
-    console.print(table)
+    backtests, backtest_shown, key = backtest_view(frame, metric)
+    if scored.height or not backtests.height:
+        console.print(table)
+    if backtests.height:
+        table = Table(title=f"backtests ({backtests.height}), ranked by {key}",
+                      header_style="bold")
+        for column in ("#", "job", "overrides", *backtest_shown):
+            table.add_column(column.replace("_", " "), overflow="fold",
+                             justify="left" if column in ("job", "overrides") else "right",
+                             style="bold" if column == key else None)
+        for cells in _table_rows(backtests, None, backtest_shown):
+            table.add_row(*cells)
+        console.print(table)
+    done = list(_done_rows(frame))
+    if done:
+        table = Table(title=f"finished jobs without metrics ({len(done)})",
+                      caption="their tasks write no metrics.json", header_style="bold")
+        for column in ("job", "task", "wrote"):
+            table.add_column(column, overflow="fold")
+        for row in done:
+            table.add_row(*row)
+        console.print(table)
     failed = list(_failed_rows(frame))
     if failed:
         errors = Table(title=f"failed jobs ({len(failed)})", header_style="bold red")
@@ -393,7 +477,21 @@ def markdown(frame: pl.DataFrame, metric: str | None = None, title: str = "Sweep
               "|" + "|".join("---:" if i == 0 or i > 2 else "---" for i in range(len(header)))
               + "|"]
     lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |"
-              for cells in _table_rows(frame, metric)]
+              for cells in _table_rows(_scored(frame), metric)]
+    backtests, backtest_shown, key = backtest_view(frame, metric)
+    if backtests.height:
+        head = ["#", "job", "overrides", *backtest_shown]
+        lines += ["", f"## Backtests ({backtests.height}), ranked by `{key}`", "",
+                  "| " + " | ".join(head) + " |",
+                  "|" + "|".join("---" if c in ("job", "overrides") else "---:" for c in head)
+                  + "|"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |"
+                  for cells in _table_rows(backtests, None, backtest_shown)]
+    done = list(_done_rows(frame))
+    if done:
+        lines += ["", f"## Finished without metrics ({len(done)})", ""]
+        lines += [f"- `{_md_cell(name)}` (task={_md_cell(task)}): {_md_cell(wrote)}"
+                  for name, task, wrote in done]
     failed = list(_failed_rows(frame))
     if failed:
         lines += ["", f"## Failed ({len(failed)})", ""]

@@ -74,11 +74,24 @@ def job_name(job_overrides: Sequence[str], shared: Sequence[str]) -> str:
                     if not o.lstrip("+~").startswith("hydra") and meaning not in same)
 
 
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def dated_name(path: Path) -> str:
+    """A dir's name with the date it sits under when the name lacks one
+    (`multirun/2026-01-02/12-00-00` -> `2026-01-02_12-00-00`): Hydra's dirs are named by
+    time of day inside a dir per date, so the name alone repeats from day to day."""
+    path = Path(path)
+    if DATE.search(path.name) or not DATE.fullmatch(path.parent.name):
+        return path.name
+    return f"{path.parent.name}_{path.name}"
+
+
 def job_identity(run_dir: Path) -> dict[str, str | None]:
-    """group (the sweep dir's name in a multirun, else the run dir's), name (`job_name`) and
-    the Hydra job's number."""
+    """group (the sweep dir's name in a multirun, else the run dir's, with its date:
+    `dated_name`), name (`job_name`) and the Hydra job's number."""
     run_dir = Path(run_dir)
-    group, name, job_num = run_dir.name, run_dir.name, None
+    group, name, job_num = dated_name(run_dir), run_dir.name, None
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -86,7 +99,7 @@ def job_identity(run_dir: Path) -> dict[str, str | None]:
         hydra_cfg = HydraConfig.get()
         overrides = list(hydra_cfg.overrides.task)
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            group = Path(hydra_cfg.sweep.dir).name
+            group = dated_name(Path(hydra_cfg.sweep.dir))
             job_num = str(hydra_cfg.job.num)
             name = job_name(overrides, sweep_overrides(Path(hydra_cfg.sweep.dir))) or (
                 f"job-{job_num}")
@@ -127,13 +140,15 @@ class WandbTracker(Tracker):
     wins when set. Online needs WANDB_API_KEY or `wandb login` first."""
 
     def __init__(self, project: str, entity: str | None, mode: str, group: str | None,
-                 tags: Sequence[str], dir: str | None, log_model: bool) -> None:
+                 tags: Sequence[str], dir: str | None, log_model: bool,
+                 quiet: bool = True) -> None:
         from_env = os.environ.get("WANDB_MODE")
         self.mode = choice("WANDB_MODE" if from_env else "logger.mode", from_env or mode, MODES)
         self.project = text("logger.project", project, what="the name of a W&B project")
         self.entity = entity
         self.group, self.tags, self.dir = group, [str(t) for t in tags or []], dir
         self.log_model = boolean("logger.log_model", log_model)
+        self.quiet = boolean("logger.quiet", quiet)
         self.run = None
         self._lightning_logger = None
 
@@ -166,6 +181,9 @@ class WandbTracker(Tracker):
             group=self.group or identity["group"], job_type=job_type,
             name=identity["name"], tags=self.tags, dir=str(self.dir or run_dir),
             config=config, reinit="finish_previous",
+            # quiet: no run history/summary footer per job (the run dir's metrics.json and
+            # wandb.json have it); the line saying where an offline run is saved stays
+            settings=wandb.Settings(quiet=self.quiet),
         )
         info = {"id": self.run.id, "project": self.project, "group": self.run.group,
                 "name": self.run.name, "mode": self.mode,
