@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import polars as pl
 import pytest
 from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, read_metrics, run_in_process
@@ -77,14 +76,6 @@ def failure(tmp_path: Path, v5_dir: Path, *overrides: str) -> str:
 def test_a_benchmark_column_the_file_lacks_lists_those_it_has(tmp_path, v5_copy):
     line = failure(tmp_path, v5_copy, "scoring.benchmark=v53_lgbm_nope20")
     assert "v53_lgbm_nope20" in line and "v53_lgbm_ender20" in line
-
-
-def test_a_benchmark_file_whose_ids_do_not_match(tmp_path, v5_copy):
-    for name in ("train_benchmark_models.parquet", "validation_benchmark_models.parquet"):
-        frame = pd.read_parquet(v5_copy / name)
-        frame.index = "other-" + frame.index
-        frame.to_parquet(v5_copy / name)
-    assert "ids match none" in failure(tmp_path, v5_copy)
 
 
 def test_no_benchmark_file_means_no_bmc(tmp_path, v5_copy):

@@ -261,7 +261,7 @@ def stage_features(cfg: DictConfig) -> None:
     features, the run's target and the targets the model fits (`load.targets`: an
     ensemble's members), and for validation and live the columns post-processing reads
     (`load.postprocess_*`). The manifest records the column names and the params used."""
-    from numerlab import data, pipeline
+    from numerlab import coverage, data, pipeline
 
     need(DATA_MANIFEST, "data")
     # data.dir is not DVC-managed: in a fresh copy (`dvc queue`, a new clone) the synthetic
@@ -272,6 +272,7 @@ def stage_features(cfg: DictConfig) -> None:
     splits = pipeline.with_benchmarks(cfg, data.load_splits(
         source, cfg.features, pipeline.target_config(cfg),
         extra_features=pipeline.postprocess_columns(cfg), post_processed=POST_PROCESSED))
+    coverage.plan_scoring(cfg, splits, splits.validation)  # before the train stage fits
     extra = splits.validation if splits.validation is not None else splits.live
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,

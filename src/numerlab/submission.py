@@ -36,6 +36,8 @@ def validate_submission(frame_or_csv: Any, live_ids: Sequence[str] | np.ndarray 
     live_ids:     the ids of live.parquet (any sequence, array or Series of strings)."""
     where, ids, predictions = _read(frame_or_csv)
     live = _strings(live_ids, "live ids")
+    if not len(live):
+        raise NumerlabError("the live data has no rows: there is nothing to submit")
     _check_ids(where, ids, live)
     _check_values(where, ids, predictions)
 
@@ -52,6 +54,12 @@ def write_submission(ids: Sequence[str] | np.ndarray | Any,
     if len(id_values) != len(values):
         raise NumerlabError(f"cannot write {path}: {len(id_values)} ids but "
                             f"{len(values)} predictions")
+    if not len(id_values):
+        raise NumerlabError(f"cannot write {path}: no live rows to predict")
+    unique, counts = np.unique(id_values, return_counts=True)
+    if (counts > 1).any():
+        raise NumerlabError(f"cannot write {path}: {int((counts > 1).sum())} ids appear more "
+                            f"than once (e.g. {_examples(unique[counts > 1])})")
     with atomic_file(path) as out:
         out.write(",".join(HEADER) + "\n")
         # repr of a Python float is the shortest text that reads back to the same value

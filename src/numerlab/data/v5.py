@@ -216,6 +216,10 @@ def load_splits(source: DataSource, features_cfg: Mapping[str, Any],
     if "live" in splits:
         live = load_split(data_dir / LIVE_FILE, **scored_columns, require_targets=False)
         live.postprocess_columns = postprocess_names
+        if len(live) == 0:
+            raise NumerlabError(f"{data_dir / LIVE_FILE} has no rows: there is nothing to "
+                                f"predict for a submission (an interrupted download? "
+                                f"task=download fetches the current round's)")
     meta_model = read_meta_model(data_dir / META_MODEL_FILE)
     if meta_model is None and "validation" in splits:
         log.warning("no %s in %s: MMC is not computed", META_MODEL_FILE, data_dir)
@@ -264,6 +268,9 @@ def read_meta_model(path: Path) -> pl.DataFrame | None:
         _require_columns(schema, path, [ID, META_MODEL_COLUMN])
         columns = [c for c in (ID, ERA, META_MODEL_COLUMN) if c in schema.names]
         table = _read(pf, path, columns=columns)
+    repeated = _first_repeated_ids(table[ID])
+    if repeated:
+        raise_repeated_ids(path, repeated)
     arrays = [_as_strings(table[ID]), *([_era_strings(table[ERA])] if ERA in columns else []),
               pc.cast(table[META_MODEL_COLUMN], pa.float64())]
     return pl.from_arrow(pa.table(arrays, names=columns))
@@ -311,12 +318,17 @@ def read_benchmarks(data_dir: Path, column: str) -> pl.DataFrame:
         with _open(path) as pf:
             _require_columns(pf.schema_arrow, path, [ID, column])
             table = _read(pf, path, columns=[ID, column])
+        repeated = _first_repeated_ids(table[ID])
+        if repeated:
+            raise_repeated_ids(path, repeated)
         frames.append(pl.from_arrow(pa.table(
             [_as_strings(table[ID]), pc.cast(table[column], pa.float64())],
             names=[ID, "benchmark"])))
     frame = pl.concat(frames)
-    if frame[ID].is_duplicated().any():
-        raise NumerlabError(f"{data_dir}: the benchmark-models files repeat ids")
+    if len(frames) > 1 and frame[ID].is_duplicated().any():
+        example = frame.filter(frame[ID].is_duplicated())[ID][0]
+        raise NumerlabError(f"{data_dir}: id {example!r} is in both {BENCHMARK_FILES[0]} "
+                            f"and {BENCHMARK_FILES[1]}; a row has one benchmark value")
     return frame
 
 
@@ -374,6 +386,7 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
 
     n = len(row_era)
     ids = np.empty(n, dtype=np.dtypes.StringDType())
+    id_hashes = np.empty(n, dtype=np.uint64)  # for the check that no id repeats
     target_values = np.full((n, len(targets)), np.nan, dtype=np.float32)
     small = [ID, *(t for t in targets if t in present)]
     for group, picked, dest in plan:
@@ -389,10 +402,13 @@ def _load(pf: pq.ParquetFile, path: Path, feature_names: list[str], target_name:
             if rows is not None and len(rows) == 0:
                 continue
             ids[out] = _strings(batch.column(ID), path, rows)
+            id_hashes[out] = _hashes(batch.column(ID), rows)
             for j, name in enumerate(targets):
                 if name in present:
                     values = _float32(batch.column(name))
                     target_values[out, j] = values if rows is None else values[rows]
+    require_unique_ids(ids, id_hashes, path)
+    del id_hashes
     # Hand the allocator's cached pages back before the big matrix is filled: it keeps
     # the pages of pass 1 and of the id column otherwise, which shows in the peak.
     _release_memory()
@@ -567,6 +583,49 @@ def _strings(column: pa.Array, path: Path, rows: np.ndarray | None) -> np.ndarra
     if values is None:
         values = column.to_numpy(zero_copy_only=False)
     return values if rows is None else values[rows]
+
+
+def _hashes(column: pa.Array, rows: np.ndarray | None) -> np.ndarray:
+    """A 64-bit hash of each id of a batch (only `rows` if given), straight from Arrow's
+    buffers: what `require_unique_ids` sorts instead of the ids themselves."""
+    import polars as pl
+
+    hashes = pl.from_arrow(_as_strings(column)).hash(seed=0).to_numpy()
+    return hashes if rows is None else hashes[rows]
+
+
+def require_unique_ids(ids: np.ndarray, hashes: np.ndarray, path: Path | str) -> None:
+    """NumerlabError naming `path` and a repeated id unless every id of `ids` is unique.
+    Sorting the 64-bit `hashes` of the ids is the cheap pass; only ids whose hash repeats are
+    compared as strings (a hash collision of two different ids is not a repeat)."""
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return
+    candidates = np.asarray(ids[np.isin(hashes, repeated)]).astype(str)
+    values, counts = np.unique(candidates, return_counts=True)
+    if counts.max(initial=0) > 1:
+        raise_repeated_ids(path, values[counts > 1], int(counts.max()))
+
+
+def raise_repeated_ids(path: Path | str, repeated: Sequence[str], times: int = 2) -> None:
+    """The one line for a file whose ids repeat: the file, an example id, how many repeat."""
+    more = f" ({len(repeated)} ids repeat)" if len(repeated) > 1 else ""
+    raise NumerlabError(f"{path}: id {str(repeated[0])!r} appears {times} times{more}; "
+                        f"every row id must be unique (a damaged or concatenated file?)")
+
+
+def _first_repeated_ids(ids: pa.Array | pa.ChunkedArray) -> list[str]:
+    """The ids that appear more than once in an Arrow column of a small file (meta model,
+    benchmarks): empty when all are unique."""
+    import polars as pl
+
+    series = pl.from_arrow(_as_strings(ids))
+    if not isinstance(series, pl.Series):
+        series = series.to_series()
+    if series.n_unique() == len(series):
+        return []
+    return series.filter(series.is_duplicated()).unique(maintain_order=True).to_list()
 
 
 def _fixed_width_bytes(strings: pa.StringArray) -> np.ndarray | None:

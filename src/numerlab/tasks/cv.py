@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig
 
-from numerlab import artifacts, cv, pipeline, report, scoring, tracking
+from numerlab import artifacts, coverage, cv, pipeline, report, scoring, tracking
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError
 from numerlab.models.base import build_model
@@ -139,6 +139,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                             f"fold would start from a model fitted on its test eras")
     rows, splits = load_cv_rows(cfg, parts)
     folds = plan(cfg, rows)
+    coverage.plan_scoring(cfg, splits, rows, [era for fold in folds for era in fold.test_eras])
     cv.print_plan(folds)
     with artifacts.staged(run_dir) as stage:
         predictions = fit_folds(cfg, rows, folds, run_dir)

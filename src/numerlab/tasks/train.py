@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, pipeline, tracking
+from numerlab import artifacts, coverage, pipeline, tracking
 from numerlab.models.base import save_model
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     parts = pipeline.check(cfg, run_dir)
     splits = pipeline.load_data(cfg, parts.source)
+    coverage.plan_scoring(cfg, splits, splits.validation)  # what can be scored, before fitting
     tracker = tracking.active()
     with artifacts.staged(run_dir) as stage:
         pipeline.fit_model(cfg, splits.train, run_dir, parts.model, tracker)
