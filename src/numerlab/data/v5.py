@@ -21,6 +21,7 @@ import difflib
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -602,10 +603,10 @@ def require_unique_ids(ids: np.ndarray, hashes: np.ndarray, path: Path | str) ->
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if not len(repeated):
         return
-    candidates = np.asarray(ids[np.isin(hashes, repeated)]).astype(str)
-    values, counts = np.unique(candidates, return_counts=True)
-    if counts.max(initial=0) > 1:
-        raise_repeated_ids(path, values[counts > 1], int(counts.max()))
+    counts = Counter(str(i) for i in ids[np.isin(hashes, repeated)].tolist())
+    twice = [i for i, count in counts.items() if count > 1]
+    if twice:
+        raise_repeated_ids(path, twice, counts[twice[0]])
 
 
 def raise_repeated_ids(path: Path | str, repeated: Sequence[str], times: int = 2) -> None:
