@@ -47,7 +47,8 @@ def write_submission(ids: Sequence[str] | np.ndarray | Any,
                      path: str | Path) -> Path:
     """Write `id,prediction` rows to `path` atomically: into a temporary file in the same
     directory, renamed over `path` only once complete (a reader never sees half a file,
-    and a failed write leaves an existing `path` as it was). Floats keep full precision."""
+    and a failed write leaves an existing `path` as it was). Floats keep full precision.
+    No rows, or an id twice, is an error and nothing is written: Numerai would refuse it."""
     path = Path(path)
     id_values = _strings(ids, "ids")
     values = np.asarray(predictions, dtype=np.float64).reshape(-1)
