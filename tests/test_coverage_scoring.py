@@ -159,3 +159,20 @@ def test_cv_over_training_eras_has_no_mmc_and_says_so(tmp_path, v5_copy):
     assert not [k for k in read_metrics(run_dir) if "mmc" in k]
     line = refused_before_fit(tmp_path, v5_copy, *CV, "optimized_metric=mmc_mean")
     assert "cv.eras=all" in line
+
+
+@pytest.mark.slow
+def test_every_job_of_a_sweep_on_mmc_fails_before_its_fit(tmp_path, v5_copy):
+    """A sweep on mmc_mean with a meta model of another data version: each job stops with
+    the one line before fitting (what the sweep then exits with is the launcher's part)."""
+    rename_ids(v5_copy / "meta_model.parquet")
+    sweep = tmp_path / "sweep"
+    run_in_process(["-m", *V5, f"data.dir={v5_copy}", "model.num_boost_round=20,40",
+                    "optimized_metric=mmc_mean", f"hydra.sweep.dir={sweep}"])
+    errors = sorted(sweep.rglob("error.txt"))
+    assert len(errors) == 2, sorted(p.name for p in sweep.rglob("*"))
+    for error in errors:
+        assert "optimized_metric=mmc_mean cannot be scored" in error.read_text()
+        assert "meta_model.parquet covers none of the" in error.read_text()
+        assert not (error.parent / "model").exists()
+        assert FIT_LOG not in (error.parent / "run.log").read_text()
