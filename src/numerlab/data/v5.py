@@ -269,7 +269,7 @@ def read_meta_model(path: Path) -> pl.DataFrame | None:
         _require_columns(schema, path, [ID, META_MODEL_COLUMN])
         columns = [c for c in (ID, ERA, META_MODEL_COLUMN) if c in schema.names]
         table = _read(pf, path, columns=columns)
-    repeated = _first_repeated_ids(table[ID])
+    repeated = _repeated_ids(table[ID])
     if repeated:
         raise_repeated_ids(path, repeated)
     arrays = [_as_strings(table[ID]), *([_era_strings(table[ERA])] if ERA in columns else []),
@@ -319,7 +319,7 @@ def read_benchmarks(data_dir: Path, column: str) -> pl.DataFrame:
         with _open(path) as pf:
             _require_columns(pf.schema_arrow, path, [ID, column])
             table = _read(pf, path, columns=[ID, column])
-        repeated = _first_repeated_ids(table[ID])
+        repeated = _repeated_ids(table[ID])
         if repeated:
             raise_repeated_ids(path, repeated)
         frames.append(pl.from_arrow(pa.table(
@@ -609,14 +609,16 @@ def require_unique_ids(ids: np.ndarray, hashes: np.ndarray, path: Path | str) ->
         raise_repeated_ids(path, twice, counts[twice[0]])
 
 
-def raise_repeated_ids(path: Path | str, repeated: Sequence[str], times: int = 2) -> None:
+def raise_repeated_ids(path: Path | str, repeated: Sequence[str], times: int | None = None
+                       ) -> None:
     """The one line for a file whose ids repeat: the file, an example id, how many repeat."""
+    how_often = f"{times} times" if times else "more than once"
     more = f" ({len(repeated)} ids repeat)" if len(repeated) > 1 else ""
-    raise NumerlabError(f"{path}: id {str(repeated[0])!r} appears {times} times{more}; "
+    raise NumerlabError(f"{path}: id {str(repeated[0])!r} appears {how_often}{more}; "
                         f"every row id must be unique (a damaged or concatenated file?)")
 
 
-def _first_repeated_ids(ids: pa.Array | pa.ChunkedArray) -> list[str]:
+def _repeated_ids(ids: pa.Array | pa.ChunkedArray) -> list[str]:
     """The ids that appear more than once in an Arrow column of a small file (meta model,
     benchmarks): empty when all are unique."""
     import polars as pl
