@@ -90,17 +90,19 @@ def covered_eras(scored: pl.DataFrame, reference: pl.DataFrame, column: str) -> 
 
 
 def plan_scoring(cfg: DictConfig, splits: Any, rows: Dataset,
-                 eras: Sequence[str] | None = None) -> dict[str, Covered]:
+                 eras: Sequence[str] | None = None, objective: bool = True
+                 ) -> dict[str, Covered]:
     """Decide, before any fit, what the run scores on `rows` (only its `eras` if given):
     `splits.meta_model` and `splits.benchmarks` are dropped where they cover none of those
     eras (a warning), and a NumerlabError is raised where the run asked for what cannot be
-    scored. Returns the coverage of each reference that is kept."""
+    scored (`objective`: `optimized_metric` counts; the DVC stages, which no sweeper reads,
+    pass False). Returns the coverage of each reference that is kept."""
     scored = scored_rows(rows, eras)
     labels = [rows.era_labels[i] for i in sorted(scored["era"].unique().to_list())]
     if not labels:
         return {}
     span = {"scored": len(labels), "first": labels[0], "last": labels[-1]}
-    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None) if objective else None
     metric = str(metric) if metric is not None else ""
     kept: dict[str, Covered] = {}
 

@@ -272,7 +272,7 @@ def stage_features(cfg: DictConfig) -> None:
     splits = pipeline.with_benchmarks(cfg, data.load_splits(
         source, cfg.features, pipeline.target_config(cfg),
         extra_features=pipeline.postprocess_columns(cfg), post_processed=POST_PROCESSED))
-    coverage.plan_scoring(cfg, splits, splits.validation)  # before the train stage fits
+    coverage.plan_scoring(cfg, splits, splits.validation, objective=False)  # before train
     extra = splits.validation if splits.validation is not None else splits.live
     manifest: dict[str, Any] = {
         "feature_names": splits.feature_names,
