@@ -136,6 +136,13 @@ def test_an_objective_needing_a_meta_model_that_covers_nothing_fails_before_the_
     assert "meta_model.parquet covers none of the 12 eras" in line
 
 
+def test_one_of_several_objectives_needing_mmc_fails_before_the_fit(tmp_path, v5_copy):
+    rename_ids(v5_copy / "meta_model.parquet")
+    line = refused_before_fit(tmp_path, v5_copy,
+                              "optimized_metric={corr_sharpe:maximize,mmc_mean:maximize}")
+    assert "optimized_metric=mmc_mean cannot be scored" in line
+
+
 def test_an_objective_needing_mmc_without_a_meta_model_file_fails_before_the_fit(
         tmp_path, v5_copy):
     (v5_copy / "meta_model.parquet").unlink()

@@ -69,6 +69,17 @@ def needs_benchmark(metric: str) -> bool:
     return metric.startswith(BMC_PREFIXES) or metric in BMC_KEYS
 
 
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The metrics.json keys `optimized_metric` names: one key, a list of keys, or a mapping
+    key -> direction (several objectives, `numerlab.pareto`)."""
+    value = OmegaConf.select(cfg, "optimized_metric", default=None)
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return []
+    return [str(name) for name in (value if isinstance(value, list | dict) else [value])]
+
+
 def scored_rows(rows: Dataset, eras: Sequence[str] | None = None) -> pl.DataFrame:
     """`id` and `era` (its position in `rows.era_labels`) of the rows of `eras` (all: None)."""
     index = np.asarray(rows.era_index)
@@ -102,14 +113,15 @@ def plan_scoring(cfg: DictConfig, splits: Any, rows: Dataset,
     if not labels:
         return {}
     span = {"scored": len(labels), "first": labels[0], "last": labels[-1]}
-    metric = OmegaConf.select(cfg, "optimized_metric", default=None) if objective else None
-    metric = str(metric) if metric is not None else ""
+    asked = objective_names(cfg) if objective else []
+    mmc_metric = next((name for name in asked if needs_meta_model(name)), None)
+    bmc_metric = next((name for name in asked if needs_benchmark(name)), None)
     kept: dict[str, Covered] = {}
 
     meta = splits.meta_model
     if meta is None:
-        if needs_meta_model(metric):
-            raise NumerlabError(f"optimized_metric={metric} cannot be scored: there is no "
+        if mmc_metric:
+            raise NumerlabError(f"optimized_metric={mmc_metric} cannot be scored: there is no "
                                 f"{META_MODEL_FILE} in {splits.data_dir} (MMC needs it)")
     else:
         mmc = Covered("MMC", META_MODEL_FILE, covered_eras(scored, meta, META_MODEL_COLUMN),
@@ -118,8 +130,8 @@ def plan_scoring(cfg: DictConfig, splits: Any, rows: Dataset,
             kept["mmc"] = mmc
             log.info("MMC on %d of %d scored eras (those %s covers)", mmc.eras, mmc.scored,
                      META_MODEL_FILE)
-        elif needs_meta_model(metric):
-            raise NumerlabError(f"optimized_metric={metric} cannot be scored: "
+        elif mmc_metric:
+            raise NumerlabError(f"optimized_metric={mmc_metric} cannot be scored: "
                                 f"{mmc.none_line()}{_cv_hint(cfg)}")
         else:
             log.warning("%s: no mmc_* metrics, and payout counts CORR alone",
@@ -129,8 +141,8 @@ def plan_scoring(cfg: DictConfig, splits: Any, rows: Dataset,
     setting = OmegaConf.select(cfg, "scoring.benchmark", default=None)
     name = splits.benchmark_name
     if splits.benchmarks is None:
-        if needs_benchmark(metric):
-            raise NumerlabError(f"optimized_metric={metric} cannot be scored: no benchmark "
+        if bmc_metric:
+            raise NumerlabError(f"optimized_metric={bmc_metric} cannot be scored: no benchmark "
                                 f"column to score BMC against (scoring.benchmark={setting}; "
                                 f"{' or '.join(BENCHMARK_FILES)} in {splits.data_dir})")
         return kept
@@ -145,8 +157,8 @@ def plan_scoring(cfg: DictConfig, splits: Any, rows: Dataset,
         raise NumerlabError(f"scoring.benchmark={setting}: {bmc.none_line()} (ids from "
                             f"another data version?){_cv_hint(cfg)}; scoring.benchmark="
                             f"{AUTO} scores BMC only where it can")
-    if needs_benchmark(metric):
-        raise NumerlabError(f"optimized_metric={metric} cannot be scored: "
+    if bmc_metric:
+        raise NumerlabError(f"optimized_metric={bmc_metric} cannot be scored: "
                             f"{bmc.none_line()}{_cv_hint(cfg)}")
     log.warning("%s: no bmc_* metrics (BMC against %s)", bmc.none_line(), name)
     splits.benchmarks = None
