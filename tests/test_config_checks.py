@@ -40,7 +40,7 @@ BAD_VALUES = [
     (["logger=wandb", "logger.mode=sometimes"], ["logger.mode='sometimes' is unknown",
                                                   "offline"]),
     (["logger._target_=numerlab.tracking.MLflowTracker"],
-     ["logger._target_=numerlab.tracking.MLflowTracker cannot be imported", "none, wandb"]),
+     ["logger._target_=numerlab.tracking.MLflowTracker cannot be imported", "csv, mlflow, none, tensorboard, wandb"]),
     (["task._target_=numerlab.tasks.nope.run"], ["task._target_=numerlab.tasks.nope.run",
                                                   "options: "]),
     (["staking=fixed", "staking.caps.max_change=-1"], ["staking.caps.max_change=-1"]),
