@@ -5,12 +5,13 @@ and `--help` offering only groups a user chooses from."""
 from __future__ import annotations
 
 import pytest
-from conftest import error_line, run_in_process
+from conftest import SMALL_DATA, error_line, run_in_process
 
 
 def _fails_before_data(args: list[str], tmp_path) -> str:
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
-    line = error_line(run_in_process([*args, f"data.dir={data_dir}",
+    # the small data: where the mistake goes unnoticed, the run ends soon (and fails here)
+    line = error_line(run_in_process([*SMALL_DATA, *args, f"data.dir={data_dir}",
                                       f"hydra.run.dir={run_dir}"]))
     assert not data_dir.exists(), "the data was generated before the mistake was found"
     return line
