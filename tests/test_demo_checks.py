@@ -60,3 +60,22 @@ def test_help_lists_the_groups_a_user_chooses_not_the_networks_shared_base():
               .split("== Config ==")[0].splitlines() if ": " in line]
     assert "model" in groups and "trainer" in groups, proc.stdout[:2000]
     assert not any(g.startswith("model/") for g in groups), groups
+
+
+@pytest.mark.parametrize("model", ["mlp", "resnet", "tabnet"])
+def test_a_resolved_network_config_is_checked_by_its_parts_parameters(model):
+    # params.yaml (the DVC door) and an ensemble's members hold configs with no
+    # interpolation left: a key must then be a parameter of the network or optimizer
+    from conftest import compose
+    from omegaconf import OmegaConf
+
+    from numerlab.errors import NumerlabError
+    from numerlab.models.base import build_model
+
+    def resolved(overrides):
+        cfg = compose([f"model={model}", *overrides]).model
+        return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+    build_model(resolved([]))  # every key of conf/model/<model>.yaml is taken
+    with pytest.raises(NumerlabError, match=r"^model\.num_boost_rounds is not a setting"):
+        build_model(resolved(["+model.num_boost_rounds=5"]))

@@ -128,12 +128,31 @@ def _refuse_unknown_keys(model_cfg: DictConfig) -> None:
         # A class taking any keyword (a network's hyperparameters) is given top-level keys
         # that the config interpolates into its parts (`lr: ...`, `optimizer.lr: ${..lr}`):
         # a key no interpolation reads goes nowhere. A resolved config (an ensemble's
-        # member) has no interpolations left to tell by: every key passes.
+        # member, params.yaml) has no interpolations left: there a key must at least be a
+        # parameter of one of its parts (`network`, `optimizer`: their `_target_`s).
         referenced = _interpolated_names(model_cfg)
         if referenced is None:
-            return
+            referenced = _part_parameters(model_cfg)
         known += [k for k in model_cfg if k in referenced and k not in known]
     keys("model", {k: None for k in model_cfg if k != "_target_"}, known)
+
+
+def _part_parameters(cfg: Any) -> set[str]:
+    """The parameter names of the `_target_`s nested in `cfg` (a network, an optimizer)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    names: set[str] = set()
+    for key in cfg:
+        part = cfg[key]
+        if key == "_target_" or not hasattr(part, "get") or not part.get("_target_"):
+            continue
+        try:
+            names |= set(inspect.signature(get_object(str(part["_target_"]))).parameters)
+        except Exception:  # noqa: BLE001 - an unimportable part: its build names it
+            continue
+    return names
 
 
 def _interpolated_names(cfg: DictConfig) -> set[str] | None:
