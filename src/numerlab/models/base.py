@@ -122,10 +122,63 @@ def _refuse_unknown_keys(model_cfg: DictConfig) -> None:
     except Exception:  # noqa: BLE001 - instantiate names an unimportable target itself
         return
     signature = inspect.signature(cls)
+    known = [MODEL_NAME_KEY, *(n for n, p in signature.parameters.items()
+                               if p.kind is not p.VAR_KEYWORD)]
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return
-    keys("model", {k: None for k in model_cfg if k != "_target_"},
-         [MODEL_NAME_KEY, *signature.parameters])
+        # A class taking any keyword (a network's hyperparameters) is given top-level keys
+        # that the config interpolates into its parts (`lr: ...`, `optimizer.lr: ${..lr}`):
+        # a key no interpolation reads goes nowhere. A resolved config (an ensemble's
+        # member, params.yaml) has no interpolations left: there a key must at least be a
+        # parameter of one of its parts (`network`, `optimizer`: their `_target_`s).
+        referenced = _interpolated_names(model_cfg)
+        if referenced is None:
+            referenced = _part_parameters(model_cfg)
+        known += [k for k in model_cfg if k in referenced and k not in known]
+    keys("model", {k: None for k in model_cfg if k != "_target_"}, known)
+
+
+def _part_parameters(cfg: Any) -> set[str]:
+    """The parameter names of the `_target_`s nested in `cfg` (a network, an optimizer)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    names: set[str] = set()
+    for key in cfg:
+        part = cfg[key]
+        if key == "_target_" or not hasattr(part, "get") or not part.get("_target_"):
+            continue
+        try:
+            names |= set(inspect.signature(get_object(str(part["_target_"]))).parameters)
+        except Exception:  # noqa: BLE001 - an unimportable part: its build names it
+            continue
+    return names
+
+
+def _interpolated_names(cfg: DictConfig) -> set[str] | None:
+    """The key names that `${...}` interpolations anywhere in `cfg` refer to (`${..lr}` ->
+    lr), or None when `cfg` holds no interpolation."""
+    import re
+
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    found: list[str] = []
+
+    def walk(node: DictConfig | ListConfig) -> None:
+        for key in list(node.keys()) if isinstance(node, DictConfig) else range(len(node)):
+            child = node._get_node(key)
+            if OmegaConf.is_interpolation(node, key):
+                found.append(str(child._value()))
+            elif isinstance(child, DictConfig | ListConfig) and not child._is_none():
+                walk(child)
+
+    if not isinstance(cfg, DictConfig):
+        return None
+    walk(cfg)
+    if not found:
+        return None
+    return {name for text in found for ref in re.findall(r"\$\{([^}]*)\}", text)
+            for name in re.findall(r"[A-Za-z_]\w*", ref)}
 
 
 def model_name(model_cfg: DictConfig) -> str:

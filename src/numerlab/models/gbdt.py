@@ -21,6 +21,7 @@ from numerlab import settings
 from numerlab.data.dataset import Dataset
 from numerlab.errors import NumerlabError, message_line
 from numerlab.models.base import FitContext
+from numerlab.models.progress import RoundsProgress, lightgbm_callback, xgboost_callback
 
 PREDICT_CHUNK_ROWS = 100_000
 
@@ -104,6 +105,8 @@ class GBDTModel:
 
     library = "GBDT"
     model_file = "model"
+    label = "gbdt"       # the progress bar's name of the fit (the model config's name)
+    show_progress = True  # a rich bar of rounds while fitting (off for the settings probe)
 
     def __init__(self, params: dict[str, Any], num_boost_round: int,
                  early_stopping_rounds: int | None):
@@ -124,6 +127,7 @@ class GBDTModel:
         self._check_param_names()
         probe = copy.copy(self)
         probe.num_boost_round, probe.early_stopping_rounds = 1, None
+        probe.show_progress = False
         probe.fit(_probe_rows(), None, FitContext(seed=ctx.seed, run_dir=ctx.run_dir))
 
     def _check_param_names(self) -> None:
@@ -135,6 +139,9 @@ class GBDTModel:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise NumerlabError(f"model.params.{unknown[0]} is not a parameter of "
                                 f"{self.library}{hint}")
+
+    def _progress(self) -> RoundsProgress:
+        return RoundsProgress(self.label, self.num_boost_round, enabled=self.show_progress)
 
     def _stops_early(self, valid: Dataset | None) -> bool:
         return valid is not None and bool(self.early_stopping_rounds)
@@ -176,6 +183,7 @@ class LGBMModel(GBDTModel):
 
     library = "LightGBM"
     model_file = "lgbm.txt"
+    label = "lgbm"
 
     def _check_param_names(self) -> None:
         # LightGBM only logs "Unknown parameter" and trains on: its own list of names and
@@ -212,9 +220,12 @@ class LGBMModel(GBDTModel):
         if ctx.tracker is not None and valid_sets:
             callbacks.append(_lgb_curve_logger(ctx.tracker))
         try:
-            self.booster = lgb.train(params, train_set, num_boost_round=self.num_boost_round,
-                                     valid_sets=valid_sets, valid_names=names,
-                                     callbacks=callbacks)
+            with self._progress() as bar:
+                self.booster = lgb.train(params, train_set,
+                                         num_boost_round=self.num_boost_round,
+                                         valid_sets=valid_sets, valid_names=names,
+                                         callbacks=[*callbacks, lightgbm_callback(bar)])
+                bar.finish()
         except lgb.basic.LightGBMError as exc:
             raise NumerlabError(f"LightGBM rejected model.params: {message_line(exc, last=True)}"
                                 f"{_text_params(self.params)}") from None
@@ -247,6 +258,7 @@ class XGBModel(GBDTModel):
 
     library = "XGBoost"
     model_file = "xgboost.json"
+    label = "xgboost"
 
     def _check_param_names(self) -> None:
         # XGBoost warns "Parameters: { ... } are not used" and trains on: a one-round fit
@@ -285,8 +297,11 @@ class XGBModel(GBDTModel):
             if ctx.tracker is not None:
                 kwargs["callbacks"] = [_xgb_curve_logger(ctx.tracker)]
         try:
-            self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
-                                     evals=evals, verbose_eval=False, **kwargs)
+            with self._progress() as bar:
+                kwargs["callbacks"] = [*kwargs.get("callbacks", []), xgboost_callback(bar)]
+                self.booster = xgb.train(params, dtrain, num_boost_round=self.num_boost_round,
+                                         evals=evals, verbose_eval=False, **kwargs)
+                bar.finish()
         except xgb.core.XGBoostError as exc:
             raise NumerlabError(f"XGBoost rejected model.params: "
                                 f"{_xgboost_complaint(exc)}{_text_params(self.params)}"

@@ -173,7 +173,7 @@ class NeuralModel:
         settings.choice("model.loss", c["loss"], tuple(LOSSES))
         for key in ("aux_weight", "sparsity_weight"):
             settings.number(f"model.{key}", c[key], minimum=0)
-        for key in ("lr", "weight_decay"):  # conf/model/base/nn.yaml interpolates them
+        for key in ("lr", "weight_decay"):  # conf/nn_base.yaml interpolates them
             if key in (c["optimizer"] or {}):
                 settings.number(f"model.{key}", c["optimizer"][key], minimum=0)
         try:
@@ -405,11 +405,14 @@ def check_trainer_config(trainer_cfg: Mapping[str, Any], accelerator: str, run_d
     logger and no checkpoints, so nothing is written."""
     import inspect
 
-    from numerlab.settings import keys
+    from numerlab.settings import integer, keys
 
     lightning_keys = [n for n in inspect.signature(L.Trainer.__init__).parameters
                       if n != "self"]
     keys("trainer", trainer_cfg, list(dict.fromkeys([*OWN_TRAINER_KEYS, *lightning_keys])))
+    # Lightning takes 0 (an untrained network scored as if it were a model) and -1 (train
+    # forever); a run must train at least one epoch
+    integer("trainer.max_epochs", trainer_cfg.get("max_epochs"), minimum=1, optional=True)
     probe = {k: v for k, v in trainer_cfg.items() if k not in OWN_TRAINER_KEYS}
     probe.update(logger=False, enable_checkpointing=False, callbacks=None)
     quiet = logging.getLogger("lightning.pytorch")  # its device lines belong to the fit
