@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.artifacts import METRICS
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,9 @@ SAVED_CONFIG = Path(".hydra") / "config.yaml"
 
 
 def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
-    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract), and
-    not to be the dir this job writes into (it would replace the finished run's files)."""
+    """`cfg.run_dir` checked to be a finished run (its metrics.json, as compare asks) that
+    holds `needs` (a file or dir of the artifact contract), and not to be the dir this job
+    writes into (it would replace the finished run's files)."""
     task = cfg.task.get("_target_", "task").rsplit(".", 2)[-2]
     value = cfg.get("run_dir")
     if not value:
@@ -29,6 +31,11 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     path = Path(str(value)).expanduser()
     if not path.is_dir():
         raise NumerlabError(f"run_dir={path} does not exist")
+    if not (path / METRICS).is_file():
+        # metrics.json moves in last (numerlab.artifacts.staged): without it the run was
+        # cut off while its files moved in, and what is there may be half of two runs
+        raise NumerlabError(f"run_dir={path} has no {METRICS}: the run did not finish "
+                            f"(task={task} needs a finished run)")
     if not (path / needs).exists():
         raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
                             f"run that wrote it)")
