@@ -126,8 +126,28 @@ def _check_tree(block: str, index: int, n_features: int) -> None:
         if any(child != int(child) or not -leaves <= child < leaves - 1
                for child in arrays[key]):
             raise ModelTextError(f"{where} {key} points outside the tree")
+    _check_reachable(arrays["left_child"], arrays["right_child"], leaves, where)
     if n_cat:
         _check_categories(arrays, n_cat, where)
+
+
+def _check_reachable(left: list[float], right: list[float], leaves: int, where: str) -> None:
+    """Each node reached once from the root: a cycle would loop LightGBM's predict."""
+    seen_nodes, seen_leaves, todo = {0}, set(), [0]
+    while todo:
+        node = todo.pop()
+        for child in (int(left[node]), int(right[node])):
+            if child < 0:
+                if ~child in seen_leaves:
+                    raise ModelTextError(f"{where} reaches leaf {~child} twice")
+                seen_leaves.add(~child)
+            elif child in seen_nodes:
+                raise ModelTextError(f"{where} reaches node {child} twice (a cycle)")
+            else:
+                seen_nodes.add(child)
+                todo.append(child)
+    if len(seen_leaves) != leaves:
+        raise ModelTextError(f"{where} reaches {len(seen_leaves)} of its {leaves} leaves")
 
 
 def _check_categories(arrays: dict[str, list[float]], n_cat: int, where: str) -> None:
