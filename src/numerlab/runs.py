@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from numerlab.artifacts import METRICS
+from numerlab.artifacts import METRICS, remove_stale_staging
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     if path.resolve() == Path(job_dir).resolve():
         raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
                             f"would overwrite the finished run's files (drop hydra.run.dir)")
+    for stale in remove_stale_staging(path):
+        log.info("removed %s: a staging dir a killed run left", stale)
     return path
 
 
