@@ -35,6 +35,7 @@ OBJECTIVES = ("regression", "regression_l1", "huber", "fair", "poisson", "quanti
               "gamma", "tweedie", "binary", "multiclass", "multiclassova", "cross_entropy",
               "cross_entropy_lambda", "lambdarank", "rank_xendcg", "custom")
 OBJECTIVE_WORD = re.compile(r"sqrt|[a-z_]+:" + FLOAT.pattern, re.IGNORECASE)
+PARAMETER_LINE = re.compile(r"\[[a-z0-9_]+: [^\]\n]*\]")
 END_OF_TREES = "end of trees"
 END_OF_PARAMETERS = "end of parameters"
 PANDAS_LINE = "pandas_categorical:"
@@ -88,6 +89,12 @@ def _check_trailer(rest: str) -> None:
         raise ModelTextError(f"no '{END_OF_TREES}' after the trees tree_sizes lists")
     if f"\n{END_OF_PARAMETERS}\n" not in rest:
         raise ModelTextError(f"no '{END_OF_PARAMETERS}' line (the file is cut short)")
+    if "\nparameters:\n" in rest:  # LightGBM parses these lines, and crashes on others
+        section = rest.split("\nparameters:\n", 1)[1].split(f"\n{END_OF_PARAMETERS}\n")[0]
+        for line in section.split("\n"):
+            if line and not PARAMETER_LINE.fullmatch(line):
+                raise ModelTextError(f"parameters has a line that is not [key: value]: "
+                                     f"{line[:40]!r}")
     last = rest.rstrip("\n").rsplit("\n", 1)[-1]
     if not last.startswith(PANDAS_LINE):
         raise ModelTextError(f"does not end with the '{PANDAS_LINE}' line (cut short)")
