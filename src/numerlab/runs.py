@@ -31,14 +31,14 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     path = Path(str(value)).expanduser()
     if not path.is_dir():
         raise NumerlabError(f"run_dir={path} does not exist")
+    if not (path / needs).exists():
+        raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
+                            f"run that wrote it)")
     if not (path / METRICS).is_file():
         # metrics.json moves in last (numerlab.artifacts.staged): without it the run was
         # cut off while its files moved in, and what is there may be half of two runs
         raise NumerlabError(f"run_dir={path} has no {METRICS}: the run did not finish "
                             f"(task={task} needs a finished run)")
-    if not (path / needs).exists():
-        raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
-                            f"run that wrote it)")
     if path.resolve() == Path(job_dir).resolve():
         raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
                             f"would overwrite the finished run's files (drop hydra.run.dir)")
