@@ -19,6 +19,9 @@ from numerlab import stages
 
 pytestmark = pytest.mark.slow  # real DVC and git
 
+# DVC 3.x's record of the experiment running in the workspace; a kill -9 leaves it
+EXP_RECORD = ".dvc/tmp/exps/run/workspace/workspace.run"
+
 
 def wait_for(condition, what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
@@ -45,7 +48,7 @@ def test_dvc_repro_after_a_killed_exp_run_refuses_its_params(tmp_path):
                                   env=env(), start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (repo / stages.WORKSPACE_EXP_INFO).is_file()
+        wait_for(lambda: (repo / EXP_RECORD).is_file()
                  and b"seed: 7" in (repo / "params.yaml").read_bytes(),
                  "the experiment's params.yaml")
         time.sleep(1)  # its data stage waits on `hold`

@@ -5,6 +5,8 @@ job's, a fresh one of another host and anything not named as numerlab names them
 from __future__ import annotations
 
 import os
+import re
+import socket
 import time
 from pathlib import Path
 
@@ -13,6 +15,11 @@ from omegaconf import OmegaConf
 from numerlab import artifacts, runs
 
 DAY = 24 * 3600
+
+
+def host() -> str:
+    """This host as a staging dir's name spells it (`.staging-<pid>@<host>-<random>`)."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
 
 
 def dead_pid() -> int:
@@ -31,20 +38,20 @@ def staging(run_dir: Path, name: str, age_s: float = 0) -> Path:
 
 
 def debris(run_dir: Path) -> dict[str, Path]:
-    host = artifacts._host()
+    here = host()
     return {
-        "killed here": staging(run_dir, f".staging-{dead_pid()}@{host}-k1ll3d_x"),
+        "killed here": staging(run_dir, f".staging-{dead_pid()}@{here}-k1ll3d_x"),
         "old, from before the pid": staging(run_dir, ".staging-abcd1234", age_s=2 * DAY),
         "old, another host": staging(run_dir, ".staging-12@elsewhere-zzzz9999", age_s=2 * DAY),
     }
 
 
 def kept(run_dir: Path) -> dict[str, Path]:
-    host = artifacts._host()
+    here = host()
     file = run_dir / ".staging-file0000"
     file.write_text("a file, not a staging dir")
     return {
-        "running (this process)": staging(run_dir, f".staging-{os.getpid()}@{host}-running0"),
+        "running (this process)": staging(run_dir, f".staging-{os.getpid()}@{here}-running0"),
         "fresh, another host": staging(run_dir, f".staging-{dead_pid()}@elsewhere-fresh000"),
         "fresh, from before the pid": staging(run_dir, ".staging-fresh123"),
         "not numerlab's name": staging(run_dir, ".staging-my-notes", age_s=2 * DAY),
@@ -62,8 +69,8 @@ def test_a_staged_write_removes_what_killed_runs_left_and_nothing_else(tmp_path)
 
 def test_the_staging_dir_of_a_running_job_names_its_pid_and_is_kept(tmp_path):
     with artifacts.staged(tmp_path) as stage:
-        assert artifacts.STAGING_NAME.fullmatch(stage.name)["pid"] == str(os.getpid())
-        assert artifacts.remove_stale_staging(tmp_path) == []
+        assert stage.name.startswith(f".staging-{os.getpid()}@{host()}-")
+        artifacts.write_record(tmp_path, "other.json", {"a": 1})  # cleans stale ones only
         assert stage.is_dir()
     assert not stage.exists()
 

@@ -5,6 +5,7 @@ was."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_a_regeneration_cut_off_midway_is_redone_not_taken_as_complete(tmp_path,
     replaced, so the next run regenerates it instead of reading a mix of two datasets."""
     data_dir = tmp_path / "data"
     synthetic.ensure(data_dir, params(), seed=1)
-    replace = synthetic.os.replace
+    replace = os.replace
     moved = []
 
     def cut_off(src, dst):  # the marker manifest and one data file move, then a kill
@@ -68,10 +69,10 @@ def test_a_regeneration_cut_off_midway_is_redone_not_taken_as_complete(tmp_path,
         moved.append(dst)
         replace(src, dst)
 
-    monkeypatch.setattr(synthetic.os, "replace", cut_off)
+    monkeypatch.setattr(os, "replace", cut_off)
     with pytest.raises(KeyboardInterrupt):
         synthetic.ensure(data_dir, params(n_features=10), seed=1)
-    monkeypatch.setattr(synthetic.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     assert synthetic._read_manifest(data_dir) not in (
         synthetic.manifest(params(), 1), synthetic.manifest(params(n_features=10), 1))
     synthetic.ensure(data_dir, params(), seed=1)
