@@ -36,6 +36,7 @@ OBJECTIVES = ("regression", "regression_l1", "huber", "fair", "poisson", "quanti
               "cross_entropy_lambda", "lambdarank", "rank_xendcg", "custom")
 OBJECTIVE_WORD = re.compile(r"sqrt|[a-z_]+:" + FLOAT.pattern, re.IGNORECASE)
 PARAMETER_LINE = re.compile(r"\[[a-z0-9_]+: [^\]\n]*\]")
+LINEAR_GROUPED = ("leaf_features", "leaf_coeff")
 END_OF_TREES = "end of trees"
 END_OF_PARAMETERS = "end of parameters"
 PANDAS_LINE = "pandas_categorical:"
@@ -117,7 +118,7 @@ def _check_tree(block: str, index: int, n_features: int) -> None:
     n_cat = _integer(fields, "num_cat", 0, where)
     arrays = {key: _numbers(value, f"{where} {key}", key in INTEGER_ARRAYS)
               for key, value in fields.items()}
-    for key in LEAF_ARRAYS:
+    for key in LEAF_ARRAYS if leaves > 1 else LEAF_ARRAYS[:1]:  # one leaf: no weight
         if key in fields and len(arrays[key]) != leaves:
             raise ModelTextError(f"{where} {key} has {len(arrays[key])} values for "
                                  f"num_leaves={leaves}")
@@ -192,7 +193,10 @@ def _whole(token: str, where: str) -> int:
 
 def _numbers(value: str, where: str, whole: bool) -> list[float]:
     pattern = INTEGER if whole else FLOAT
-    tokens = value.split(" ") if value else []
+    # single spaces, as LightGBM writes them; a linear tree's per-leaf lists are grouped by
+    # runs of spaces (an empty group for a leaf without features)
+    tokens = value.split() if where.endswith(LINEAR_GROUPED) else value.split(" ") if value \
+        else []
     for token in tokens:
         if not pattern.fullmatch(token):
             raise ModelTextError(f"{where} holds {token[:20]!r}, not a "
