@@ -122,6 +122,8 @@ def _check_tree(block: str, index: int, n_features: int) -> None:
         if key in fields and len(arrays[key]) != leaves:
             raise ModelTextError(f"{where} {key} has {len(arrays[key])} values for "
                                  f"num_leaves={leaves}")
+    if _integer(fields, "is_linear", 0, where):
+        _check_linear(arrays, leaves, n_features, where)
     if leaves == 1:
         return
     for key in NODE_ARRAYS:
@@ -156,6 +158,21 @@ def _check_reachable(left: list[float], right: list[float], leaves: int, where: 
                 todo.append(child)
     if len(seen_leaves) != leaves:
         raise ModelTextError(f"{where} reaches {len(seen_leaves)} of its {leaves} leaves")
+
+
+def _check_linear(arrays: dict[str, list[float]], leaves: int, n_features: int,
+                  where: str) -> None:
+    """A linear tree's leaf models: a constant and `num_features` coefficients per leaf."""
+    for key in ("leaf_const", "num_features"):
+        if len(arrays.get(key, ())) != leaves:
+            raise ModelTextError(f"{where} {key} does not have num_leaves = {leaves} values")
+    total = int(sum(arrays["num_features"]))
+    if any(count < 0 for count in arrays["num_features"]) or any(
+            len(arrays.get(key, ())) != total for key in LINEAR_GROUPED):
+        raise ModelTextError(f"{where} leaf_features and leaf_coeff do not hold the "
+                             f"{total} values num_features says")
+    if any(not 0 <= feature < n_features for feature in arrays["leaf_features"]):
+        raise ModelTextError(f"{where} leaf_features names a feature past max_feature_idx")
 
 
 def _check_categories(arrays: dict[str, list[float]], n_cat: int, where: str) -> None:
