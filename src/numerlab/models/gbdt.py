@@ -244,11 +244,16 @@ class LGBMModel(GBDTModel):
     def _load_booster(self, path: Path) -> None:
         import lightgbm as lgb
 
-        from numerlab.models.lightgbm_text import ModelTextError, check_model_text
+        from numerlab.models.lightgbm_text import (
+            ModelTextError,
+            check_model_text,
+            lightgbm_parameter_kinds,
+        )
 
         try:
             text = Path(path).read_text()
-            check_model_text(text)  # LightGBM crashes on a damaged text instead of raising
+            # LightGBM crashes on a damaged text instead of raising
+            check_model_text(text, lightgbm_parameter_kinds())
             self.booster = lgb.Booster(model_str=text)
         except (OSError, UnicodeDecodeError, ModelTextError, lgb.basic.LightGBMError) as exc:
             raise NumerlabError(f"{path}: not a readable LightGBM model "

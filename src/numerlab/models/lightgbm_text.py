@@ -12,6 +12,7 @@ the Python package appends.
 
 from __future__ import annotations
 
+import functools
 import re
 
 HEADER_KEYS = ("version", "num_class", "num_tree_per_iteration", "label_index",
@@ -46,10 +47,11 @@ class ModelTextError(ValueError):
     """What is wrong with a LightGBM model text, in a few words."""
 
 
-def check_model_text(text: str) -> None:
+def check_model_text(text: str, parameter_kinds: dict[str, type] | None = None) -> None:
     """Raise ModelTextError unless `text` is a whole LightGBM model in the layout
     `Booster.save_model` writes (numerlab's regression boosters; linear and categorical
-    trees included)."""
+    trees included). `parameter_kinds` (LightGBM's parameter name -> Python type of its
+    value, `lightgbm_parameter_kinds`) checks the numeric parameters' values too."""
     if not text.startswith("tree\n"):
         raise ModelTextError("does not start with LightGBM's 'tree' line")
     header_end = text.find("\n\n")
@@ -82,10 +84,10 @@ def check_model_text(text: str) -> None:
             raise ModelTextError(f"tree {index} is cut short (tree_sizes says {size} bytes)")
         _check_tree(block, index, n_features)
         offset += size
-    _check_trailer(text[offset:])
+    _check_trailer(text[offset:], parameter_kinds or {})
 
 
-def _check_trailer(rest: str) -> None:
+def _check_trailer(rest: str, kinds: dict[str, type]) -> None:
     if not rest.startswith(END_OF_TREES + "\n"):
         raise ModelTextError(f"no '{END_OF_TREES}' after the trees tree_sizes lists")
     if f"\n{END_OF_PARAMETERS}\n" not in rest:
@@ -96,9 +98,43 @@ def _check_trailer(rest: str) -> None:
             if line and not PARAMETER_LINE.fullmatch(line):
                 raise ModelTextError(f"parameters has a line that is not [key: value]: "
                                      f"{line[:40]!r}")
+            if line:
+                _check_parameter(*line[1:-1].split(": ", 1), kinds)
     last = rest.rstrip("\n").rsplit("\n", 1)[-1]
     if not last.startswith(PANDAS_LINE):
         raise ModelTextError(f"does not end with the '{PANDAS_LINE}' line (cut short)")
+
+
+def _check_parameter(key: str, value: str, kinds: dict[str, type]) -> None:
+    """A numeric parameter's value (LightGBM aborts on `[sigmoid: x]`), or a list of them."""
+    kind = kinds.get(key)
+    if kind in (int, float, bool):
+        values = [value]
+    elif kind is list:
+        values = [item for item in value.split(",") if item] if value else []
+        if values and not all(FLOAT.fullmatch(item) for item in values):
+            return  # a list of names (metrics, interaction groups)
+    else:
+        return
+    if not all(FLOAT.fullmatch(item) for item in values):
+        raise ModelTextError(f"parameters {key}={value[:20]!r} is not a number")
+
+
+def lightgbm_parameter_kinds() -> dict[str, type]:
+    """LightGBM's parameter name -> the Python type of its value, read from a booster of a
+    few rows that LightGBM fits and dumps here (once per process)."""
+    return dict(_parameter_kinds())
+
+
+@functools.cache
+def _parameter_kinds() -> tuple[tuple[str, type], ...]:
+    import lightgbm as lgb
+    import numpy as np
+
+    rows = np.arange(40, dtype=np.float64).reshape(20, 2)
+    booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 1, "min_data_in_bin": 1},
+                        lgb.Dataset(rows, rows[:, 0]), 1)
+    return tuple((key, type(value)) for key, value in booster._get_loaded_param().items())
 
 
 def _check_tree(block: str, index: int, n_features: int) -> None:
