@@ -32,3 +32,19 @@ def test_every_model_lightgbm_writes_passes(tmp_path, params):
     check_model_text(text)
     with pytest.raises(ModelTextError):
         check_model_text(text[: len(text) // 2])
+
+
+def test_a_numeric_parameter_that_is_not_a_number_is_refused(tmp_path):
+    """LightGBM aborts the process on `[sigmoid: x]` in a model's parameters section."""
+    import lightgbm as lgb
+
+    from numerlab.models.lightgbm_text import lightgbm_parameter_kinds
+
+    rng = np.random.default_rng(0)
+    features = rng.integers(0, 5, (200, 3)).astype(np.float32)
+    booster = lgb.train({"verbosity": -1}, lgb.Dataset(features, features[:, 0].copy()), 3)
+    text = booster.model_to_string()
+    kinds = lightgbm_parameter_kinds()
+    check_model_text(text, kinds)
+    with pytest.raises(ModelTextError, match="parameters sigmoid='x' is not a number"):
+        check_model_text(text.replace("[sigmoid: 1]", "[sigmoid: x]"), kinds)

@@ -133,7 +133,7 @@ def _parameter_kinds() -> tuple[tuple[str, type], ...]:
 
     rows = np.arange(40, dtype=np.float64).reshape(20, 2)
     booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 1, "min_data_in_bin": 1},
-                        lgb.Dataset(rows, rows[:, 0]), 1)
+                        lgb.Dataset(rows, rows[:, 0].copy()), 1)
     return tuple((key, type(value)) for key, value in booster._get_loaded_param().items())
 
 
