@@ -53,6 +53,7 @@ def scored_run(tmp_path) -> Path:
     pl.DataFrame({"era": [f"{i:04d}" for i in range(575, 605)],
                   "corr": rng.normal(0.02, 0.02, 30), "mmc": rng.normal(0.0, 0.01, 30)}
                  ).write_parquet(run_dir / "per_era.parquet")
+    (run_dir / "metrics.json").write_text("{}")  # finished
     return run_dir
 
 

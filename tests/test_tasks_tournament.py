@@ -406,6 +406,7 @@ def test_live_predictions_that_are_constant_are_not_written(tmp_path, small_data
     pq.write_table(table, data_dir / "live.parquet")
     run_dir = tmp_path / "artifacts"
     shutil.copytree(trained_run / "model", run_dir / "model")
+    shutil.copy2(trained_run / "metrics.json", run_dir / "metrics.json")  # a finished run
     job = tmp_path / "job"
     line = error_line(run_in_process(["task=live", f"run_dir={run_dir}", f"data.dir={data_dir}",
                                       *SMALL_DATA, f"hydra.run.dir={job}"]))

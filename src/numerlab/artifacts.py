@@ -10,8 +10,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,6 +31,11 @@ PLOTS_DIR = "plots"
 MULTIRUN_FILE = "multirun.yaml"  # a sweep dir's composed config (Hydra; numerlab for Optuna)
 ERROR_FILE = "error.txt"  # a failed sweep job's one-line error, in its dir (sweep summaries)
 
+STAGING_PREFIX = ".staging-"
+# `.staging-<pid>@<host>-<random>`; `.staging-<random>` from numerlab before the pid was in it
+STAGING_NAME = re.compile(r"\.staging-(?:(?P<pid>\d+)@(?P<host>.+)-)?[a-z0-9_]{8}")
+STALE_STAGING_S = 24 * 3600  # a staging dir this old is stale whoever wrote it
+
 
 @contextmanager
 def staged(run_dir: Path) -> Iterator[Path]:
@@ -35,7 +43,9 @@ def staged(run_dir: Path) -> Iterator[Path]:
     on any error delete it so no partial artifact is left behind."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_dir))
+    remove_stale_staging(run_dir)
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{_host()}-",
+                                  dir=run_dir))
     try:
         yield stage
         entries = sorted(stage.iterdir(), key=lambda p: p.name == METRICS)
@@ -48,6 +58,46 @@ def staged(run_dir: Path) -> Iterator[Path]:
             os.replace(entry, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def remove_stale_staging(run_dir: Path, now: float | None = None) -> list[Path]:
+    """Delete the staging dirs a killed run left in `run_dir` (what `staged` writes into
+    before the moves: never a finished artifact) and return them. Only dirs named as
+    `staged` names them, and only stale ones: written by a process of this host that is no
+    longer running, or untouched for STALE_STAGING_S (another host's, or one from before
+    the pid was in the name). A running job's staging dir is left alone."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in Path(run_dir).glob(f"{STAGING_PREFIX}*"):
+        match = STAGING_NAME.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            age = now - entry.stat().st_mtime
+        except OSError:
+            continue
+        dead = match["pid"] is not None and match["host"] == _host() and not _running(
+            int(match["pid"]))
+        if dead or age > STALE_STAGING_S:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _json_safe(value: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
+from numerlab.artifacts import METRICS, remove_stale_staging
 from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,9 @@ SAVED_CONFIG = Path(".hydra") / "config.yaml"
 
 
 def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
-    """`cfg.run_dir` checked to hold `needs` (a file or dir of the artifact contract), and
-    not to be the dir this job writes into (it would replace the finished run's files)."""
+    """`cfg.run_dir` checked to be a finished run (its metrics.json, as compare asks) that
+    holds `needs` (a file or dir of the artifact contract), and not to be the dir this job
+    writes into (it would replace the finished run's files)."""
     task = cfg.task.get("_target_", "task").rsplit(".", 2)[-2]
     value = cfg.get("run_dir")
     if not value:
@@ -32,9 +34,16 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     if not (path / needs).exists():
         raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
                             f"run that wrote it)")
+    if not (path / METRICS).is_file():
+        # metrics.json moves in last (numerlab.artifacts.staged): without it the run was
+        # cut off while its files moved in, and what is there may be half of two runs
+        raise NumerlabError(f"run_dir={path} has no {METRICS}: the run did not finish "
+                            f"(task={task} needs a finished run)")
     if path.resolve() == Path(job_dir).resolve():
         raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
                             f"would overwrite the finished run's files (drop hydra.run.dir)")
+    for stale in remove_stale_staging(path):
+        log.info("removed %s: a staging dir a killed run left", stale)
     return path
 
 

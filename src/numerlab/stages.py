@@ -423,6 +423,7 @@ STAGES: dict[str, Callable[[DictConfig], None]] = {
 # --- command line -------------------------------------------------------------------------
 
 def run_stage(name: str, params_path: str | Path = PARAMS_FILE) -> None:
+    refuse_params_of_killed_experiment(params_path)
     cfg = load_params(params_path)
     require(cfg, REQUIRED[name], params_path)
     try:
@@ -500,6 +501,60 @@ def restore_params_after_failed_experiment(path: str | Path = PARAMS_FILE) -> No
         Path(path).write_bytes(shown.stdout)
         print(f"{path} restored as commit {baseline[:7]} has it (the experiment failed); "
               f"what it held is in {kept}", file=sys.stderr)
+
+
+# DVC's record of the experiment running in the workspace (`dvc exp run` without --temp or
+# --queue): written when it starts, removed when it ends; a kill -9 leaves it (DVC 3.x)
+WORKSPACE_EXP_INFO = Path(".dvc/tmp/exps/run/workspace/workspace.run")
+UNFINISHED_EXP_STATUSES = (0, 1, 2)  # dvc_task TaskStatus PENDING, PREPARING, RUNNING
+
+
+def refuse_params_of_killed_experiment(path: str | Path = PARAMS_FILE) -> None:
+    """Outside `dvc exp run`, refuse to run with a params.yaml that a killed workspace
+    experiment left: DVC writes the experiment's composition into params.yaml, and a kill -9
+    of `dvc exp run` leaves it there with DVC's record of the unfinished run, so the next
+    `dvc repro` would train the experiment's settings as if they were yours. Nothing is
+    changed: the line says how to restore params.yaml, or to keep it."""
+    import os
+    import subprocess
+
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return  # inside `dvc exp run`: the experiment's params are the ones meant
+    root = Path(os.environ.get("DVC_ROOT") or ".")
+    info_path = root / WORKSPACE_EXP_INFO
+    try:
+        info = json.loads(info_path.read_text())
+        baseline = str(info["baseline_rev"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if info.get("status") not in UNFINISHED_EXP_STATUSES or _exp_process_alive(info_path):
+        return
+    params = root / Path(path)
+    if not params.is_file() or Path(path).is_absolute():
+        return
+    current = params.read_bytes()
+    for rev in (baseline, "HEAD"):
+        shown = subprocess.run(["git", "show", f"{rev}:./{Path(path).as_posix()}"],
+                               cwd=root, capture_output=True, check=False)
+        if shown.returncode != 0 or shown.stdout == current:
+            return  # not in git (nothing to compare with), or as committed
+    raise NumerlabError(
+        f"{path} holds the settings of experiment {info.get('name', '?')!r}, whose "
+        f"`dvc exp run` was killed before it finished: restore yours with `git checkout "
+        f"{baseline[:7]} -- {path}` (`git diff {path}` shows the difference), or delete "
+        f"{WORKSPACE_EXP_INFO} to run with these")
+
+
+def _exp_process_alive(info_path: Path) -> bool:
+    """The workspace experiment's `dvc` process (its pid file beside the record) runs."""
+    import os
+
+    try:
+        pid = int(json.loads(info_path.with_suffix(".json").read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
+        return isinstance(exc, PermissionError)
+    return True
 
 
 if __name__ == "__main__":

@@ -560,6 +560,23 @@ class SweepSummaryCallback(Callback):
                       write_files=True, objectives=objectives)
         except NumerlabError as exc:
             log.warning("sweep summary: %s", exc)
+        exit_when_every_job_failed(sweep_dir)
+
+
+def exit_when_every_job_failed(sweep_dir: Path) -> None:
+    """A sweep whose every job failed (each left its error.txt, none a metrics.json) ends
+    with one `error:` line naming the first job's error and exit status 2, as a failed
+    single run does; one finished job is a sweep that ran."""
+    try:
+        frame = collect(sweep_dir)
+    except NumerlabError:  # no job dirs at all: nothing to judge
+        return
+    failed = frame.filter(pl.col("status") != OK)
+    if frame.height and failed.height == frame.height:
+        first = failed.row(0, named=True)
+        print(f"error: every job of the sweep failed ({frame.height} of {frame.height} in "
+              f"{sweep_dir}; {first['name']}: {first['error']})", file=sys.stderr)
+        sys.exit(2)
 
 
 def read_sweep_config(path: Path) -> Any:

@@ -34,10 +34,11 @@ params give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,10 @@ def manifest(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 def ensure(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
     """`out_dir` holding the data of (params, seed): kept if its manifest matches, else
-    generated into a temporary sibling dir and renamed into place, so an interrupted run
+    generated into a temporary sibling dir and moved into place, so an interrupted run
     never leaves a dir that looks complete. Only a dir that holds a synthetic.json (or is
-    empty) is ever replaced."""
+    empty) is ever written into, and there only the files the generator writes are
+    replaced: anything else in it (yours) stays."""
     out_dir = Path(out_dir)
     wanted = manifest(params, seed)
     if _read_manifest(out_dir) == wanted:
@@ -157,21 +159,28 @@ def ensure(out_dir: str | Path, params: Mapping[str, Any], seed: int) -> Path:
         generate(staging, wanted["params"], wanted["seed"])
         if _read_manifest(out_dir) == wanted:  # a concurrent run got there first
             return out_dir
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(old)
-        try:
-            staging.rename(out_dir)
-        except OSError:
-            # Another process put a dir there first; fine if it holds the same data.
-            if _read_manifest(out_dir) != wanted:
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if not out_dir.exists():
+            with contextlib.suppress(OSError):  # another process made it meanwhile
+                staging.rename(out_dir)
+                return out_dir
+        _move_generated(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _move_generated(staging: Path, out_dir: Path) -> None:
+    """Move the generated files from `staging` into `out_dir`, replacing only those names:
+    the manifest first says the dir is being replaced (a run cut off here regenerates it),
+    and the real one moves in last."""
+    from numerlab.artifacts import atomic_file
+
+    with atomic_file(out_dir / MANIFEST) as handle:
+        handle.write(json.dumps({"generator": "numerlab.data.synthetic", "replacing": True}))
+    for entry in sorted(staging.iterdir()):
+        if entry.name != MANIFEST:
+            os.replace(entry, out_dir / entry.name)
+    os.replace(staging / MANIFEST, out_dir / MANIFEST)
 
 
 def _read_manifest(out_dir: Path) -> dict | None:

@@ -68,22 +68,84 @@ def class_path(obj: Any) -> str:
 
 
 def save_model(model: Model, path: Path, feature_names: list[str]) -> None:
-    """Save `model` into `path` with a small manifest naming its class and features."""
+    """Save `model` into `path` with a small manifest naming its class, its features and
+    the SHA-256 of each file it wrote there (`load_model` refuses a file that changed)."""
     path.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    meta = {"class": class_path(model), "feature_names": feature_names}
+    meta = {"class": class_path(model), "feature_names": feature_names,
+            "files": file_digests(path)}
     (path / MODEL_META).write_text(json.dumps(meta, indent=1))
 
 
+def file_digests(path: Path) -> dict[str, str]:
+    """name -> SHA-256 of each file directly in `path` but the manifest (a member model's
+    dir has a manifest of its own)."""
+    from numerlab.artifacts import sha256
+
+    return {entry.name: sha256(entry) for entry in sorted(Path(path).iterdir())
+            if entry.is_file() and entry.name != MODEL_META}
+
+
 def load_model(path: Path) -> tuple[Model, list[str]]:
-    """Load a model saved by `save_model`; returns it with the feature names it expects."""
+    """Load a model saved by `save_model`; returns it with the feature names it expects.
+    A missing, damaged or changed file is one NumerlabError line naming it, never a
+    library's traceback or crash: the recorded checksums are checked first, then the
+    model's own loader runs (LightGBM's text is checked before LightGBM reads it)."""
+    path = Path(path)
+    meta = read_manifest(path)
+    check_files(path, meta.get("files"))
+    module_name, _, cls_name = meta["class"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise NumerlabError(f"{path / MODEL_META}: class {meta['class']!r} cannot be "
+                            f"imported ({message_line(exc)})") from None
+    if not callable(getattr(cls, "load", None)):
+        raise NumerlabError(f"{path / MODEL_META}: class {meta['class']!r} is not a model")
+    try:
+        model = cls.load(path)
+    except NumerlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library's complaint about its file
+        raise NumerlabError(f"{path}: cannot load the saved {cls_name} "
+                            f"({type(exc).__name__}: {message_line(exc, last=True)})") from None
+    return model, list(meta["feature_names"])
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """`<path>/numerlab_model.json`, checked to name a class and its feature names."""
     manifest = Path(path) / MODEL_META
     if not manifest.is_file():
         raise NumerlabError(f"{manifest}: not a numerlab model directory (manifest missing)")
-    meta = json.loads(manifest.read_text())
-    module_name, _, cls_name = meta["class"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls.load(Path(path)), list(meta["feature_names"])
+    try:
+        meta = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise NumerlabError(f"{manifest}: cannot read ({message_line(exc)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("class"), str) or not (
+            isinstance(meta.get("feature_names"), list)
+            and all(isinstance(name, str) for name in meta["feature_names"])):
+        raise NumerlabError(f"{manifest}: damaged (needs 'class' and a list of "
+                            f"'feature_names')")
+    return meta
+
+
+def check_files(path: Path, digests: Any) -> None:
+    """NumerlabError naming the first file of `digests` (name -> SHA-256, as `save_model`
+    recorded them) that is missing or changed; nothing to check for a model saved before
+    numerlab recorded them (None)."""
+    if digests is None:
+        return
+    if not isinstance(digests, dict):
+        raise NumerlabError(f"{Path(path) / MODEL_META}: damaged ('files' is not a mapping)")
+    from numerlab.artifacts import sha256
+
+    for name, digest in digests.items():
+        file = Path(path) / str(name)
+        if Path(str(name)).name != str(name) or not file.is_file():
+            raise NumerlabError(f"{file}: missing (the saved model is incomplete)")
+        if sha256(file) != digest:
+            raise NumerlabError(f"{file}: damaged (its SHA-256 differs from the one recorded "
+                                f"when the model was saved)")
 
 
 MODEL_NAME_KEY = "name"  # model configs name themselves: metrics.json `model`, run names

@@ -360,15 +360,19 @@ class EnsembleModel:
     @classmethod
     def load(cls, path: Path) -> EnsembleModel:
         path = Path(path)
-        meta = json.loads((path / ENSEMBLE_META).read_text())
-        entries = meta["members"]
         model = cls.__new__(cls)
-        model.members = [e["name"] for e in entries]
-        model.weights = [float(e["weight"]) for e in entries]
-        model.targets = [e["target"] for e in entries]
-        model.combine = meta["combine"]
-        model.n_jobs = int(meta.get("n_jobs", 1))
-        model.member_configs = [e.get("config") or {} for e in entries]
+        try:
+            meta = json.loads((path / ENSEMBLE_META).read_text())
+            entries = meta["members"]
+            model.members = [e["name"] for e in entries]
+            model.weights = [float(e["weight"]) for e in entries]
+            model.targets = [e["target"] for e in entries]
+            model.combine = meta["combine"]
+            model.n_jobs = int(meta.get("n_jobs", 1))
+            model.member_configs = [e.get("config") or {} for e in entries]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise NumerlabError(f"{path / ENSEMBLE_META}: cannot read the ensemble "
+                                f"({type(exc).__name__}: {message_line(exc)})") from None
         loaded = [load_model(path / e["dir"]) for e in entries]
         model.models = [m for m, _ in loaded]
         model.feature_names = loaded[0][1] if loaded else []

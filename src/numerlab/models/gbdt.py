@@ -155,9 +155,15 @@ class GBDTModel:
 
     @classmethod
     def load(cls, path: Path):
-        meta = json.loads((Path(path) / "params.json").read_text())
-        model = cls(meta["params"], meta["num_boost_round"], meta.get("early_stopping_rounds"))
-        model.best_iteration = meta.get("best_iteration")
+        params_file = Path(path) / "params.json"
+        try:
+            meta = json.loads(params_file.read_text())
+            model = cls(meta["params"], meta["num_boost_round"],
+                        meta.get("early_stopping_rounds"))
+            model.best_iteration = meta.get("best_iteration")
+        except (OSError, ValueError, KeyError, TypeError, NumerlabError) as exc:
+            raise NumerlabError(f"{params_file}: cannot read the saved settings "
+                                f"({type(exc).__name__}: {message_line(exc)})") from None
         model._load_booster(Path(path) / cls.model_file)
         return model
 
@@ -249,7 +255,20 @@ class LGBMModel(GBDTModel):
     def _load_booster(self, path: Path) -> None:
         import lightgbm as lgb
 
-        self.booster = lgb.Booster(model_file=str(path))
+        from numerlab.models.lightgbm_text import (
+            ModelTextError,
+            check_model_text,
+            lightgbm_parameter_kinds,
+        )
+
+        try:
+            text = Path(path).read_text()
+            # LightGBM crashes on a damaged text instead of raising
+            check_model_text(text, lightgbm_parameter_kinds())
+            self.booster = lgb.Booster(model_str=text)
+        except (OSError, UnicodeDecodeError, ModelTextError, lgb.basic.LightGBMError) as exc:
+            raise NumerlabError(f"{path}: not a readable LightGBM model "
+                                f"({message_line(exc, last=True)})") from None
 
 
 class XGBModel(GBDTModel):
@@ -333,7 +352,13 @@ class XGBModel(GBDTModel):
         import xgboost as xgb
 
         self.booster = xgb.Booster()
-        self.booster.load_model(str(path))
+        if not Path(path).is_file():
+            raise NumerlabError(f"{path}: missing (the saved model is incomplete)")
+        try:
+            self.booster.load_model(str(path))
+        except xgb.core.XGBoostError as exc:
+            raise NumerlabError(f"{path}: not a readable XGBoost model "
+                                f"({_xgboost_complaint(exc)})") from None
 
 
 def _lgb_curve_logger(tracker: Any):

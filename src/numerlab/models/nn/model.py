@@ -321,11 +321,21 @@ class NeuralModel:
         for required in (config_file, state_file):
             if not required.is_file():
                 raise NumerlabError(f"{required}: missing; not a saved NeuralModel")
-        meta = json.loads(config_file.read_text())
-        model = cls(**meta["init"])
-        module = model._build_module(meta["in_features"], meta["out_features"])
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
+        try:
+            meta = json.loads(config_file.read_text())
+            model = cls(**meta["init"])
+            module = model._build_module(meta["in_features"], meta["out_features"])
+        except NumerlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - JSON, a missing key, a bad argument
+            raise NumerlabError(f"{config_file}: cannot rebuild the network "
+                                f"({type(exc).__name__}: {message_line(exc)})") from None
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - torch's unpickler and shape errors
+            raise NumerlabError(f"{state_file}: not a readable state of this network "
+                                f"({type(exc).__name__}: {message_line(exc)})") from None
         model.module = module.eval()
         model.history = meta.get("history", [])
         model.device = torch_device(resolve_accelerator("auto"))
