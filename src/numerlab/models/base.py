@@ -189,12 +189,12 @@ def _refuse_unknown_keys(model_cfg: DictConfig) -> None:
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         # A class taking any keyword (a network's hyperparameters) is given top-level keys
         # that the config interpolates into its parts (`lr: ...`, `optimizer.lr: ${..lr}`):
-        # a key no interpolation reads goes nowhere. A resolved config (an ensemble's
-        # member, params.yaml) has no interpolations left: there a key must at least be a
-        # parameter of one of its parts (`network`, `optimizer`: their `_target_`s).
-        referenced = _interpolated_names(model_cfg)
-        if referenced is None:
-            referenced = _part_parameters(model_cfg)
+        # a key no interpolation reads and no part (`network`, `optimizer`: their
+        # `_target_`s) takes goes nowhere. A resolved config (an ensemble's member,
+        # params.yaml) has no interpolations left; a part set directly
+        # (`model.network.n_layers=3`) leaves the top-level key unread but still one of its
+        # parts' parameters, so the config's own keys are never refused.
+        referenced = (_interpolated_names(model_cfg) or set()) | _part_parameters(model_cfg)
         known += [k for k in model_cfg if k in referenced and k not in known]
     keys("model", {k: None for k in model_cfg if k != "_target_"}, known)
 
