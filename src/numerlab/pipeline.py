@@ -359,20 +359,14 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
     `feature_correlations`, when it has them already."""
     has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
     has_bm = "benchmark" in frame.columns and frame["benchmark"].is_not_null().any()
-    feature_cols: list[str] | None = None
-    scored = frame
     want_fnc = features is not None and bool(cfg.scoring.fnc)
     want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
         features.check_aligned(frame["id"])
-    if want_fnc:
-        feature_cols = features.feature_names
-        scored = frame.with_columns(
-            pl.from_numpy(features.features, schema=feature_cols, orient="row"))
     per_era = scoring.per_era_scores(
-        scored,  # rows without a target are left out by the scorer, as numerai-tools does
+        frame,  # rows without a target are left out by the scorer, as numerai-tools does
         meta_model="meta_model" if has_mm else None,
-        features=feature_cols if want_fnc else None,
+        features=features.features if want_fnc else None,  # int8, aligned: no frame copy
         benchmark="benchmark" if has_bm else None,
     )
     if want_exposure:

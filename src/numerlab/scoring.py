@@ -631,6 +631,22 @@ def _feature_frame(df: pl.DataFrame, features: Sequence[str]) -> pl.DataFrame:
     return frame
 
 
+def _is_matrix(features: Any) -> bool:
+    return isinstance(features, np.ndarray)
+
+
+def _feature_matrix(features: np.ndarray, n_rows: int) -> np.ndarray:
+    """An (n_rows, k) numeric feature matrix, checked: its shape, dtype, no NaN."""
+    if features.ndim != 2 or features.shape[0] != n_rows:
+        raise NumerlabError(f"feature matrix of shape {features.shape} for {n_rows} scored rows")
+    if features.dtype.kind not in "iuf":
+        raise NumerlabError(f"feature matrix must be numeric, got {features.dtype}")
+    if features.dtype.kind == "f" and np.isnan(features).any():
+        column = int(np.flatnonzero(np.isnan(features).any(axis=0))[0])
+        raise NumerlabError(f"feature matrix column {column} has missing values")
+    return features
+
+
 def era_codes(eras: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """(codes, labels): labels are the sorted distinct eras; codes (intp) index labels."""
     if eras.null_count():
@@ -652,12 +668,14 @@ def per_era_scores(
     target: str = "target",
     era: str = "era",
     meta_model: str | None = None,
-    features: Sequence[str] | None = None,
+    features: Sequence[str] | np.ndarray | None = None,
     benchmark: str | None = None,
 ) -> pl.DataFrame:
     """One row per era with a known target, sorted by era: `era`, `corr`, plus `mmc` when
     `meta_model` names a column (NaN on eras it does not cover), `fnc` when `features`
-    lists columns, and, when `benchmark` names a column (e.g. Numerai's `v53_lgbm_ender20`):
+    lists columns (or is an (n, k) numeric matrix aligned row for row with `df`, such as a
+    `Dataset`'s int8 features: no frame copy of them), and, when `benchmark` names a
+    column (e.g. Numerai's `v53_lgbm_ender20`):
 
     - `bmc`: correlation_contribution(prediction, benchmark, target), as MMC is against
       the meta model (rows where the benchmark is null are left out; NaN on eras it misses);
@@ -672,7 +690,7 @@ def per_era_scores(
     references = {"mmc": meta_model, "bmc": benchmark}
     references = {score: name for score, name in references.items() if name is not None}
     required = [era, prediction, target, *references.values()]
-    required += list(features) if features is not None else []
+    required += list(features) if features is not None and not _is_matrix(features) else []
     _require_columns(frame, required)
 
     codes, labels = era_codes(frame.get_column(era))
@@ -730,8 +748,9 @@ def per_era_scores(
     if "mmc" in references:
         scores["mmc"] = contribution("mmc")
     if features is not None:
-        feature_frame = _feature_frame(frame, features)
-        scores["fnc"] = feature_neutral_corr_per_era(pred, feature_frame, tgt, codes, n_eras)
+        feature_rows = (_feature_matrix(features, frame.height) if _is_matrix(features)
+                        else _feature_frame(frame, features))
+        scores["fnc"] = feature_neutral_corr_per_era(pred, feature_rows, tgt, codes, n_eras)
     if "bmc" in references:
         bench = reference_values["bmc"]
         scores["bmc"] = contribution("bmc")
