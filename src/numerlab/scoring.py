@@ -473,7 +473,9 @@ def _solver_threads(n_eras: int) -> int:
     """Threads that solve eras side by side, each with single-threaded BLAS: small
     per-era products scale across eras, not inside BLAS, whose spinning threads stall
     on a machine other jobs share."""
-    return max(1, min(n_eras, len(os.sched_getaffinity(0)), MAX_SOLVER_THREADS))
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    return max(1, min(n_eras, cores, MAX_SOLVER_THREADS))
 
 
 def neutralize(
