@@ -75,7 +75,7 @@ def plain(data_dir: Path, rounds: int) -> None:
                       num_boost_round=rounds)
     del train
     validation = pd.read_parquet(data_dir / "validation.parquet",
-                                 columns=["id", "era", *features, "target"])
+                                 columns=["id", "era", *features, "target"]).reset_index()
     validation = validation[validation["target"].notna()]
     scored_eras = sorted(validation["era"].unique())[EMBARGO_ERAS:]
     validation = validation[validation["era"].isin(scored_eras)]
