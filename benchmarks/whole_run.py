@@ -86,9 +86,10 @@ def plain(data_dir: Path, rounds: int) -> None:
             "corr": numerai_corr(era[["prediction"]], era["target"]).iloc[0],
             "fnc": feature_neutral_corr(era[["prediction"]], era[features],
                                         era["target"]).iloc[0]}))
-    out = Path(tempfile.mkdtemp(prefix="plain-"))
-    validation[["id", "era", "prediction", "target"]].to_parquet(out / "validation.parquet")
-    per_era.to_parquet(out / "per_era.parquet")
+    with tempfile.TemporaryDirectory(prefix="plain-") as out:
+        validation[["id", "era", "prediction", "target"]].to_parquet(
+            Path(out) / "validation.parquet")
+        per_era.to_parquet(Path(out) / "per_era.parquet")
     print(per_era.mean().to_dict())
 
 
