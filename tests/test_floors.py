@@ -30,6 +30,7 @@ FLOORS = {
     "numerlab.data": 2, "numerlab.scoring": 2,
     "numerlab.errors": 1, "numerlab.settings": 1, "numerlab.eras": 1,
     "numerlab.artifacts": 1, "numerlab.report": 1, "numerlab.registry": 1,
+    "numerlab.phases": 1,
     "numerlab": 0,  # the package's empty __init__
 }
 

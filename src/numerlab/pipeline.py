@@ -28,6 +28,7 @@ from numerlab.data.layout import META_MODEL_COLUMN
 from numerlab.data.source import DataSource, build_source
 from numerlab.errors import NumerlabError
 from numerlab.models.base import FitContext, Model, build_model, check_ready, model_name
+from numerlab.phases import timed
 from numerlab.postprocess import PostProcess
 from numerlab.tracking import Tracker
 
@@ -209,6 +210,7 @@ def postprocess_columns(cfg: DictConfig) -> dict[str, Any] | None:
             "key": "postprocess.columns" if columns else "postprocess.features"}
 
 
+@timed("load")
 def load_data(cfg: DictConfig, source: DataSource,
               splits: tuple[str, ...] = ("train", "validation", "live"),
               post_processed: tuple[str, ...] = ("validation", "live")) -> data.Splits:
@@ -252,6 +254,7 @@ def split_holdout(train: Dataset, holdout_eras: int, embargo_eras: int,
     return train.take_eras(fitted), train.take_eras(holdout)
 
 
+@timed("fit")
 def fit_model(cfg: DictConfig, train: Dataset, run_dir: Path, model: Model | None = None,
               tracker: Tracker | None = None) -> Model:
     """Fit `model` (default: the configured one, built now) on the training rows. A holdout
@@ -310,6 +313,7 @@ def attach_benchmark(frame: pl.DataFrame, benchmarks: pl.DataFrame | None) -> pl
     return joined
 
 
+@timed("predict")
 def predict_splits(postprocess: PostProcess, model: Model, validation: Dataset,
                    live: Dataset | None, meta_model: pl.DataFrame | None,
                    benchmarks: pl.DataFrame | None = None
@@ -332,6 +336,7 @@ def predict_live(postprocess: PostProcess, model: Model, live: Dataset) -> pl.Da
     return live_frame.with_columns(prediction=ranked)
 
 
+@timed("write")
 def write_predictions(out_dir: Path, validation: pl.DataFrame, live: pl.DataFrame) -> None:
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
     validation.write_parquet(out_dir / artifacts.VALIDATION_PREDICTIONS)
@@ -359,20 +364,14 @@ def evaluate(cfg: DictConfig, frame: pl.DataFrame, features: Dataset | None,
     `feature_correlations`, when it has them already."""
     has_mm = "meta_model" in frame.columns and frame["meta_model"].is_not_null().any()
     has_bm = "benchmark" in frame.columns and frame["benchmark"].is_not_null().any()
-    feature_cols: list[str] | None = None
-    scored = frame
     want_fnc = features is not None and bool(cfg.scoring.fnc)
     want_exposure = features is not None and bool(cfg.scoring.exposure)
     if want_fnc or want_exposure:
         features.check_aligned(frame["id"])
-    if want_fnc:
-        feature_cols = features.feature_names
-        scored = frame.with_columns(
-            pl.from_numpy(features.features, schema=feature_cols, orient="row"))
     per_era = scoring.per_era_scores(
-        scored,  # rows without a target are left out by the scorer, as numerai-tools does
+        frame,  # rows without a target are left out by the scorer, as numerai-tools does
         meta_model="meta_model" if has_mm else None,
-        features=feature_cols if want_fnc else None,
+        features=features.features if want_fnc else None,  # int8, aligned: no frame copy
         benchmark="benchmark" if has_bm else None,
     )
     if want_exposure:
@@ -404,6 +403,7 @@ def score(cfg: DictConfig, frame: pl.DataFrame, features: Dataset, model_name: s
     return metrics, per_era
 
 
+@timed("write")
 def write_evaluation(out_dir: Path, metrics: dict[str, Any], per_era: pl.DataFrame
                      ) -> list[Path]:
     """per_era.parquet, plots/ and metrics.json (last); returns the plot file names."""
@@ -423,6 +423,7 @@ class Evaluation:
     top_features: pl.DataFrame
 
 
+@timed("score")
 def evaluate_run(cfg: DictConfig, out_dir: Path, model: Model, frame: pl.DataFrame,
                  features: Dataset, model_name: str, benchmark_name: str | None,
                  diagnostics_dir: Path | None = None) -> Evaluation:

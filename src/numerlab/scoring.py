@@ -16,7 +16,10 @@ Pure: numpy, scipy and polars only (a pandas DataFrame is accepted and converted
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,8 @@ from scipy.special import ndtri
 
 from numerlab.errors import NumerlabError
 from numerlab.settings import integer
+
+log = logging.getLogger(__name__)
 
 MEMORY_BUDGET_BYTES = 256 * 2**20
 """Upper bound on the scratch arrays one block of eras may allocate."""
@@ -40,6 +45,9 @@ must stay: LAPACK's condition estimate is a lower bound, rarely off by more than
 
 FLOAT32_EXACT = 2**24
 """Integers up to this magnitude are exact in float32 (24-bit significand)."""
+
+MAX_SOLVER_THREADS = 8
+"""At most this many threads solve eras side by side (`_solver_threads`)."""
 
 MIN_BLOCK_FILL = 0.8
 """A padded block only takes eras at least this fraction as long as its longest."""
@@ -275,32 +283,52 @@ def _constant_columns(x: np.ndarray) -> tuple[np.ndarray, float]:
     return varying, 1.0 + float(constants @ constants)
 
 
-def _with_ones(x: np.ndarray, columns: np.ndarray, dtype: type) -> np.ndarray:
-    """[x[:, columns], 1] as a C-ordered array of `dtype`."""
-    n_columns = int(columns.sum())
-    a = np.empty((x.shape[0], n_columns + 1), dtype=dtype)
-    a[:, :n_columns] = x if n_columns == x.shape[1] else x[:, columns]
-    a[:, n_columns] = 1
-    return a
+class _Scratch:
+    """Buffers one thread reuses from era to era: a fresh multi-megabyte array per era
+    costs its page faults, a visible share of a solve."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[Any, np.ndarray] = {}
+
+    def cast(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        """x as a contiguous array of `dtype`, in this scratch's buffer for that dtype;
+        Fortran-ordered when x's columns are contiguous (a polars frame's `to_numpy`), so
+        the copy runs along memory either way."""
+        n, k = x.shape
+        buffer = self._buffers.get(dtype)
+        if buffer is None or buffer.size < n * k:
+            buffer = self._buffers[dtype] = np.empty(n * k, dtype=dtype)
+        by_column = k > 1 and x.strides[0] == x.itemsize
+        out = buffer[: n * k].reshape((k, n)).T if by_column else buffer[: n * k].reshape(n, k)
+        np.copyto(out, x, casting="unsafe")
+        return out
 
 
-def _gram(x: np.ndarray, columns: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """A'A for A = [x[:, columns], 1] (given as `a`, float64), by BLAS syrk (numpy hands it
-    the transposed pair).
+def _gram(x: np.ndarray, x64: np.ndarray, scratch: _Scratch) -> np.ndarray:
+    """A'A for A = [x, 1] (`x64`: x as float64): X'X by BLAS syrk (numpy hands it the
+    transposed pair), bordered by the column sums and the row count.
 
-    For integer features with rows * max|x|^2 <= FLOAT32_EXACT, every partial sum of A'A
-    is an integer float32 holds exactly, whatever order BLAS adds in: single precision,
-    twice as fast, then gives the float64 result bit for bit.
+    For integer features with rows * max|x|^2 <= FLOAT32_EXACT, every partial sum of X'X
+    and of the column sums is an integer float32 holds exactly, whatever order BLAS adds
+    in: single precision, twice as fast, then gives the float64 result bit for bit.
     """
-    if x.dtype.kind in "iu" and x.size:
-        largest = max(abs(int(x.min())), abs(int(x.max())), 1)  # 1: the ones column
-        if a.shape[0] * largest**2 <= FLOAT32_EXACT:
-            single = _with_ones(x, columns, np.float32)
-            return (single.T @ single).astype(np.float64)
-    return a.T @ a
+    n, k = x.shape
+    gram = np.empty((k + 1, k + 1))
+    largest = max(abs(int(x.min())), abs(int(x.max())), 1) if x.dtype.kind in "iu" else 0
+    if largest and n * largest**2 <= FLOAT32_EXACT:
+        single = scratch.cast(x, np.float32)
+        gram[:k, :k] = single.T @ single
+        sums = np.ones(n, dtype=np.float32) @ single
+    else:
+        gram[:k, :k] = x64.T @ x64
+        sums = np.ones(n) @ x64
+    gram[:k, k] = gram[k, :k] = sums
+    gram[k, k] = n
+    return gram
 
 
-def _cholesky_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+def _cholesky_fit(x: np.ndarray, y: np.ndarray, scratch: _Scratch | None = None
+                  ) -> np.ndarray | None:
     """A (A'A)^-1 A' y with A = [the varying columns of x, 1], from the Cholesky factor of
     A'A; or None where that is not certified to equal the rcond-truncated least squares fit
     of [x, 1].
@@ -310,16 +338,26 @@ def _cholesky_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     (>= its 2-norm one, cond(A)^2; stretch from `_constant_columns`). Then every nonzero
     singular value of [x, 1] is above rcond times the largest, lstsq drops none of them,
     and its fit is the orthogonal projection onto the column space, which this computes.
-    One step of iterative refinement (refit the residual) brings the normal equations'
-    error, ~eps cond(A)^2, down to ~eps cond(A), that of an orthogonal factorization.
+    One step of iterative refinement (refit the residual, computed from A itself) brings
+    the normal equations' error, ~eps cond(A)^2, down to ~eps cond(A), that of an
+    orthogonal factorization.
+
+    A is never built: the products with it are those with x (one float64 copy, in
+    `scratch`), plus the sums the ones column stands for; the constant columns get
+    coefficient 0. y is (rows,) or (rows, columns).
     """
     from scipy.linalg import lapack
 
     varying, stretch = _constant_columns(x)
-    if x.shape[0] <= int(varying.sum()):
+    n, k = x.shape
+    if n <= int(varying.sum()):
         return None
-    a = _with_ones(x, varying, np.float64)
-    gram = _gram(x, varying, a)
+    scratch = scratch or _Scratch()
+    x64 = scratch.cast(x, np.float64)
+    gram = _gram(x, x64, scratch)
+    kept = None if varying.all() else np.append(varying, True)
+    if kept is not None:
+        gram = gram[np.ix_(kept, kept)]
     norm_1 = float(np.max(np.sum(np.abs(gram), axis=0)))
     # gram is symmetric: its transpose is the Fortran-ordered array LAPACK takes without a copy
     factor, info = lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
@@ -329,10 +367,23 @@ def _cholesky_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     limit = stretch * CONDITION_MARGIN * NEUTRALIZE_RCOND**2
     if info != 0 or not reciprocal_condition > limit:
         return None
-    coefficients, _ = lapack.dpotrs(factor, a.T @ y, lower=0)
-    fitted = a @ coefficients
-    correction, _ = lapack.dpotrs(factor, a.T @ (y - fitted), lower=0)
-    fitted += a @ correction
+
+    def solve(v: np.ndarray) -> np.ndarray:
+        """(A'A)^-1 A' v, spread over x's columns (0 for the constant ones) + the ones."""
+        at_v = np.concatenate([x64.T @ v, v.sum(axis=0, keepdims=True)])
+        coefficients, _ = lapack.dpotrs(factor, at_v if kept is None else at_v[kept],
+                                        lower=0)
+        if kept is None:
+            return coefficients
+        spread = np.zeros((k + 1, *v.shape[1:]))
+        spread[kept] = coefficients
+        return spread
+
+    def times_a(coefficients: np.ndarray) -> np.ndarray:
+        return x64 @ coefficients[:k] + coefficients[k]
+
+    fitted = times_a(solve(y))
+    fitted += times_a(solve(y - fitted))
     return fitted
 
 
@@ -343,7 +394,8 @@ def _lstsq_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return design @ coefficients
 
 
-def least_squares_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def least_squares_fit(x: np.ndarray, y: np.ndarray, scratch: _Scratch | None = None
+                      ) -> np.ndarray:
     """The part of y explained by one era's features: X pinv(X) y with X = [x, 1] and
     singular values below NEUTRALIZE_RCOND times the largest dropped, i.e. numerai-tools
     `neutralize`'s `X lstsq(X, y, rcond=1e-6)`. y is (rows,) or (rows, columns).
@@ -352,7 +404,7 @@ def least_squares_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     times faster than an SVD; eras where that cannot be certified equal (rank-deficient:
     fewer rows than columns, duplicate or collinear features, or near it) take lstsq.
     """
-    fitted = _cholesky_fit(x, y)
+    fitted = _cholesky_fit(x, y, scratch)
     return _lstsq_fit(x, y) if fitted is None else fitted
 
 
@@ -373,12 +425,12 @@ def _take_rows(features: pl.DataFrame | np.ndarray, rows: np.ndarray) -> np.ndar
     return taken.to_numpy()
 
 
-def _era_feature_rows(
+def _era_feature_blocks(
     segments: EraSegments,
     features: pl.DataFrame | np.ndarray,
     memory_budget: int = MEMORY_BUDGET_BYTES,
-) -> Iterator[tuple[slice, np.ndarray]]:
-    """(rows in segment order, that era's feature rows) for every segment.
+) -> Iterator[list[tuple[slice, np.ndarray]]]:
+    """Blocks of (rows in segment order, that era's feature rows), covering every segment.
 
     Eras are visited in the order their rows come, and fetched a block at a time (at most
     `memory_budget` bytes of features, at least one era): for rows grouped by era, as
@@ -396,11 +448,34 @@ def _era_feature_rows(
         block = visit[start:stop]
         positions = np.concatenate([np.arange(first[s], first[s] + counts[s]) for s in block])
         x = _take_rows(features, segments.order[positions])
-        offset = 0
-        for s in block:
-            yield slice(first[s], first[s] + counts[s]), x[offset : offset + counts[s]]
-            offset += int(counts[s])
+        offsets = np.cumsum(counts[block]) - counts[block]
+        yield [(slice(first[s], first[s] + counts[s]), x[offset : offset + counts[s]])
+               for s, offset in zip(block, offsets, strict=True)]
         start = stop
+
+
+def warn_if_underdetermined(segments: EraSegments, n_features: int, what: str) -> None:
+    """One warning line when some era has no more rows than the `n_features` features a
+    neutralization fits (the ones column makes n_features + 1 columns): there the features
+    fit the values exactly or nearly, so the neutralized values (and FNC) mean nothing,
+    and the solve falls back to the SVD, far slower."""
+    short = segments.counts <= n_features
+    if not short.any():
+        return
+    log.warning("%s: %d of %d eras have no more rows than the %d features neutralized "
+                "against (fewest: %d rows): there the features fit the values (near) "
+                "exactly, so %s means little, and each such era takes the slow SVD path",
+                what, int(short.sum()), len(short), n_features, int(segments.counts.min()),
+                what)
+
+
+def _solver_threads(n_eras: int) -> int:
+    """Threads that solve eras side by side, each with single-threaded BLAS: small
+    per-era products scale across eras, not inside BLAS, whose spinning threads stall
+    on a machine other jobs share."""
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    return max(1, min(n_eras, cores, MAX_SOLVER_THREADS))
 
 
 def neutralize(
@@ -409,19 +484,36 @@ def neutralize(
     features: pl.DataFrame | np.ndarray,
     memory_budget: int = MEMORY_BUDGET_BYTES,
     proportion: float = 1.0,
+    what: str = "neutralization",
 ) -> np.ndarray:
     """values - proportion X pinv(X) values within each era, X = [the era's features, 1]:
     numerai-tools `neutralize` (rcond 1e-6), era by era, through `least_squares_fit`.
 
     `values` (1-D, or 2-D with a column per series) are in segment order; `features` (a
     frame or a 2-D array) in row order, fetched `memory_budget` bytes at a time and cast to
-    float64 one era at a time. Unlike numerai-tools, values constant in an era are not
-    turned into NaN: their fit is the constant itself.
+    float one era at a time. Eras are solved on `_solver_threads` threads. Unlike
+    numerai-tools, values constant in an era are not turned into NaN: their fit is the
+    constant itself. `what` names the work in the warning of `warn_if_underdetermined`.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    warn_if_underdetermined(segments, features.shape[1], what)
     neutral = np.empty(np.shape(values))
-    for rows, x in _era_feature_rows(segments, features, memory_budget):
+    local = threading.local()
+
+    def solve(era: tuple[slice, np.ndarray]) -> None:
+        rows, x = era
+        if not hasattr(local, "scratch"):
+            local.scratch = _Scratch()
         y = values[rows]
-        neutral[rows] = y - proportion * least_squares_fit(x, y)
+        neutral[rows] = y - proportion * least_squares_fit(x, y, local.scratch)
+
+    threads = _solver_threads(len(segments.counts))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for block in _era_feature_blocks(segments, features, memory_budget):
+            list(pool.map(solve, block))
     return neutral
 
 
@@ -485,7 +577,7 @@ def feature_neutral_corr_per_era(
     segments = EraSegments.of(eras, n_eras, where=has_target[eras])
     g = gaussian_rank(segments, predictions[segments.order])
     neutral = np.zeros(len(predictions))  # rows outside `segments` are never read
-    neutral[segments.order] = neutralize(segments, g, features, memory_budget)
+    neutral[segments.order] = neutralize(segments, g, features, memory_budget, what="FNC")
     return numerai_corr_per_era(neutral, target, eras, n_eras)
 
 
@@ -541,6 +633,22 @@ def _feature_frame(df: pl.DataFrame, features: Sequence[str]) -> pl.DataFrame:
     return frame
 
 
+def _is_matrix(features: Any) -> bool:
+    return isinstance(features, np.ndarray)
+
+
+def _feature_matrix(features: np.ndarray, n_rows: int) -> np.ndarray:
+    """An (n_rows, k) numeric feature matrix, checked: its shape, dtype, no NaN."""
+    if features.ndim != 2 or features.shape[0] != n_rows:
+        raise NumerlabError(f"feature matrix of shape {features.shape} for {n_rows} scored rows")
+    if features.dtype.kind not in "iuf":
+        raise NumerlabError(f"feature matrix must be numeric, got {features.dtype}")
+    if features.dtype.kind == "f" and np.isnan(features).any():
+        column = int(np.flatnonzero(np.isnan(features).any(axis=0))[0])
+        raise NumerlabError(f"feature matrix column {column} has missing values")
+    return features
+
+
 def era_codes(eras: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """(codes, labels): labels are the sorted distinct eras; codes (intp) index labels."""
     if eras.null_count():
@@ -562,12 +670,14 @@ def per_era_scores(
     target: str = "target",
     era: str = "era",
     meta_model: str | None = None,
-    features: Sequence[str] | None = None,
+    features: Sequence[str] | np.ndarray | None = None,
     benchmark: str | None = None,
 ) -> pl.DataFrame:
     """One row per era with a known target, sorted by era: `era`, `corr`, plus `mmc` when
     `meta_model` names a column (NaN on eras it does not cover), `fnc` when `features`
-    lists columns, and, when `benchmark` names a column (e.g. Numerai's `v53_lgbm_ender20`):
+    lists columns (or is an (n, k) numeric matrix aligned row for row with `df`, such as a
+    `Dataset`'s int8 features: no frame copy of them), and, when `benchmark` names a
+    column (e.g. Numerai's `v53_lgbm_ender20`):
 
     - `bmc`: correlation_contribution(prediction, benchmark, target), as MMC is against
       the meta model (rows where the benchmark is null are left out; NaN on eras it misses);
@@ -582,7 +692,7 @@ def per_era_scores(
     references = {"mmc": meta_model, "bmc": benchmark}
     references = {score: name for score, name in references.items() if name is not None}
     required = [era, prediction, target, *references.values()]
-    required += list(features) if features is not None else []
+    required += list(features) if features is not None and not _is_matrix(features) else []
     _require_columns(frame, required)
 
     codes, labels = era_codes(frame.get_column(era))
@@ -640,8 +750,9 @@ def per_era_scores(
     if "mmc" in references:
         scores["mmc"] = contribution("mmc")
     if features is not None:
-        feature_frame = _feature_frame(frame, features)
-        scores["fnc"] = feature_neutral_corr_per_era(pred, feature_frame, tgt, codes, n_eras)
+        feature_rows = (_feature_matrix(features, frame.height) if _is_matrix(features)
+                        else _feature_frame(frame, features))
+        scores["fnc"] = feature_neutral_corr_per_era(pred, feature_rows, tgt, codes, n_eras)
     if "bmc" in references:
         bench = reference_values["bmc"]
         scores["bmc"] = contribution("bmc")

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, coverage, pipeline, tracking
+from numerlab import artifacts, coverage, phases, pipeline, tracking
 from numerlab.models.base import save_model
 
 log = logging.getLogger(__name__)
@@ -20,12 +20,15 @@ FITS_MODEL = True  # fits the configured model: run dirs are named after it (cli
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     parts = pipeline.check(cfg, run_dir)
-    splits = pipeline.load_data(cfg, parts.source)
+    timings: dict[str, float] = {}
+    with phases.recording(timings):
+        splits = pipeline.load_data(cfg, parts.source)
     coverage.plan_scoring(cfg, splits, splits.validation)  # what can be scored, before fitting
     tracker = tracking.active()
-    with artifacts.staged(run_dir) as stage:
+    with artifacts.staged(run_dir) as stage, phases.recording(timings):
         pipeline.fit_model(cfg, splits.train, run_dir, parts.model, tracker)
-        save_model(parts.model, stage / artifacts.MODEL_DIR, splits.feature_names)
+        with phases.phase("write"):
+            save_model(parts.model, stage / artifacts.MODEL_DIR, splits.feature_names)
         validation, live = pipeline.predict_splits(parts.postprocess, parts.model,
                                                    splits.validation, splits.live,
                                                    splits.meta_model, splits.benchmarks)
@@ -33,6 +36,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         evaluation = pipeline.evaluate_run(cfg, stage, parts.model, validation,
                                            splits.validation, parts.model_name,
                                            splits.benchmark_name)
+        phases.write(stage / phases.TIMINGS, timings)
     pipeline.show_evaluation(evaluation)
     pipeline.log_to_tracker(tracker, evaluation.metrics, evaluation.per_era, run_dir,
                             evaluation.plots)
