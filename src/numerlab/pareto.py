@@ -27,6 +27,7 @@ import polars as pl
 from omegaconf import OmegaConf
 
 from numerlab.errors import NumerlabError
+from numerlab.report import short_overrides
 from numerlab.settings import choice, text
 
 DIRECTIONS = ("maximize", "minimize")
@@ -203,7 +204,7 @@ def _number(value: Any) -> str:
 
 
 def _cells(row: dict[str, Any], objectives_: Sequence[Objective]) -> list[str]:
-    return [row["name"], row["overrides"] or "—",
+    return [row["name"], short_overrides(row["overrides"]),
             *(_number(row[o.metric]) for o in objectives_)]
 
 

@@ -235,3 +235,24 @@ def folds_figure(per_era: pl.DataFrame, folds: pl.DataFrame) -> Any:
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def short_overrides(text: str | None, digits: int = 4) -> str:
+    """A job's overrides as a table shows them: `model.params.` and `model.` left off and
+    long numbers to `digits` significant digits (summary.csv keeps them whole)."""
+    if not text:
+        return "—"
+
+    def one(item: str) -> str:
+        key, sep, value = item.partition("=")
+        for prefix in ("model.params.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        try:
+            number = float(value)
+        except ValueError:
+            return key + sep + value
+        return f"{key}{sep}{value if number.is_integer() else f'{number:.{digits}g}'}"
+
+    return ", ".join(one(item) for item in text.split(","))

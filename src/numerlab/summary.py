@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from numerlab import pareto
 from numerlab.artifacts import ERROR_FILE, METRICS, MULTIRUN_FILE
 from numerlab.errors import NumerlabError, message_line
-from numerlab.report import NARROW, is_metric_value
+from numerlab.report import NARROW, is_metric_value, short_overrides
 from numerlab.run_kinds import BACKTEST, BACKTEST_COLUMNS, BACKTEST_METRIC, record_outcome, task_of
 from numerlab.settings import choice
 
@@ -375,7 +375,7 @@ def _table_rows(frame: pl.DataFrame, metric: str | None, shown: Sequence[str] | 
     shown = shown_columns(frame, metric) if shown is None else shown
     for row in frame.iter_rows(named=True):
         rank_cell = "—" if row.get("rank") is None else str(row["rank"])
-        yield [rank_cell, row["name"], row["overrides"] or "—",
+        yield [rank_cell, row["name"], short_overrides(row["overrides"]),
                *(format_number(row[c]) for c in shown)]
 
 
@@ -406,6 +406,17 @@ CHOSEN_ON_REPORTED = ("the best run's scores are optimistic, chosen on the eras 
                       "score the chosen config once on validation")
 
 
+# Under a ranking of walk-forward CV runs: their scores are the folds' out-of-sample eras.
+CHOSEN_ON_FOLDS = "scores from task=cv's walk-forward folds, not from the eras a train run reports"
+
+
+def ranking_note(frame: pl.DataFrame, metric: str) -> str:
+    """What the ranking's scores are: the CV folds' when every ranked run is a task=cv run,
+    else the warning that the best run's reported scores flatter it."""
+    tasks = set(_scored(frame)["task"].to_list()) if "task" in frame.columns else set()
+    return f"ranked by {metric}; {CHOSEN_ON_FOLDS if tasks == {'cv'} else CHOSEN_ON_REPORTED}"
+
+
 def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "sweep summary",
                   console: Any = None) -> None:
     """The ranked runs as a rich table (the `metric` column in bold); below it the
@@ -416,7 +427,7 @@ def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "
 
     console = console or Console()
     shown = shown_columns(frame, metric)
-    caption = f"ranked by {metric}; {CHOSEN_ON_REPORTED}" if metric else None
+    caption = ranking_note(frame, metric) if metric else None
     table = Table(title=title, caption=caption, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("job")
@@ -472,7 +483,7 @@ def markdown(frame: pl.DataFrame, metric: str | None = None, title: str = "Sweep
     header = ["#", "job", "overrides", *shown]
     lines = [f"# {title}", ""]
     if metric:
-        lines += [f"Ranked by `{metric}`; {CHOSEN_ON_REPORTED}.", ""]
+        lines += [f"{ranking_note(frame, metric).capitalize()}.", ""]
     lines += ["| " + " | ".join(header) + " |",
               "|" + "|".join("---:" if i == 0 or i > 2 else "---" for i in range(len(header)))
               + "|"]
