@@ -132,6 +132,19 @@ def small_data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data") / "synthetic-small"
 
 
+@pytest.fixture
+def v5_copy(tmp_path, small_data_dir) -> Path:
+    """A copy of the small synthetic data, in v5's layout, that a test may damage or cut."""
+    import shutil
+
+    from numerlab import data
+
+    data.prepare(compose([*SMALL_DATA, f"data.dir={small_data_dir}"]).data)
+    copy = tmp_path / "v5"
+    shutil.copytree(small_data_dir, copy)
+    return copy
+
+
 def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
             ) -> subprocess.CompletedProcess:
     """`python run.py *args` in a fresh process, as a user runs it (slow tests only)."""

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, read_metrics, run_in_process
+from conftest import FAST_GBDT, compose, error_line, read_metrics, run_in_process
 
 from numerlab.cli import run_job
 
@@ -53,16 +52,6 @@ def test_recent_keys_cover_the_last_eras(bmc_run):
     assert metrics["recent_corr_mean"] == pytest.approx(last["corr"].mean(), abs=1e-12)
     corr = last["corr"].to_numpy()
     assert metrics["recent_corr_sharpe"] == pytest.approx(corr.mean() / corr.std(), abs=1e-12)
-
-
-@pytest.fixture
-def v5_copy(tmp_path, small_data_dir) -> Path:
-    from numerlab import data
-
-    data.prepare(compose([*SMALL_DATA, f"data.dir={small_data_dir}"]).data)
-    copy = tmp_path / "v5"
-    shutil.copytree(small_data_dir, copy)
-    return copy
 
 
 def failure(tmp_path: Path, v5_dir: Path, *overrides: str) -> str:

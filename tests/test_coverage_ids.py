@@ -4,29 +4,18 @@ is said as such (task=train and task=live), not as "constant predictions"."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, run_in_process
+from conftest import FAST_GBDT, error_line, run_in_process
 
 from numerlab.errors import NumerlabError
 from numerlab.submission import validate_submission, write_submission
 
 V5 = ["data=v5", "data.era_stride=1", *FAST_GBDT]
 FIT_LOG = "fitting "  # pipeline.fit_model's log line: a fit started
-
-
-@pytest.fixture
-def v5_copy(tmp_path, small_data_dir) -> Path:
-    from numerlab import data
-
-    data.prepare(compose([*SMALL_DATA, f"data.dir={small_data_dir}"]).data)
-    copy = tmp_path / "v5"
-    shutil.copytree(small_data_dir, copy)
-    return copy
 
 
 def repeat_an_id(path: Path) -> str:

@@ -4,27 +4,16 @@ warning, and one error line before any fit where the run asked for what cannot b
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 import pytest
-from conftest import FAST_GBDT, SMALL_DATA, compose, error_line, read_metrics, run_in_process
+from conftest import FAST_GBDT, error_line, read_metrics, run_in_process
 
 V5 = ["data=v5", "data.era_stride=1", *FAST_GBDT]
 CV = ["task=cv", "cv.n_splits=3", "cv.embargo_eras=4"]
 FIT_LOG = "fitting "  # pipeline.fit_model's log line: a fit started
-
-
-@pytest.fixture
-def v5_copy(tmp_path, small_data_dir) -> Path:
-    from numerlab import data
-
-    data.prepare(compose([*SMALL_DATA, f"data.dir={small_data_dir}"]).data)
-    copy = tmp_path / "v5"
-    shutil.copytree(small_data_dir, copy)
-    return copy
 
 
 def run(tmp_path: Path, v5_dir: Path, *overrides: str):
