@@ -410,11 +410,11 @@ CHOSEN_ON_REPORTED = ("the best run's scores are optimistic, chosen on the eras 
 CHOSEN_ON_FOLDS = "scores from task=cv's walk-forward folds, not from the eras a train run reports"
 
 
-def ranking_note(frame: pl.DataFrame, metric: str) -> str:
+def ranking_note(frame: pl.DataFrame) -> str:
     """What the ranking's scores are: the CV folds' when every ranked run is a task=cv run,
     else the warning that the best run's reported scores flatter it."""
     tasks = set(_scored(frame)["task"].to_list()) if "task" in frame.columns else set()
-    return f"ranked by {metric}; {CHOSEN_ON_FOLDS if tasks == {'cv'} else CHOSEN_ON_REPORTED}"
+    return CHOSEN_ON_FOLDS if tasks == {"cv"} else CHOSEN_ON_REPORTED
 
 
 def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "sweep summary",
@@ -427,7 +427,7 @@ def print_summary(frame: pl.DataFrame, metric: str | None = None, title: str = "
 
     console = console or Console()
     shown = shown_columns(frame, metric)
-    caption = ranking_note(frame, metric) if metric else None
+    caption = f"ranked by {metric}; {ranking_note(frame)}" if metric else None
     table = Table(title=title, caption=caption, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("job")
@@ -483,7 +483,7 @@ def markdown(frame: pl.DataFrame, metric: str | None = None, title: str = "Sweep
     header = ["#", "job", "overrides", *shown]
     lines = [f"# {title}", ""]
     if metric:
-        lines += [f"{ranking_note(frame, metric).capitalize()}.", ""]
+        lines += [f"Ranked by `{metric}`; {ranking_note(frame)}.", ""]
     lines += ["| " + " | ".join(header) + " |",
               "|" + "|".join("---:" if i == 0 or i > 2 else "---" for i in range(len(header)))
               + "|"]
