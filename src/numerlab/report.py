@@ -133,12 +133,8 @@ def scores_figure(per_era: pl.DataFrame) -> Any:
         style = {"color": "black", "linestyle": "--"} if column == "benchmark_corr" else {}
         ax.plot(x[known], cumulative[known], label=f"{name} ({scored_span(eras, values)})",
                 **style)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    tick_step = max(1, len(eras) // 10)
-    ax.set_xticks(x[::tick_step], eras[::tick_step], rotation=45)
-    ax.set_xlabel("era")
-    ax.set_ylabel("cumulative score")
-    ax.set_title("Cumulative per-era validation scores (each over the eras in its label)")
+    era_axis(ax, x, eras, "cumulative score",
+             "Cumulative per-era validation scores (each over the eras in its label)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -225,12 +221,7 @@ def folds_figure(per_era: pl.DataFrame, folds: pl.DataFrame) -> Any:
             ax.annotate(f"fold {row['fold']}", (start - 0.5, 1), xytext=(2, -3),
                         xycoords=ax.get_xaxis_transform(), textcoords="offset points",
                         fontsize=8, color="grey", va="top")
-    ax.axhline(0, color="grey", linewidth=0.8)
-    step = max(1, len(eras) // 10)
-    ax.set_xticks(x[::step], eras[::step], rotation=45)
-    ax.set_xlabel("era")
-    ax.set_ylabel("cumulative CORR")
-    ax.set_title("Walk-forward CV: cumulative out-of-fold CORR by era")
+    era_axis(ax, x, eras, "cumulative CORR", "Walk-forward CV: cumulative out-of-fold CORR by era")
     ax.margins(y=0.12)  # room under the fold labels
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -256,3 +247,13 @@ def short_overrides(text: str | None, digits: int = 4) -> str:
         return f"{key}{sep}{value if number.is_integer() else f'{number:.{digits}g}'}"
 
     return ", ".join(one(item) for item in text.split(","))
+
+
+def era_axis(ax: Any, x: np.ndarray, eras: Any, ylabel: str, title: str) -> None:
+    """A cumulative-by-era axis: the zero line, about ten era ticks, the labels and title."""
+    ax.axhline(0, color="grey", linewidth=0.8)
+    step = max(1, len(eras) // 10)
+    ax.set_xticks(x[::step], eras[::step], rotation=45)
+    ax.set_xlabel("era")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
