@@ -232,7 +232,7 @@ def _say_closed(status: Any) -> None:
 
     nxt = status.next_open_time
     local = nxt.astimezone().strftime("%a %Y-%m-%d %H:%M %Z")
-    line = (f"the Numerai round is closed; nothing submitted. The next one opens "
+    line = (f"the Numerai round is closed, nothing submitted; the next one opens "
             f"{nxt.strftime(TIME_FORMAT)} ({local} local)")
     log.info(line)
     print(line)
