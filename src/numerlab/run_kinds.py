@@ -23,7 +23,8 @@ BACKTEST_COLUMNS = ("policy_total_return", "policy_worst_drawdown", "policy_fina
                     "fixed_total_return", "policy_n_eras")
 # task -> the file it writes when it finished (the tasks' own constants name the same)
 RECORDS = {"live": "submission.json", "stake": "stake.json", "status": "status.json",
-           "download": "download.json", "export": "export.json", "compare": "report.html"}
+           "download": "download.json", "export": "export.json", "compare": "report.html",
+           "submit": "submit.json"}
 NOT_DONE = ("failed", "unknown")  # record outcomes of a send that did not go through
 
 

@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,10 +206,12 @@ def submit_round(cfg: DictConfig, job_dir: str | Path, only: Sequence[str] | Non
         outcomes = [_one_model(shared, name, value) for name, value in models.items()]
     _notify(notifier, store, outcomes)
     _show(outcomes, status.number, bool(submit))
+    failed = [o.model for o in outcomes if o.status in NOT_DONE]
     artifacts.write_record(job_dir, RECORD, {
         "round": status.number, "trigger_id": trigger_id,
-        "outcome": FAILED if any(o.status in NOT_DONE for o in outcomes) else "done",
-        "models": [o.__dict__ for o in outcomes]})
+        "outcome": FAILED if failed else "done",
+        "error": f"failed: {', '.join(failed)}" if failed else None,
+        "models": [asdict(o) for o in outcomes]})
     return outcomes
 
 
