@@ -223,3 +223,22 @@ def test_a_crash_mid_upload_then_a_rerun_sends_nothing_twice(week, tmp_path, mon
                                                     (rows[1].id, history.SENT)]
         assert "did not land" in rows[0].error and rows[1].upload_id == alpha_id
     assert len({s.sha256 for s in rows}) == 1
+
+
+def test_an_upload_numerai_refuses_fails_that_model_only(week, tmp_path):
+    """Numerai refuses alpha's create_submission: alpha `failed` (the error line kept), beta
+    sent; the next invocation sends alpha (a failed row holds nothing back)."""
+    fake, config, store = week
+    refusal = '{"errors": [{"message": "Submission rejected: fake refusal"}], "data": null}'
+    with at_noon_thirty(DAYS[0]):
+        number = open_day(fake, DAYS[0])
+        fake.answer_next(refusal, operation="create_submission")
+        with pytest.raises(NumerlabError, match=r"^1 of 2 models submitted; failed: alpha "
+                                                r"\(.*Submission rejected: fake refusal"):
+            submit_task.run(config(), tmp_path / "refused")
+        [row] = store.submissions(model="alpha")
+        assert (row.status, sent_to_fake(fake)) == (history.FAILED, [("beta", number)])
+        assert "Submission rejected: fake refusal" in row.error
+        outcomes = submit_round(config(), tmp_path / "again")
+    assert statuses(outcomes) == {"alpha": history.SENT, "beta": history.SKIPPED}
+    assert sent_to_fake(fake) == [(m, number) for m in MODELS]
