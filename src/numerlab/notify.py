@@ -310,6 +310,9 @@ def describe(plugin: Any, raw_url: str | None = None) -> tuple[str, str | None]:
     if "host" not in getattr(plugin, "template_tokens", {}) or not host:
         return f"{scheme}://", None
     port = getattr(plugin, "port", None)
+    if raw_url:  # the port the user wrote, not a service's default (mailto's 25)
+        with contextlib.suppress(ValueError):
+            port = urlsplit("x://" + raw_url.partition("://")[2]).port
     return f"{scheme}://{host}" + (f":{port}" if isinstance(port, int) else ""), str(host)
 
 
@@ -498,6 +501,23 @@ class Notifier:
             targets.append(_DesktopTarget(command, None if environ is None else dict(environ)))
         return cls(targets, found.events, redact, found.timeout_s, asset)
 
+    @classmethod
+    def for_run(cls, cfg: Mapping, environ: Mapping[str, str] | None = None) -> Notifier:
+        """The notifier of a run's whole config: its `notify` group (none when absent), the
+        Numerai API keys masked wherever `tournament` says they come from (its variables,
+        or its keys file)."""
+        secrets: list[str | None] = []
+        secret_envs: tuple[str, ...] = NUMERAI_KEY_ENVS
+        tournament = cfg.get("tournament")
+        if tournament is not None:
+            from numerlab.tournament import KeySource
+
+            with contextlib.suppress(NumerlabError):  # keys a task needs fail in the task
+                source = KeySource.from_config(tournament)
+                secret_envs = (*NUMERAI_KEY_ENVS, source.public_id_env, source.secret_key_env)
+                secrets.extend(source.keys(environ)[:2])
+        return cls.from_config(cfg.get("notify"), environ, secrets, secret_envs)
+
     @property
     def enabled(self) -> bool:
         return bool(self.targets)
@@ -530,9 +550,9 @@ class Notifier:
             delivery = Delivery(event, target.description, ok, title, body,
                                 None if ok else (self.redact.line(error or "") or "failed"))
             if ok:
-                log.info("notification %s sent to %s", event, delivery.target)
+                log.info("notify: %s sent to %s", event, delivery.target)
             else:
-                log.warning("notification %s to %s failed: %s", event, delivery.target,
+                log.warning("notify: %s not delivered to %s: %s", event, delivery.target,
                             delivery.error)
             deliveries.append(delivery)
         return deliveries
