@@ -197,3 +197,18 @@ def test_for_run_masks_the_keys_of_the_tournament_keys_file(hook, tmp_path):
     (delivery,) = notifier.send("failed", "t", f"{PUBLIC_ID} {SECRET_KEY}")
     assert delivery.ok
     assert _leaks(hook.posts[0].raw) == []
+
+
+def test_a_target_that_never_answers_is_cut_at_timeout_s():
+    """A webhook that accepts the connection and never answers: the delivery fails at
+    `notify.timeout_s` (1 s here), not at apprise's own 4 s read timeout."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"json://127.0.0.1:{silent.getsockname()[1]}/hook"
+        notifier = Notifier.from_config(config(urls=[url], timeout_s=1), environ={})
+        (delivery,) = notifier.send(*MESSAGES[0])
+    assert not delivery.ok
+    assert "did not finish within" in delivery.error
