@@ -312,8 +312,11 @@ def render_systemd(job: Job, unit_dir: Path) -> Rendered:
         "[Install]",
         "WantedBy=timers.target",
         ""])
-    return Rendered("systemd", job, UTC, files={unit_dir / f"{job.unit}.service": service,
-                                                unit_dir / f"{job.unit}.timer": timer})
+    rendered = Rendered("systemd", job, UTC, files={unit_dir / f"{job.unit}.service": service,
+                                                    unit_dir / f"{job.unit}.timer": timer})
+    rendered.notes.append("systemd runs a user's timers while they are logged out only with "
+                          "`loginctl enable-linger $USER`")
+    return rendered
 
 
 def launchd_label(job: Job) -> str:
