@@ -278,3 +278,10 @@ def test_local_entries_cover_every_offset_of_the_coming_year():
         timedelta(0), timedelta(hours=1)]
     assert schedules.zone_offsets(the_job, ZoneInfo("Asia/Kolkata"), now) == [
         timedelta(hours=5, minutes=30)]
+
+
+def test_a_crontab_line_longer_than_cron_reads_does_not_verify():
+    long = job(15, overrides=tuple(f"+extra.k{i}={'v' * 40}" for i in range(20)))
+    rendered = schedules.render_cron(long, ZoneInfo("UTC"), STARTS[0])
+    assert any("cron reads at most 1000" in p for p in schedules.verify(rendered))
+    assert schedules.verify(schedules.render_cron(job(15), ZoneInfo("UTC"), STARTS[0])) == []

@@ -45,6 +45,7 @@ RUN_PY = "run.py"
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # systemd's, Monday = 0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 COMMAND_TIMEOUT_S = 60
+CRON_MAX_LINE = 1000  # Vixie cron's (Debian, macOS) MAX_COMMAND: a longer line is cut
 ZONE_HORIZON_DAYS = 371  # the zone's offsets over the coming year decide the local entries
 RUNS_HORIZON_DAYS = 28  # next-run times are looked for this far ahead
 
@@ -573,6 +574,10 @@ def _verify_cron(rendered: Rendered) -> list[str]:
     for expression, command in cron_lines(block):
         if not croniter.is_valid(expression) or not command:
             problems.append(f"crontab line '{expression} ...' does not parse (croniter)")
+        length = len(f"{expression} {command}")
+        if length > CRON_MAX_LINE:
+            problems.append(f"the crontab line is {length} characters; cron reads at most "
+                            f"{CRON_MAX_LINE}: shorter paths or overrides, or another kind")
     rendered.notes.append("verified with croniter")
     return problems
 
@@ -777,17 +782,26 @@ def read_crontab() -> str:
     raise NumerlabError(f"crontab -l failed: {said}")
 
 
-def write_crontab(table: str) -> None:
-    """`crontab -` with `table`, then read back: it must be what was written."""
+def write_crontab(table: str, name: str) -> None:
+    """`crontab -` with `table`, then read back: the block named `name` must be as written
+    (a cron that adds its own header lines to `crontab -l` passes)."""
     _checked([_crontab(), "-"], stdin=table)
-    if read_crontab() != table:
-        raise NumerlabError("crontab: the table read back differs from the one written "
-                            "(check it with crontab -l)")
+    back = read_crontab()
+    if _block_text(back, name) != _block_text(table, name):
+        raise NumerlabError(f"crontab: the '{MARK} {name}' block read back (crontab -l) "
+                            f"differs from the one written")
+
+
+def _block_text(table: str, name: str) -> str | None:
+    lines = table.splitlines(keepends=True)
+    span = block_span(lines, name)
+    return None if span is None else "".join(lines[span[0]:span[1] + 1])
 
 
 def _install_cron(rendered: Rendered) -> Outcome:
     table = read_crontab()
-    write_crontab(with_block(table, rendered.job.name, rendered.block or ""))
+    write_crontab(with_block(table, rendered.job.name, rendered.block or ""),
+                  rendered.job.name)
     return Outcome(done=[f"crontab: wrote the '{rendered.job.marker}' block "
                          f"({len(cron_lines(rendered.block or ''))} line(s))"])
 
@@ -797,5 +811,5 @@ def _remove_cron(rendered: Rendered) -> Outcome:
     if not found:
         return Outcome(done=[f"nothing to remove: the crontab has no '{rendered.job.marker}' "
                              f"block"])
-    write_crontab(table)
+    write_crontab(table, rendered.job.name)
     return Outcome(done=[f"crontab: removed the '{rendered.job.marker}' block"])

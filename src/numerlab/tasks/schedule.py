@@ -120,7 +120,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     rendered = schedules.render(kind, job, zone, now)
     refuse_keys(rendered, cfg)
     if options.action != "remove":
-        rendered.notes.extend(env_file_notes(job))
+        rendered.notes.extend([*env_file_notes(job), *submit_notes(job)])
     problems = schedules.verify(rendered) if options.action == "show" else []
     runs = schedules.next_runs(rendered, now, N_RUNS)
     show(rendered, options, runs, zone, zone_name, problems)
@@ -173,6 +173,17 @@ def env_file_notes(job: Job) -> list[str]:
         notes.append(f"warning: schedule.env_file {path} is readable by others "
                      f"(mode {stat.filemode(real.stat().st_mode)}): chmod 600 {path}")
     return notes
+
+
+def submit_notes(job: Job) -> list[str]:
+    """A warning when the job's project has no task=submit config to run."""
+    config = Path(job.workdir) / "conf" / "task" / f"{SUBMIT_TASK}.yaml"
+    if config.is_file():
+        return []
+    return [f"warning: {config} not found: {schedules.TASK} would fail there"]
+
+
+SUBMIT_TASK = schedules.TASK.split("=", 1)[1]
 
 
 def _work_trees(path: Path) -> list[Path]:
