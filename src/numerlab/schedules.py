@@ -28,7 +28,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -124,7 +124,8 @@ def run_weekday_names() -> str:
         sorted(OPEN_WEEKDAYS), DAY_NAMES.__getitem__))
 
 
-def _runs(numbers: Sequence[int], name=str) -> list[tuple[str, str]]:
+def _runs(numbers: Sequence[int], name: Callable[[int], str] = str
+          ) -> list[tuple[str, str]]:
     """Consecutive runs of sorted `numbers` as (first, last) names."""
     out: list[list[int]] = []
     for number in numbers:
@@ -257,6 +258,11 @@ class Rendered:
     files: dict[Path, str] = field(default_factory=dict)
     block: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def timer(self) -> str:
+        """systemd: the .timer's text."""
+        return next(t for p, t in self.files.items() if p.suffix == ".timer")
 
     def texts(self) -> list[str]:
         return [*self.files.values(), *([self.block] if self.block else [])]
@@ -481,11 +487,9 @@ def next_runs(rendered: Rendered, start: datetime, n: int = 5) -> list[datetime]
     """The next `n` runs after `start` (UTC), computed from the rendered text."""
     if rendered.kind == "cron":
         return cron_runs(rendered.block or "", rendered.zone, start, n)
-    text = next(iter(rendered.files.values())) if rendered.kind == "launchd" else next(
-        t for p, t in rendered.files.items() if p.suffix == ".timer")
     if rendered.kind == "launchd":
-        return launchd_runs(text, rendered.zone, start, n)
-    return systemd_runs(text, start, n)
+        return launchd_runs(next(iter(rendered.files.values())), rendered.zone, start, n)
+    return systemd_runs(rendered.timer, start, n)
 
 
 def render(kind: str, job: Job, zone: tzinfo, now: datetime) -> Rendered:
@@ -508,9 +512,8 @@ def verify(rendered: Rendered) -> list[str]:
 
 def _verify_systemd(rendered: Rendered) -> list[str]:
     problems = []
-    timer = next(t for p, t in rendered.files.items() if p.suffix == ".timer")
     try:
-        parse_on_calendar(timer)
+        parse_on_calendar(rendered.timer)
     except NumerlabError as exc:
         problems.append(str(exc))
     analyze = shutil.which("systemd-analyze")
