@@ -242,3 +242,36 @@ def test_an_upload_numerai_refuses_fails_that_model_only(week, tmp_path):
         outcomes = submit_round(config(), tmp_path / "again")
     assert statuses(outcomes) == {"alpha": history.SENT, "beta": history.SKIPPED}
     assert sent_to_fake(fake) == [(m, number) for m in MODELS]
+
+
+def test_notifications_for_what_was_sent_and_what_failed(week, tmp_path):
+    """`submitted` for each submission sent and `failed` for each failure reach the webhook,
+    each delivery recorded in the history; a dry run and a skip notify nobody."""
+    from fakes.webhook import Webhook
+
+    fake, config, store = week
+    run_dir = Path(config().submit.models.alpha)
+    with Webhook.running() as hook, at_noon_thirty(DAYS[1]):
+        number = open_day(fake, DAYS[1])
+        notify = ["notify=apprise", f"notify.urls=['{hook.url('/hook')}']",
+                  "notify.urls_env=null", "notify.desktop=false"]
+        models = {"alpha": run_dir, "beta": tmp_path / "deleted-run"}
+        dry = submit_round(config(models, *notify), tmp_path / "dry", submit=False)
+        assert statuses(dry) == {"alpha": history.DRY_RUN, "beta": history.FAILED}
+        assert [p.body["title"] for p in hook.posts] == [
+            f"numerlab: submit failed (beta, round {number})"]
+        outcomes = submit_round(config(models, *notify), tmp_path / "sent")
+        again = submit_round(config({"alpha": run_dir}, *notify), tmp_path / "again")
+        posts = [(p.body["type"], p.body["title"], p.body["message"]) for p in hook.posts]
+    assert statuses(again) == {"alpha": history.SKIPPED}
+    upload = next(o.upload_id for o in outcomes if o.model == "alpha")
+    assert sorted(posts[1:]) == sorted([
+        ("success", f"numerlab: alpha submitted for round {number}",
+         f"Predictions for alpha uploaded to Numerai for round {number}; upload id {upload}."),
+        ("failure", f"numerlab: submit failed (beta, round {number})",
+         f"failed: submit.models.beta={tmp_path / 'deleted-run'} does not exist")])
+    kinds = {"success": "submitted", "failure": "failed"}
+    recorded = [(n.event, n.ok, n.title) for n in store.notifications()]
+    assert sorted(recorded) == sorted((kinds[kind], True, title) for kind, title, _ in posts)
+    for post in hook.posts:
+        assert all(key not in post.raw for key in KEYS_ENV.values())

@@ -385,22 +385,22 @@ def _time(value: Any) -> datetime | None:
 def _notifier(cfg: DictConfig) -> Any:
     from numerlab.notify import Notifier
 
-    return Notifier.from_config(cfg.get("notify"))
+    return Notifier.for_run(cfg)
 
 
 def _notify(notifier: Any, store: History, outcomes: Sequence[ModelOutcome]) -> None:
-    """`submitted` for each submission sent, `failed` for each failure; each delivery
-    recorded in the history."""
+    """`submitted` for each submission sent, `failed` for each failure (not for dry runs
+    or skips: nothing happened on Numerai); each delivery recorded in the history."""
+    from numerlab.notify import message_failed, message_submitted
+
     for o in outcomes:
         if o.status == SENT:
-            event, title = "submitted", f"numerlab: {o.model} submitted for round {o.round}"
-            body = f"upload {o.upload_id}, {o.rows} rows, run {o.run_dir}"
+            message = message_submitted(o.model, o.round, o.upload_id)
         elif o.status in NOT_DONE:
-            event, title = "failed", f"numerlab: {o.model} failed in round {o.round}"
-            body = f"{o.status}: {o.error} (run {o.run_dir})"
+            message = message_failed("submit", f"{o.status}: {o.error}", o.model, o.round)
         else:
             continue
-        for delivery in notifier.send(event, title, body):
+        for delivery in notifier.send(*message):
             store.record_notification(delivery)
 
 
