@@ -92,3 +92,20 @@ def test_live_data_is_refreshed_once_and_each_run_reads_its_own_features(
     assert counts == {"small": 6, "medium": 12}  # features.json's sets of the 24
     assert not small["prediction"].equals(medium["prediction"])
     assert Path(tmp_path / "job" / "submit.json").is_file()
+
+    # the next round's live file cannot be fetched: tried once, both models fail with its line
+    table = table.set_column(table.schema.get_field_index("id"), "id",
+                             pa.array([f"r3_{i:05d}" for i in range(table.num_rows)]))
+    pq.write_table(table, tmp_path / "live3.parquet")
+    fake_numerai.add_dataset(f"{VERSION}/live.parquet", tmp_path / "live3.parquet")
+    fake_numerai.open_round(1002)
+    fake_numerai.fail_next(None, 403, path=f"/files/{VERSION}/live.parquet")
+    before = len(fake_numerai.state.requests)
+    failed = submit_round(cfg, tmp_path / "job3")
+    assert [o.status for o in failed] == [history.FAILED, history.FAILED]
+    assert failed[0].error == failed[1].error
+    assert "bringing live.parquet" in failed[0].error and "up to date failed" in failed[0].error
+    live_gets = [r for r in fake_numerai.state.requests[before:]
+                 if r.method == "GET" and r.path == f"/files/{VERSION}/live.parquet"]
+    assert len(live_gets) == 1
+    assert len(fake_numerai.state.submissions) == 2  # nothing more sent

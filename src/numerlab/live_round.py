@@ -69,17 +69,26 @@ class LiveData:
     cfg: DictConfig
     client: Any = None
     allow_stale: bool = False
-    _ready: dict[Path, Path] = field(default_factory=dict)
+    _ready: dict[Path, Path | NumerlabError] = field(default_factory=dict)
 
     def data_dir(self, source: DataSource) -> Path:
+        """The data dir of `source`, ready (a failure is raised again for each run of the
+        same dir, not tried again)."""
         key = source.dir.expanduser().resolve()
         if key not in self._ready:
-            data_dir = source.prepare(fetch=pipeline.data_fetcher(self.cfg), fresh=(LIVE_FILE,))
-            if self.client is not None:
-                check_live_is_current(self.client, source, data_dir / LIVE_FILE,
-                                      self.allow_stale)
+            try:
+                data_dir = source.prepare(fetch=pipeline.data_fetcher(self.cfg),
+                                          fresh=(LIVE_FILE,))
+                if self.client is not None:
+                    check_live_is_current(self.client, source, data_dir / LIVE_FILE,
+                                          self.allow_stale)
+            except NumerlabError as exc:
+                data_dir = exc
             self._ready[key] = data_dir
-        return self._ready[key]
+        ready = self._ready[key]
+        if isinstance(ready, NumerlabError):
+            raise NumerlabError(str(ready))
+        return ready
 
 
 def predict(run: LoadedRun, data_dir: Path) -> pl.DataFrame:
