@@ -220,6 +220,9 @@ class FakeNumerai:
         from fakes import abs as abs_staking
 
         self.abs = abs_staking.install(self)  # Atomic Blockchain Staking; migrated
+        from fakes import scores as live_scores
+
+        self.scores = live_scores.install(self)  # submissionScores: fake.scores.add(...)
 
     # -- lifecycle ---------------------------------------------------------------------
 
