@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from numerlab.errors import NumerlabError
 from numerlab.history import History, PositionRow, Score
 from numerlab.report import running_sum
 from numerlab.scoring import summarize
+from numerlab.staking import MIN_LIVE_ROUNDS, StakeInputs
 from numerlab.tournament.scores import METRICS, live_scores, metric_of, preference
 
 if TYPE_CHECKING:
@@ -206,3 +208,18 @@ def live_vs_validation(store: History, models: Iterable[str] | None = None
                        ) -> list[LiveVsValidation]:
     """Live against validation for `models` (None: every model in the history)."""
     return [compare_model(store, m) for m in (models_in(store) if models is None else models)]
+
+
+# --- for staking ----------------------------------------------------------------------------
+
+def stake_inputs(store: History, model: str) -> StakeInputs:
+    """The resolved live rounds of `model` as a staking policy's per-era scores
+    (`staking.scores=live`): one round as one era, CORR and MMC, oldest first. A one-line
+    error with fewer than `staking.MIN_LIVE_ROUNDS` resolved rounds."""
+    resolved = resolved_rounds(per_round(store, model))
+    if resolved.height < MIN_LIVE_ROUNDS:
+        raise NumerlabError(
+            f"staking.scores=live: model {model!r} has {resolved.height} resolved live "
+            f"round(s) in the history {store.path}, fewer than {MIN_LIVE_ROUNDS}; run "
+            f"task=results with the API keys to fetch them, or use staking.scores=validation")
+    return StakeInputs.from_per_era(resolved.select("corr", "mmc"))

@@ -464,9 +464,23 @@ def propose_round(policy: StakePolicy, current_stake: float, wallet: float | Non
                               wish=wish)
 
 
+VALIDATION, LIVE = "validation", "live"
+SCORE_SOURCES = (VALIDATION, LIVE)  # staking.scores: what the policy sizes from
+MIN_LIVE_ROUNDS = 2  # resolved live rounds below which staking.scores=live refuses to size
+
+
+def score_source(staking_cfg: Any) -> str:
+    """`staking.scores`: `validation` (the run's per-era scores, the default) or `live` (the
+    model's resolved live rounds in the history, one round as one era)."""
+    return choice(f"{CONFIG_PREFIX}.scores", staking_cfg.get("scores", VALIDATION),
+                  SCORE_SOURCES)
+
+
 def build_policy(staking_cfg: Any) -> StakePolicy:
     """The policy a `staking` option names (`_target_`), built with its settings checked:
-    a bad value or an unknown key is one line (`numerlab.registry.build`)."""
+    a bad value or an unknown key is one line (`numerlab.registry.build`). `scores` says
+    where its inputs come from (`score_source`), not how it sizes: not passed to it."""
     from numerlab.registry import build
 
-    return build(staking_cfg, "staking", StakePolicy)
+    settings = {key: staking_cfg[key] for key in staking_cfg if key != "scores"}
+    return build(settings, "staking", StakePolicy)

@@ -187,15 +187,17 @@ def show(views: list[live_results.LiveVsValidation], rounds: dict[str, Any]) -> 
             live = view.n_rounds if key == "n" else view.live.get(key)
             table.add_row(label, _fmt(live), "" if key == "n" else _fmt(view.validation[key]))
         console.print(table)
-        console.print(f"run: {view.run_dir or 'none in the history (no submission sent)'}")
+        console.print(f"run: {view.run_dir or 'none in the history (no submission sent)'}",
+                      soft_wrap=True)
         waiting = rounds[view.model].filter(~rounds[view.model]["resolved"]).to_dicts()
         if waiting:
-            console.print("pending: " + "; ".join(_score_text(r) for r in waiting))
+            console.print("pending: " + "; ".join(_score_text(r) for r in waiting),
+                          soft_wrap=True)
         for flag in view.flags:
-            console.print(f"[bold red]flag[/]: {flag}")
+            console.print(f"[bold red]flag[/]: {flag}", soft_wrap=True)
         if not view.flags and view.n_rounds:
             console.print("no flag: live within what validation suggested")
-    console.print(f"flag rule: {live_results.FLAG_RULE}")
+    console.print(f"flag rule: {live_results.FLAG_RULE}", soft_wrap=True)
 
 
 def _file_name(model: str) -> str:
