@@ -54,7 +54,6 @@ from numerlab.staking import (
     build_policy,
     propose,
     propose_round,
-    score_source,
 )
 from numerlab.tasks import _send
 from numerlab.tournament import (
@@ -76,7 +75,8 @@ NO_SIGNING = ("numerlab holds no private key and signs nothing: the staker walle
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    source = score_source(cfg.staking)
+    policy = build_policy(cfg.staking)
+    source = policy.scores  # staking.scores
     saved = (runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir)) if source == VALIDATION
              else None)
     execute = boolean("tournament.execute_stake", cfg.tournament.get("execute_stake"))
@@ -86,7 +86,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise NumerlabError("tournament.execute_stake=true under tournament.staking=abs needs "
                             "tournament.wallet_address: the staker wallet (0x...) Numerai "
                             "signs the stake authorization for")
-    policy = build_policy(cfg.staking)
     model_name = cfg.tournament.get("model_name")
 
     client = TournamentClient.from_config(cfg.tournament)
