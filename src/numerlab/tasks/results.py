@@ -15,15 +15,16 @@ live CORR and MMC with validation's expectation (mean × rounds, ± 2 std × √
 `plots/live_<model>.png`. `results.json` records it all; `results.export=parquet|csv`
 writes the history's tables into `history/` of the job dir.
 
-Notifications (`notify`): a round newly resolved -> `round_resolved`; a model newly
-flagged -> `live_out_of_range`; each delivery is recorded in the history.
+Notifications (`notify`), after a refresh: each round newly resolved -> `round_resolved`
+(a model's first fetch, its past, sends none); a model flagged now and not before ->
+`live_out_of_range`; each delivery is recorded in the history.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     store = open_history(cfg.get("history"))
     models = chosen_models(cfg, store)
     client = TournamentClient.from_config(cfg.tournament)
-    before = {v.model: v for v in live_results.live_vs_validation(store, models)}
-    resolved_before = {m: resolved_set(store, m) for m in models}
+    before = Before.of(store, models)
 
     record: dict[str, Any] = {"models": models, "rule": live_results.FLAG_RULE}
     if client.public_id and client.secret_key:
@@ -71,8 +71,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     rounds = {m: live_results.per_round(store, m) for m in models}
     plots = {v.model: plot_model(v, rounds[v.model], job_dir) for v in views}
     show(views, rounds)
-    deliveries = notify(cfg, store, views, before, resolved_before) if record["refreshed"] \
-        else []
+    deliveries = notify(cfg, store, views, rounds, before) if record["refreshed"] else []
     record["models"] = [{**asdict(v), "plot": plots[v.model],
                          "rounds": rounds[v.model].to_dicts()} for v in views]
     record["notifications"] = [{"event": d.event, "target": d.target, "ok": d.ok}
@@ -109,11 +108,6 @@ def chosen_models(cfg: DictConfig, store: History) -> list[str]:
     return models
 
 
-def resolved_set(store: History, model: str) -> set[int]:
-    frame = live_results.per_round(store, model)
-    return set(live_results.resolved_rounds(frame)["round"].to_list())
-
-
 # --- fetching -------------------------------------------------------------------------------
 
 def refresh(cfg: DictConfig, client: TournamentClient, store: History,
@@ -135,29 +129,53 @@ def _score_text(row: dict[str, Any]) -> str:
     return f"round {row['round']}: " + (", ".join(parts) or "no score")
 
 
-def notify(cfg: DictConfig, store: History, views: list[live_results.LiveVsValidation],
-           before: dict[str, live_results.LiveVsValidation],
-           resolved_before: dict[str, set[int]]) -> list[Any]:
-    """round_resolved for rounds that resolved in this refresh, live_out_of_range for a
-    model flagged now and not before; every delivery recorded in the history."""
-    from numerlab.notify import Notifier
+@dataclass(frozen=True)
+class Before:
+    """What the history held before the refresh: per model, the rounds it knew and those
+    resolved, and its flags."""
 
-    notifier = Notifier.from_config(cfg.get("notify"))
+    known: dict[str, int]
+    resolved: dict[str, set[int]]
+    flagged: dict[str, bool]
+
+    @classmethod
+    def of(cls, store: History, models: list[str]) -> Before:
+        frames = {m: live_results.per_round(store, m) for m in models}
+        views = live_results.live_vs_validation(store, models)
+        return cls(known={m: f.height for m, f in frames.items()},
+                   resolved={m: set(live_results.resolved_rounds(f)["round"].to_list())
+                             for m, f in frames.items()},
+                   flagged={v.model: bool(v.flags) for v in views})
+
+
+def notify(cfg: DictConfig, store: History, views: list[live_results.LiveVsValidation],
+           rounds: dict[str, Any], before: Before) -> list[Any]:
+    """`round_resolved` for each round this refresh found resolved (not for a model's first
+    fetch: that is the past, not news), `live_out_of_range` for a model flagged now and not
+    before; every delivery recorded in the history."""
+    from numerlab.notify import Notifier, message_round_resolved
+
+    notifier = Notifier.for_run(cfg)
+    if not notifier.enabled:
+        return []
+    payouts: dict[tuple[str, int], float] = {}
+    for position in store.positions():
+        if position.payout is not None:
+            key = (position.model, position.round)
+            payouts[key] = payouts.get(key, 0.0) + position.payout
     deliveries: list[Any] = []
     for view in views:
-        frame = live_results.per_round(store, view.model)
-        newly = [r for r in live_results.resolved_rounds(frame).to_dicts()
-                 if r["round"] not in resolved_before.get(view.model, set())]
-        if newly:
-            numbers = ", ".join(str(r["round"]) for r in newly)
-            body = "\n".join([*(_score_text(r) for r in newly),
-                              f"live CORR mean {_fmt(view.live['corr_mean'])} over "
-                              f"{view.n_rounds} resolved rounds"])
-            deliveries += notifier.send("round_resolved",
-                                        f"{view.model}: round {numbers} resolved", body)
-        if view.flags and not before[view.model].flags:
+        if before.known.get(view.model):
+            for row in live_results.resolved_rounds(rounds[view.model]).to_dicts():
+                if row["round"] in before.resolved[view.model]:
+                    continue
+                scores = {label: row[m] for m, label in live_results.LABELS.items()
+                          if row[m] is not None}
+                deliveries += notifier.send(*message_round_resolved(
+                    view.model, row["round"], scores, payouts.get((view.model, row["round"]))))
+        if view.flags and not before.flagged.get(view.model):
             deliveries += notifier.send(
-                "live_out_of_range", f"{view.model}: live scores outside validation's range",
+                "live_out_of_range", f"numerlab: {view.model} live outside validation's range",
                 "\n".join([*view.flags, f"run: {view.run_dir}",
                            f"rule: {live_results.FLAG_RULE}"]))
     for delivery in deliveries:
