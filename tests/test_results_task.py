@@ -119,3 +119,65 @@ def test_results_refresh_from_numerai_then_nothing_new(tmp_path, fake_numerai, h
                  (tmp_path / "job" / ".hydra" / "config.yaml").read_text(),
                  (tmp_path / "history.sqlite").read_bytes().decode("latin-1")):
         assert SECRET_KEY not in text and PUBLIC_ID not in text
+
+
+def test_newly_resolved_rounds_and_a_new_flag_are_notified_once(tmp_path, fake_numerai):
+    from fakes.abs import WALLET
+    from fakes.webhook import Webhook
+
+    store = History(tmp_path / "history.sqlite")
+    store.begin_submission(1000, "my_model", run_dir=str(validation_run(tmp_path)),
+                           config_hash="c", sha256="s", status=SENT)
+    # before: two resolved rounds inside validation's range, round 1003 pending
+    store.upsert_scores([Score("my_model", 1001, "canon_corr", 0.02, resolved=True),
+                         Score("my_model", 1002, "canon_corr", 0.02, resolved=True),
+                         Score("my_model", 1003, "canon_corr", 0.0, day=4)])
+    fake_numerai.add_model("my_model")
+    for number, value in ((1001, 0.02), (1002, 0.02), (1003, -0.06), (1004, -0.05)):
+        fake_numerai.scores.add("my_model", number, "canon_corr", value, resolved=True)
+    fake_numerai.scores.add("my_model", 1003, "mmc", 0.004, resolved=True)
+    fake_numerai.abs.add_position("my_model", 1003, "10", staker=WALLET)
+    fake_numerai.abs.resolve(1003, {"my_model": "-0.3"})
+    with Webhook.running() as hook:
+        args = results_args(tmp_path, f"tournament.api_url={fake_numerai.url}",
+                            "tournament.backoff_s=0.01", f"tournament.wallet_address={WALLET}",
+                            "notify=apprise", "notify.urls_env=null", "notify.desktop=false",
+                            f"notify.urls=[{hook.url('/hook')}]")
+        proc = run_in_process(args, env=KEYS_ENV)
+        ok(proc)
+        posts = {post.body["title"]: post.body["message"] for post in hook.posts}
+        # after: [0.02, 0.02, -0.06, -0.05], mean -0.0175 below 0.02 +/- 2 * 0.02 / 2
+        assert sorted(posts) == ["numerlab: my_model live outside validation's range",
+                                 "numerlab: round 1003 resolved for my_model",
+                                 "numerlab: round 1004 resolved for my_model"]
+        assert posts["numerlab: round 1003 resolved for my_model"] == (
+            "Round 1003, my_model: CORR -0.0600, MMC +0.0040; payout -0.3000 NMR.")
+        assert posts["numerlab: round 1004 resolved for my_model"] == (
+            "Round 1004, my_model: CORR -0.0500.")
+        assert ("live CORR mean -0.0175 over 4 resolved rounds is below the validation "
+                "range [+0.0000, +0.0400]") in posts[
+            "numerlab: my_model live outside validation's range"]
+        recorded = History(tmp_path / "history.sqlite").notifications()
+        assert sorted((n.event, n.ok) for n in recorded) == [
+            ("live_out_of_range", True), ("round_resolved", True), ("round_resolved", True)]
+        assert len(read_results(tmp_path)["notifications"]) == 3
+
+        ok(run_in_process(args, env=KEYS_ENV))  # nothing new: nothing sent again
+        assert len(hook.posts) == 3
+        for post in hook.posts:
+            assert SECRET_KEY not in post.raw and PUBLIC_ID not in post.raw
+
+
+def test_a_models_first_fetch_notifies_no_round(tmp_path, fake_numerai):
+    from fakes.webhook import Webhook
+
+    fake_numerai.add_model("new_model")
+    for number in (1001, 1002, 1003):
+        fake_numerai.scores.add("new_model", number, "canon_corr", 0.01, resolved=True)
+    with Webhook.running() as hook:
+        ok(run_in_process(results_args(
+            tmp_path, f"tournament.api_url={fake_numerai.url}", "tournament.backoff_s=0.01",
+            "results.models=[new_model]", "notify=apprise", "notify.urls_env=null",
+            "notify.desktop=false", f"notify.urls=[{hook.url('/hook')}]"), env=KEYS_ENV))
+        assert hook.posts == []
+    assert read_results(tmp_path)["new_scores"] == 3
