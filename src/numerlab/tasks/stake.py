@@ -86,14 +86,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise NumerlabError("tournament.execute_stake=true under tournament.staking=abs needs "
                             "tournament.wallet_address: the staker wallet (0x...) Numerai "
                             "signs the stake authorization for")
+    scores = (StakeInputs.from_per_era(runs.read_per_era(saved / artifacts.PER_ERA))
+              if saved is not None else None)
     model_name = cfg.tournament.get("model_name")
 
     client = TournamentClient.from_config(cfg.tournament)
     client.model_id(model_name)  # keys, and the model is this account's: one clear line
     store = open_history(cfg.get("history"))
-    if saved is not None:
-        scores = StakeInputs.from_per_era(runs.read_per_era(saved / artifacts.PER_ERA))
-    else:  # the resolved live rounds, fetched into the history first
+    if scores is None:  # staking.scores=live: the resolved rounds, fetched into it first
         live_results.refresh_scores(client, store, [model_name])
         scores = live_results.stake_inputs(store, model_name)
     plan = plan_abs if system == ABS else plan_v2
