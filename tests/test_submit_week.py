@@ -275,3 +275,57 @@ def test_notifications_for_what_was_sent_and_what_failed(week, tmp_path):
     assert sorted(recorded) == sorted((kinds[kind], True, title) for kind, title, _ in posts)
     for post in hook.posts:
         assert all(key not in post.raw for key in KEYS_ENV.values())
+
+
+def test_resolved_scores_arrive_later_in_the_history_and_the_live_view(week, tmp_path):
+    """The week's five rounds submitted; two weeks on Numerai reports them scoring (pending),
+    a month on resolved: they land in the history (a resolved score is final) and in the
+    live-vs-validation view beside the metrics.json of the run that submitted them."""
+    import json
+
+    import numpy as np
+
+    from numerlab import live_results
+
+    fake, config, store = week
+    cfg = config()
+    run_dir = str(cfg.submit.models.alpha)
+    rounds = []
+    for day in DAYS:
+        with at_noon_thirty(day):
+            rounds.append(open_day(fake, day))
+            assert statuses(submit_round(cfg, tmp_path / f"job-{day}")) == {
+                m: history.SENT for m in MODELS}
+    corr = [0.012, -0.004, 0.021, 0.008, 0.015]
+    mmc = [0.002, 0.001, -0.003, 0.004, 0.0]
+
+    with at_noon_thirty(MONDAY + timedelta(days=14)):
+        for number, value in zip(rounds, corr, strict=True):
+            fake.scores.add("alpha", number, "canon_corr", value / 2, day=5)
+        client = TournamentClient.from_config(cfg.tournament)
+        assert len(live_results.refresh_scores(client, store, MODELS)) == 5
+        [view] = live_results.live_vs_validation(store, ["alpha"])
+        assert (view.n_rounds, view.pending, view.run_dir) == (0, 5, run_dir)
+
+    with at_noon_thirty(MONDAY + timedelta(days=40)):
+        for number, c, m in zip(rounds, corr, mmc, strict=True):
+            fake.scores.add("alpha", number, "canon_corr", c, day=20, resolved=True)
+            fake.scores.add("alpha", number, "canon_mmc", m, day=20, resolved=True)
+        client = TournamentClient.from_config(cfg.tournament)
+        assert len(live_results.refresh_scores(client, store, MODELS)) == 10
+        assert live_results.refresh_scores(client, store, MODELS) == []
+
+    stored = {(s.round, s.name): (s.value, s.resolved) for s in store.scores(model="alpha")}
+    assert stored == {**{(r, "canon_corr"): (c, True) for r, c in zip(rounds, corr, strict=True)},
+                      **{(r, "canon_mmc"): (m, True) for r, m in zip(rounds, mmc, strict=True)}}
+    [view] = live_results.live_vs_validation(store, ["alpha"])
+    assert (view.n_rounds, view.pending, view.run_dir) == (5, 0, run_dir)
+    assert view.live["corr_mean"] == pytest.approx(np.mean(corr))
+    assert view.live["corr_sharpe"] == pytest.approx(np.mean(corr) / np.std(corr))
+    assert view.live["mmc_mean"] == pytest.approx(np.mean(mmc))
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    assert view.validation["corr_mean"] == pytest.approx(metrics["corr_mean"])
+    assert view.validation["corr_sharpe"] == pytest.approx(metrics["corr_sharpe"])
+    frame = live_results.per_round(store, "alpha")
+    assert frame["round"].to_list() == rounds
+    assert frame["cum_corr"][-1] == pytest.approx(sum(corr))
