@@ -13,8 +13,10 @@ import pytest
 from conftest import run_cli
 from fakes.abs import WALLET
 from fakes.numerai_server import PUBLIC_ID, SECRET_KEY
+from fakes.webhook import Webhook
 
 from numerlab.errors import NumerlabError
+from numerlab.history import History
 from numerlab.staking import Caps, RoundStakeProposal
 from numerlab.tasks.stake import check_round_within_caps
 
@@ -118,6 +120,25 @@ def test_stake_asks_for_the_authorization_within_the_caps(staked, tmp_path, scor
     [claim] = record["claims"]  # round 1001 resolved a day ago: 5 + 0.4 claimable
     assert (claim["round"], claim["claimable"]) == (1001, pytest.approx(5.4))
     assert not set(V2_OPERATIONS) & set(staked.operations())
+
+
+def test_a_stake_change_is_notified_and_recorded_a_plan_is_not(staked, tmp_path, scored_run):
+    with Webhook.running() as hook:
+        notify = ["notify=apprise", f"notify.urls=[{hook.url('/hook')}]"]
+        ok(run_cli(stake_args(scored_run, staked, *notify, f"hydra.run.dir={tmp_path / 'a'}"),
+                   env=KEYS))
+        assert hook.posts == []  # a dry run changes nothing
+        ok(run_cli(stake_args(scored_run, staked, *notify, "tournament.execute_stake=true",
+                              f"tournament.wallet_address={WALLET}",
+                              f"hydra.run.dir={tmp_path / 'b'}"), env=KEYS))
+    [post] = hook.posts
+    assert "stake of my_model changed" in post.body["title"]
+    assert "from 25" in post.body["message"] and "to 75" in post.body["message"]
+    assert SECRET_KEY not in post.raw and PUBLIC_ID not in post.raw
+    store = History(scored_run.parent / "h.sqlite")
+    [sent] = store.notifications()
+    assert (sent.event, sent.ok) == ("stake_changed", True)
+    assert [d.executed for d in store.stakes()] == [False, True]
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

@@ -111,7 +111,20 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     show(record)
     artifacts.write_record(Path(run_dir), STAKE_FILE, record)
     store.record_stake(decision(record))
+    if record["executed"]:
+        notify_stake_change(cfg, store, record)
     return {}
+
+
+def notify_stake_change(cfg: DictConfig, store: Any, record: dict[str, Any]) -> None:
+    """`stake_changed` for a stake change sent (v2) or an authorization asked (ABS), each
+    delivery recorded in the history; plans and dry runs change nothing, so say nothing."""
+    from numerlab.notify import Notifier, message_stake_changed
+
+    notifier = Notifier.for_run(cfg)
+    for delivery in notifier.send(*message_stake_changed(record["model"], record.get("current"),
+                                                         decision(record).proposed)):
+        store.record_notification(delivery)
 
 
 def decision(record: dict[str, Any]) -> StakeDecision:
