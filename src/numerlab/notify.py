@@ -427,19 +427,11 @@ def _config_file_urls(path_text: str, redact: Redactor, asset: Any) -> list[_App
     """The targets of an apprise config file (text or YAML) outside any git work tree."""
     import apprise
 
+    from numerlab.settings import secret_file_text
+
     key = f"{GROUP}.config_file"
     path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise NumerlabError(f"{key} {path} does not exist")
-    for parent in path.resolve().parents:
-        if (parent / ".git").exists():
-            raise NumerlabError(f"{key} {path} is inside the git repository {parent}; move it "
-                                f"outside (e.g. ~/.config/numerlab/apprise.yml): it holds "
-                                f"secrets")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NumerlabError(f"cannot read {key} {path}: {message_line(exc)}") from None
+    text = secret_file_text(key, path, "~/.config/numerlab/apprise.yml")
     parsing = Redactor(redact.secrets)
     for url in _URL_IN_TEXT.findall(text):
         parsing.add(url_pieces(url))

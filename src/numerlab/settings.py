@@ -18,9 +18,10 @@ import difflib
 import math
 from collections.abc import Collection, Iterable, Mapping
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
-from numerlab.errors import NumerlabError
+from numerlab.errors import NumerlabError, message_line
 
 
 def integer(key: str, value: Any, minimum: int | None = None, maximum: int | None = None,
@@ -106,3 +107,21 @@ def _bounds(minimum: float | None, maximum: float | None, above: float | None = 
     parts = [f"{sign} {bound}" for sign, bound in
              ((">", above), (">=", minimum), ("<=", maximum)) if bound is not None]
     return " " + " and ".join(parts) if parts else ""
+
+
+def secret_file_text(key: str, path: str | Path, elsewhere: str) -> str:
+    """The text of the file config key `key` names, a file holding secrets (API keys,
+    webhook tokens): it must exist and live outside any git work tree, so that it cannot be
+    committed (`elsewhere`: where to put it instead, e.g. ~/.numerai/keys.env)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise NumerlabError(f"{key} {path} does not exist")
+    repo = next((p for p in path.resolve().parents if (p / ".git").exists()), None)
+    if repo is not None:
+        raise NumerlabError(f"{key} {path} is inside the git repository {repo}; move it "
+                            f"outside (e.g. {elsewhere}): it holds secrets and must never "
+                            f"be committed")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NumerlabError(f"cannot read {key} {path}: {message_line(exc)}") from None

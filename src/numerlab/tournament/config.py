@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from numerlab import settings
-from numerlab.errors import NumerlabError, message_line
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +75,7 @@ def read_keys_file(path: str | Path, public_id_env: str, secret_key_env: str
     `export NAME=value`, quoted values, `#` comments), looked up under the two names.
 
     The file must live outside any git work tree, so that it cannot be committed."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise NumerlabError(f"tournament.keys_file {path} does not exist")
-    repo = _git_work_tree(path.resolve())
-    if repo is not None:
-        raise NumerlabError(f"tournament.keys_file {path} is inside the git repository "
-                            f"{repo}; move it outside (e.g. ~/.numerai/keys.env) so it is "
-                            f"never committed")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NumerlabError(f"cannot read tournament.keys_file {path}: "
-                            f"{message_line(exc)}") from None
+    text = settings.secret_file_text("tournament.keys_file", path, "~/.numerai/keys.env")
     values: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
@@ -97,14 +84,6 @@ def read_keys_file(path: str | Path, public_id_env: str, secret_key_env: str
         name, _, value = line.removeprefix("export ").partition("=")
         values[name.strip()] = value.strip().strip("'\"")
     return values.get(public_id_env) or None, values.get(secret_key_env) or None
-
-
-def _git_work_tree(path: Path) -> Path | None:
-    """The nearest parent of `path` holding a `.git` entry, or None."""
-    for parent in path.parents:
-        if (parent / ".git").exists():
-            return parent
-    return None
 
 
 @dataclass(frozen=True)
