@@ -53,7 +53,8 @@ class MainScreen(Screen):
     MainScreen #top { height: auto; max-height: 50%; }
     MainScreen #top RoundPanel { width: 58; }
     MainScreen #top ModelsPanel { width: 1fr; }
-    MainScreen TabPane { padding: 0; }
+    MainScreen TabbedContent, MainScreen ContentSwitcher { height: 1fr; }
+    MainScreen TabPane { height: 1fr; padding: 0; }
     """
 
     def compose(self) -> ComposeResult:
@@ -94,6 +95,9 @@ class MainScreen(Screen):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.app.active_tab = str(event.pane.id).removeprefix("tab-")  # type: ignore
+        tables = event.pane.query(DataTable)
+        if tables:
+            tables.first().focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "models-table" and event.row_key.value:

@@ -37,6 +37,7 @@ class LivePanel(Container):
     DEFAULT_CSS = """
     LivePanel { height: 1fr; }
     LivePanel #live-title { height: 1; padding: 0 1; }
+    LivePanel > Horizontal, LivePanel > Vertical { height: 1fr; }
     LivePanel #live-plot { height: 1fr; min-height: 8; }
     LivePanel #live-side { height: auto; padding: 0 1; }
     LivePanel.-wide #live-side { width: 48; height: 1fr; }

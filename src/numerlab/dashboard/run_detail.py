@@ -87,6 +87,10 @@ class RunDetail(Screen):
             self.query_one("#detail-metrics", Static).update(
                 Text(message_line(exc), style="red"))
             return
+        from numerlab.compare import era_span
+
+        self.query_one("#detail-title", Static).update(Text.assemble(
+            ("run ", "bold"), self.run_name, f"  {era_span(run.scored_eras)}  (esc: back)"))
         self.query_one("#detail-metrics", Static).update(metrics_table(run.metrics))
         overrides = Text("\n".join(run.overrides) or "no overrides", style="")
         self.query_one("#detail-side", Static).update(
