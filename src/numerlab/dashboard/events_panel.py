@@ -37,6 +37,8 @@ class EventsPanel(DataTable):
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
     def show(self, snapshot: Snapshot) -> None:
+        if not self.columns:  # not mounted yet: on_mount shows it
+            return
         self.clear()
         for i, event in enumerate(snapshot.events):
             status = Text(event.status or "—", style=STATUS_STYLE.get(event.status, ""))

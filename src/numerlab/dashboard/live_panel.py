@@ -58,6 +58,8 @@ class LivePanel(Container):
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
     def show(self, snapshot: Snapshot) -> None:
+        if not self.query("#live-plot"):  # not composed yet: on_mount shows it
+            return
         model = self.app.selected_model  # type: ignore[attr-defined]
         title = self.query_one("#live-title", Static)
         side = self.query_one("#live-side", Static)

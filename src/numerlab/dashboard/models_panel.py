@@ -70,6 +70,8 @@ class ModelsPanel(Container):
 
     def show(self, snapshot: Snapshot) -> None:
         table = self.table
+        if not table.columns:  # not mounted yet: on_mount shows it
+            return
         table.clear()
         this_round = snapshot.round.status.number if snapshot.round.source == "api" else None
         for row in snapshot.models:

@@ -50,6 +50,8 @@ class RunsPanel(Container):
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
     def show(self, snapshot: Snapshot) -> None:
+        if not self.query("#runs-table"):  # not composed yet: on_mount shows it
+            return
         state = self.app.runs_state  # type: ignore[attr-defined]
         view = snapshot.runs
         title = self.query_one("#runs-title", Static)
@@ -92,7 +94,7 @@ class RunsPanel(Container):
     def show_filter(self) -> None:
         field = self.query_one("#runs-filter", Input)
         field.add_class("-shown")
-        field.focus()
+        self.call_after_refresh(field.focus)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
