@@ -235,3 +235,37 @@ def test_a_hanging_numerai_does_not_freeze_the_screen(world, numerai):
             text = screen_text(app)
             assert "stale since" in text and "no answer within 3s" in text
     run(scenario)
+
+
+# --- d: submit the selected model's round -------------------------------------------------------
+
+def test_d_asks_first_and_n_sends_nothing(world):
+    async def scenario():
+        app = app_of(config(), world)
+        before = len(app.snapshot.events)
+        async with app.run_test(size=SMALL) as pilot:
+            await pilot.press("2", "down", "d")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            text = screen_text(app)
+            assert "beta_model" in text
+            assert "Dry run (tournament.submit=false): nothing is uploaded" in text
+            await pilot.press("n")
+            await pilot.pause()
+            assert not isinstance(app.screen, Confirm)
+            assert not app.workers
+        assert len(app_of(config(), world).snapshot.events) == before
+    run(scenario)
+
+
+def test_d_says_when_it_would_upload(world):
+    async def scenario():
+        app = app_of(config("tournament.submit=true"), world)
+        async with app.run_test(size=SMALL) as pilot:
+            await pilot.press("d")
+            await pilot.pause()
+            assert "this UPLOADS the predictions to Numerai" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, Confirm)
+    run(scenario)
