@@ -88,9 +88,9 @@ FIT_KEYS = ("holdout_eras",)  # the `fit` group: the holdout is all a fit may lo
 def check_settings(cfg: DictConfig) -> None:
     """Every setting every task shares, checked before any work: unknown keys of the root
     groups that have no class of their own (`+fit.holdout=8` must not run with no
-    holdout), the seed, the holdout, scoring, payout, tournament and task keys, and the
+    holdout), the seed, the holdout, scoring, payout, tournament, notify and task keys, and the
     objective a sweep reads (`optimized_metric`, against what the task writes)."""
-    from numerlab import cv
+    from numerlab import cv, notify
     from numerlab.backtest import payout_rule
     from numerlab.sweep_checks import check_optimized_metric, task_metric_keys
     from numerlab.tournament import check_config_keys
@@ -105,6 +105,8 @@ def check_settings(cfg: DictConfig) -> None:
         payout_rule(OmegaConf.to_container(cfg.payout, resolve=True))
     if "tournament" in cfg:
         check_config_keys(cfg.tournament)
+    if "notify" in cfg:
+        notify.check_settings(cfg.notify)
     if task_metric_keys(cfg) is not None:  # a task whose metrics a sweep may rank
         check_optimized_metric(cfg)
 
