@@ -269,3 +269,29 @@ def test_d_says_when_it_would_upload(world):
             await pilot.pause()
             assert not isinstance(app.screen, Confirm)
     run(scenario)
+
+
+@pytest.mark.slow  # the shared train run is a `python run.py` process
+def test_d_then_y_dry_runs_the_round_as_task_submit_and_logs_it(world, numerai, trained_run):
+    pytest.importorskip("numerlab.tasks.submit")
+    run_dir = trained_run[0]
+    cfg = online_config(numerai, f"++submit.models={{alpha_model: '{run_dir}'}}",
+                        "tournament.allow_stale_live=true")
+
+    async def scenario():
+        app = app_of(cfg, world)
+        async with app.run_test(size=SMALL) as pilot:
+            await settle(pilot, app)
+            await pilot.press("2", "d")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            await pilot.press("y")
+            await settle(pilot, app)
+            text = screen_text(app)
+            assert f"alpha_model: dry run round {ROUND}" in text  # the status line
+            await pilot.press("5")
+            await pilot.pause()
+            assert f"round {ROUND} alpha_model: dry run" in screen_text(app)
+    run(scenario)
+    assert "create_submission" not in numerai.operations()
+    assert "submission_upload_auth" not in numerai.operations()
