@@ -21,7 +21,8 @@ def round_table(snapshot: Snapshot) -> Table:
     table.add_column()
     number = "?" if status.number is None else str(status.number)
     state = "[green]open[/]" if status.is_open else "[yellow]closed[/]"
-    table.add_row("round", f"{number}  {state}")
+    unknown = "  [dim](its number: only Numerai knows)[/]" if status.number is None else ""
+    table.add_row("round", f"{number}  {state}{unknown}")
     if status.is_open:
         table.add_row("closes", text.when(status.close_time))
         table.add_row("", f"[b]{text.until(status.close_time, now)}[/b]")
