@@ -295,3 +295,44 @@ def test_d_then_y_dry_runs_the_round_as_task_submit_and_logs_it(world, numerai, 
     run(scenario)
     assert "create_submission" not in numerai.operations()
     assert "submission_upload_auth" not in numerai.operations()
+
+
+def test_r_refreshes_again_and_old_data_are_marked_stale(world, numerai):
+    from datetime import timedelta
+
+    clock = [NOW]
+
+    async def scenario():
+        app = build_app(online_config(numerai, "dashboard.refresh_s=60"),
+                        world / "outputs/.dashboard/test", clock=lambda: clock[0])
+        async with app.run_test(size=SMALL) as pilot:
+            await settle(pilot, app)
+            asked = numerai.operations().count("rounds")
+            assert "refreshed 12:30 UTC" in screen_text(app)
+            clock[0] = NOW + timedelta(minutes=5)  # no refresh for more than 2 × 60 s
+            app.tick()
+            await pilot.pause()
+            assert "stale since 12:30 UTC" in screen_text(app)
+            await pilot.press("r")
+            await settle(pilot, app)
+            assert numerai.operations().count("rounds") > asked
+            assert "refreshed 12:35 UTC" in screen_text(app)
+    run(scenario)
+
+
+def test_a_terminal_growing_gets_the_large_layout_and_keeps_the_filter(world):
+    async def scenario():
+        app = app_of(config(), world)
+        async with app.run_test(size=SMALL) as pilot:
+            await pilot.press("slash", *"task=cv", "enter")
+            await pilot.pause()
+            assert "next opens" not in screen_text(app)  # the Runs tab fills the screen
+            await pilot.resize_terminal(*LARGE)
+            await pilot.pause()
+            await pilot.pause()
+            text = screen_text(app)
+            assert "next opens" in text and "claimable" in text  # Round and Models in view
+            assert "filter: task=cv" in text
+            assert [r[1] for r in table_rows(app, "#runs-table")] == \
+                ["outputs/2026-12-07/12-00-00-cv-lgbm"]
+    run(scenario)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from numerlab.summary import format_number
@@ -15,7 +15,8 @@ def when(moment: datetime | None) -> str:
     """`Tue 2026-12-08 13:00 UTC (Tue 14:00 CET)`: UTC, then the local time."""
     if moment is None:
         return "—"
-    return f"{moment.strftime(TIME_FORMAT)} ({moment.astimezone().strftime(LOCAL_FORMAT)})"
+    return (f"{moment.astimezone(UTC).strftime(TIME_FORMAT)} "
+            f"({moment.astimezone().strftime(LOCAL_FORMAT)})")
 
 
 def until(moment: datetime | None, now: datetime) -> str:
@@ -30,7 +31,7 @@ def until(moment: datetime | None, now: datetime) -> str:
 
 def clock(moment: datetime | None) -> str:
     """`HH:MM UTC` of a moment (the stale marker)."""
-    return "—" if moment is None else moment.strftime("%H:%M UTC")
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%H:%M UTC")
 
 
 def stamp(text: str | None, short: bool = False) -> str:
