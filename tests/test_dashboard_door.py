@@ -42,3 +42,22 @@ def test_python_m_numerlab_dashboard_runs_as_a_module(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert "dashboard.runs" in error_line(proc)
+
+
+def test_console_log_lines_are_held_off_the_screen_while_it_is_drawn(tmp_path):
+    import logging
+
+    from numerlab.dashboard import console_logging_off
+
+    root = logging.getLogger()
+    console, log_file = logging.StreamHandler(), logging.FileHandler(tmp_path / "run.log")
+    root.addHandler(console)
+    root.addHandler(log_file)
+    try:
+        with console_logging_off():
+            assert console not in root.handlers and log_file in root.handlers
+        assert console in root.handlers and log_file in root.handlers
+    finally:
+        root.removeHandler(console)
+        root.removeHandler(log_file)
+        log_file.close()
