@@ -122,6 +122,14 @@ def test_filter_sort_open_and_back(world):
                                  "outputs/2026-12-07/11-00-00-xgboost",
                                  "outputs/2026-12-07/12-00-00-cv-lgbm"]
             assert "ranked by corr_mean (maximize)" in screen_text(app)
+            # S flips the direction: the lowest corr_mean first
+            await pilot.press("S")
+            await pilot.pause()
+            assert table_rows(app, "#runs-table")[0][1] == \
+                "outputs/2026-12-07/12-00-00-cv-lgbm"
+            assert "ranked by corr_mean (minimize)" in screen_text(app)
+            await pilot.press("S")
+            await pilot.pause()
             # enter opens the run under the cursor: its metrics, overrides, plot, features
             await pilot.press("down", "enter")
             await pilot.pause()

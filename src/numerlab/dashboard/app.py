@@ -272,6 +272,13 @@ class DashboardApp(App):
         state.metric = metrics[(position + 1) % len(metrics)]
         self._rerank()
 
+    def sort_by(self, metric: str) -> None:
+        state = self.runs_state
+        if metric == state.metric:
+            return self.action_flip_direction()
+        state.metric = metric
+        self._rerank()
+
     def action_flip_direction(self) -> None:
         state = self.runs_state
         state.direction = "minimize" if state.direction == "maximize" else "maximize"

@@ -91,6 +91,13 @@ class RunsPanel(Container):
         if event.row_key.value:
             self.post_message(self.Opened(str(event.row_key.value)))
 
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a metric's header ranks the runs by it (again: flips the direction)."""
+        event.stop()
+        metric = str(event.column_key.value)
+        if metric in self.app.snapshot.runs.metrics:  # type: ignore[attr-defined]
+            self.app.sort_by(metric)  # type: ignore[attr-defined]
+
     def show_filter(self) -> None:
         field = self.query_one("#runs-filter", Input)
         field.add_class("-shown")
