@@ -26,7 +26,7 @@ FLOORS = {
     "numerlab.models": 3, "numerlab.postprocess": 3, "numerlab.staking": 3,
     "numerlab.backtest": 3, "numerlab.payout": 3, "numerlab.tournament": 3, "numerlab.cv": 3,
     "numerlab.parallel": 3, "numerlab.submission": 3, "numerlab.history": 3,
-    "numerlab.notify": 3,
+    "numerlab.notify": 3, "numerlab.schedules": 3,
     "numerlab.data": 2, "numerlab.scoring": 2,
     "numerlab.errors": 1, "numerlab.settings": 1, "numerlab.eras": 1,
     "numerlab.artifacts": 1, "numerlab.report": 1, "numerlab.registry": 1,
