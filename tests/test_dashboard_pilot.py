@@ -76,6 +76,7 @@ def test_offline_shows_the_history_and_runs_and_says_it_is_offline(world):
                 assert "offline" in first and "scheduled (offline)" in first
                 assert "in 0h 30m" in first  # to the 13:00 UTC close
                 assert "Tue 14:00 CET" in first  # the close in local (Paris) time
+                assert "CORR × 5  MMC × 10  (payout config)" in first  # conf/payout/abs
                 await pilot.press("2")
                 models = screen_text(app)
                 assert "alpha_model" in models and "sent (r1180)" in models

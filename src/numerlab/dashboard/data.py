@@ -91,6 +91,15 @@ class RoundView:
     status: Any                # tournament.RoundStatus
     source: str                # "api" | SCHEDULED
     error: str | None = None   # why the API's answer is not shown
+    configured: tuple[tuple[str, float], ...] = ()  # the payout config's multipliers
+
+
+def configured_multipliers(cfg: DictConfig) -> tuple[tuple[str, float], ...]:
+    """The payout group's CORR and MMC multipliers (what a backtest uses offline)."""
+    payout = cfg.get("payout") or {}
+    return tuple((label, float(payout[key])) for label, key in (("CORR", "corr_mult"),
+                                                                ("MMC", "mmc_mult"))
+                 if payout.get(key) is not None)
 
 
 @dataclass(frozen=True)
@@ -132,11 +141,13 @@ class Snapshot:
 
 # --- local: files and the history -----------------------------------------------------------
 
-def offline_round(now: datetime) -> RoundView:
-    """The round by the weekday schedule (no number: only Numerai knows it)."""
+def offline_round(now: datetime, configured: tuple[tuple[str, float], ...] = ()
+                  ) -> RoundView:
+    """The round by the weekday schedule (no number: only Numerai knows it), with the
+    payout config's multipliers."""
     from numerlab.tournament.rounds import round_status_from
 
-    return RoundView(round_status_from(now, None, []), SCHEDULED)
+    return RoundView(round_status_from(now, None, []), SCHEDULED, configured=configured)
 
 
 def model_rows(store: History, models: Sequence[str], round_number: int | None,
@@ -291,7 +302,7 @@ def load_local(cfg: DictConfig, options: Settings, now: datetime,
     """Everything from local files and the history database (nothing over the network)."""
     store = open_history(cfg.get("history"))
     models = configured_models(cfg, store)
-    round_view = offline_round(now)
+    round_view = offline_round(now, configured_multipliers(cfg))
     return Snapshot(
         now=now, round=round_view,
         models=model_rows(store, models, None),
@@ -331,7 +342,8 @@ def fetch_online(cfg: DictConfig, models: Sequence[str], now: datetime) -> Onlin
         client = TournamentClient.from_config(cfg.tournament)
         status = client.round_status(now)
     except NumerlabError as exc:
-        return Online(offline_round(now), {}, 0, message_line(exc))
+        return Online(offline_round(now, configured_multipliers(cfg)), {}, 0,
+                      message_line(exc))
     round_view = RoundView(status, "api" if status.source == "api" else SCHEDULED)
     books: dict[str, Any] = {}
     try:

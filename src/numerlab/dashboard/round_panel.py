@@ -35,6 +35,10 @@ def round_table(snapshot: Snapshot) -> Table:
         table.add_row("payout factor", f"{status.payout_factor:g}")
     for score in status.payout_scores:
         table.add_row(f"× {score.display_name or score.name}", f"{score.multiplier}")
+    if not status.payout_scores and view.configured:
+        table.add_row("multipliers", "  ".join(f"{label} × {value:g}"
+                                               for label, value in view.configured)
+                      + "  [dim](payout config)[/]")
     if view.source == SCHEDULED:
         table.add_row("times", "[dim]scheduled (offline): weekday schedule[/]")
     if view.error:
