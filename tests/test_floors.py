@@ -22,7 +22,8 @@ FLOORS = {
     "numerlab.images": 4, "numerlab.image_venv": 4,
     "numerlab.diagnostics": 4, "numerlab.tracking": 4, "numerlab.summary": 4,
     "numerlab.sweep_checks": 4, "numerlab.pareto": 4, "numerlab.loggers": 4,
-    "numerlab.run_kinds": 4, "numerlab.coverage": 4,
+    "numerlab.run_kinds": 4, "numerlab.coverage": 4, "numerlab.live_results": 4,
+    "numerlab.live_round": 4,
     "numerlab.models": 3, "numerlab.postprocess": 3, "numerlab.staking": 3,
     "numerlab.backtest": 3, "numerlab.payout": 3, "numerlab.tournament": 3, "numerlab.cv": 3,
     "numerlab.parallel": 3, "numerlab.submission": 3, "numerlab.history": 3,
@@ -30,7 +31,7 @@ FLOORS = {
     "numerlab.data": 2, "numerlab.scoring": 2,
     "numerlab.errors": 1, "numerlab.settings": 1, "numerlab.eras": 1,
     "numerlab.artifacts": 1, "numerlab.report": 1, "numerlab.registry": 1,
-    "numerlab.phases": 1,
+    "numerlab.phases": 1, "numerlab.locks": 1,
     "numerlab": 0,  # the package's empty __init__
 }
 

@@ -72,7 +72,8 @@ def staked(fake_numerai):
 
 def stake_args(run_dir: Path, fake, *extra: str) -> list[str]:
     return ["task=stake", "staking=fixed", "staking.stake=80", f"run_dir={run_dir}",
-            "tournament.model_name=my_model", *api(fake), *extra]
+            "tournament.model_name=my_model", f"history.path={run_dir.parent / 'h.sqlite'}",
+            *api(fake), *extra]
 
 
 def test_stake_plans_against_the_positions_and_sends_nothing(staked, tmp_path, scored_run):

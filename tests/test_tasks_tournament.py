@@ -292,7 +292,8 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
 
     # stake, dry run: a fixed 30 NMR per round, no position yet -> +30, nothing asked
     ok(run_cli(["task=stake", "staking=fixed", "staking.stake=30", f"run_dir={train}", *keys,
-                f"hydra.run.dir={tmp_path / 'stake'}"], env=KEYS))
+                f"history.path={tmp_path / 'h.sqlite'}", f"hydra.run.dir={tmp_path / 'stake'}"],
+               env=KEYS))
     stake = read_json(tmp_path / "stake" / "stake.json")
     assert (stake["staking"], stake["current"], stake["per_round_stake"], stake["change"],
             stake["executed"]) == ("abs", 0, 30, 30, False)
@@ -300,7 +301,8 @@ def test_the_whole_week(fake_numerai, tmp_path, v5_source):
     # ... and executed for the wallet: Numerai's authorization for the round-1002 submission
     ok(run_cli(["task=stake", "staking=fixed", "staking.stake=30", f"run_dir={train}", *keys,
                 "tournament.execute_stake=true", f"tournament.wallet_address={WALLET}",
-                f"hydra.run.dir={tmp_path / 'staked'}"], env=KEYS))
+                f"history.path={tmp_path / 'h.sqlite'}", f"hydra.run.dir={tmp_path / 'staked'}"],
+               env=KEYS))
     [auth] = fake_numerai.abs.authorizations
     assert (auth["submissionId"], auth["roundId"], auth["maxAmount"]) == (
         submission.id, "1002", "30")
@@ -477,7 +479,8 @@ def test_stake_executes_within_the_caps(fake_numerai, tmp_path, trained_run):
     ok(run_cli(["task=stake", "staking=fixed", "staking.stake=500", f"run_dir={trained_run}",
                 "tournament.staking=v2", "tournament.model_name=my_model",
                 "tournament.execute_stake=true",
-                *api(fake_numerai), f"hydra.run.dir={tmp_path}"], env=KEYS))
+                *api(fake_numerai), f"history.path={tmp_path / 'h.sqlite'}",
+                f"hydra.run.dir={tmp_path}"], env=KEYS))
     record = read_json(tmp_path / "stake.json")
     assert (record["current"], record["target"], record["change"], record["capped_by"]) == (
         10, 60, 50, "max_change")  # conf/staking/caps/default.yaml: max_change 50
@@ -557,7 +560,7 @@ def test_api_keys_never_reach_a_file_or_the_output(fake_numerai, tmp_path, v5_so
          "tournament.submit=true", f"hydra.run.dir={tmp_path / 'live'}"],
         ["task=stake", "staking=fixed", f"run_dir={train}", "tournament.model_name=my_model",
          "tournament.execute_stake=true", f"tournament.wallet_address={WALLET}",
-         f"hydra.run.dir={tmp_path / 'stake'}"],
+         f"history.path={tmp_path / 'h.sqlite'}", f"hydra.run.dir={tmp_path / 'stake'}"],
     ]
     outputs = []
     for args in runs:

@@ -141,7 +141,8 @@ def test_a_stake_change_whose_answer_is_lost_reaches_numerai_once(
                     "tournament.model_name=my_model", "tournament.execute_stake=true",
                     "tournament.staking=v2",
                     f"tournament.api_url={gateway.url}", "tournament.backoff_s=0.01",
-                    "tournament.max_attempts=2", f"hydra.run.dir={tmp_path}"], env=KEYS)
+                    "tournament.max_attempts=2", f"history.path={tmp_path / 'h.sqlite'}",
+                    f"hydra.run.dir={tmp_path}"], env=KEYS)
 
     assert fake_numerai.operations().count("v2ChangeStake") == 1
     assert [float(c.value) for c in fake_numerai.state.stake_changes] == [50.0]  # capped

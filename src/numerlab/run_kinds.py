@@ -3,7 +3,7 @@ that wrote it and whether it finished.
 
 A train or CV run finishes with `metrics.json` of scores; a backtest's metrics.json holds
 money, not scores (`policy_*`, `fixed_*`), ranked by its own key; the tasks that write no
-metrics.json by design (live, stake, status, download, export, compare) finish with their
+metrics.json by design (live, stake, status, download, export, compare, results) finish with their
 own record file (`RECORDS`), whose `outcome` says whether what they sent went through.
 """
 
@@ -23,7 +23,8 @@ BACKTEST_COLUMNS = ("policy_total_return", "policy_worst_drawdown", "policy_fina
                     "fixed_total_return", "policy_n_eras")
 # task -> the file it writes when it finished (the tasks' own constants name the same)
 RECORDS = {"live": "submission.json", "stake": "stake.json", "status": "status.json",
-           "download": "download.json", "export": "export.json", "compare": "report.html"}
+           "download": "download.json", "export": "export.json", "compare": "report.html",
+           "results": "results.json", "submit": "submit.json"}
 NOT_DONE = ("failed", "unknown")  # record outcomes of a send that did not go through
 
 

@@ -28,19 +28,25 @@ def finished_run(cfg: DictConfig, needs: str, job_dir: Path) -> Path:
     if not value:
         raise NumerlabError(f"run_dir is not set: task={task} needs a finished run's dir "
                             f"(run_dir=outputs/<date>/<time>-<model>)")
+    return check_finished(value, needs, job_dir, task)
+
+
+def check_finished(value: str | Path, needs: str, job_dir: Path, task: str,
+                   key: str = "run_dir") -> Path:
+    """The run dir `value` (the setting `key` names it) checked as `finished_run` does."""
     path = Path(str(value)).expanduser()
     if not path.is_dir():
-        raise NumerlabError(f"run_dir={path} does not exist")
+        raise NumerlabError(f"{key}={path} does not exist")
     if not (path / needs).exists():
-        raise NumerlabError(f"run_dir={path} has no {needs} (task={task} needs a finished "
+        raise NumerlabError(f"{key}={path} has no {needs} (task={task} needs a finished "
                             f"run that wrote it)")
     if not (path / METRICS).is_file():
         # metrics.json moves in last (numerlab.artifacts.staged): without it the run was
         # cut off while its files moved in, and what is there may be half of two runs
-        raise NumerlabError(f"run_dir={path} has no {METRICS}: the run did not finish "
+        raise NumerlabError(f"{key}={path} has no {METRICS}: the run did not finish "
                             f"(task={task} needs a finished run)")
     if path.resolve() == Path(job_dir).resolve():
-        raise NumerlabError(f"run_dir={path} is also this job's output dir: task={task} "
+        raise NumerlabError(f"{key}={path} is also this job's output dir: task={task} "
                             f"would overwrite the finished run's files (drop hydra.run.dir)")
     for stale in remove_stale_staging(path):
         log.info("removed %s: a staging dir a killed run left", stale)

@@ -48,6 +48,9 @@ CONFIG_PREFIX = "staking"
 FIXED, COMPOUND = "fixed", "compound"
 MODES = (FIXED, COMPOUND)  # staking.mode: what an ABS position's resolved value does next
 WALLET_UNKNOWN = "wallet unknown"
+VALIDATION, LIVE = "validation", "live"
+SCORE_SOURCES = (VALIDATION, LIVE)  # staking.scores: what the policy sizes from
+MIN_LIVE_ROUNDS = 2  # resolved live rounds below which staking.scores=live refuses to size
 
 
 @dataclass(frozen=True)
@@ -171,11 +174,16 @@ class Decision:
 
 
 class StakePolicy:
-    """Base class: holds the caps and the mode; subclasses implement `decide`."""
+    """Base class: holds the caps, the mode and where its scores come from (`scores`:
+    validation or live); subclasses implement `decide`."""
 
-    def __init__(self, caps: Caps | Mapping[str, Any], mode: str) -> None:
+    def __init__(self, caps: Caps | Mapping[str, Any], mode: str,
+                 scores: str = VALIDATION) -> None:
         self.caps = Caps.from_config(caps)
         self.mode = choice(f"{CONFIG_PREFIX}.mode", mode, MODES)
+        # where the task takes the scores from (staking.scores): the run's per-era
+        # validation scores, or the model's resolved live rounds
+        self.scores = choice(f"{CONFIG_PREFIX}.scores", scores, SCORE_SOURCES)
 
     def decide(self, scores: StakeInputs, current_stake: float) -> Decision:
         raise NotImplementedError
@@ -199,8 +207,9 @@ class NoStake(StakePolicy):
 class FixedStake(StakePolicy):
     """Wishes a fixed stake: target = `stake` NMR, whatever the scores."""
 
-    def __init__(self, stake: float, caps: Caps | Mapping[str, Any], mode: str) -> None:
-        super().__init__(caps, mode)
+    def __init__(self, stake: float, caps: Caps | Mapping[str, Any], mode: str,
+                 scores: str = VALIDATION) -> None:
+        super().__init__(caps, mode, scores)
         self.stake = number(f"{CONFIG_PREFIX}.stake", stake, minimum=0)
 
     def decide(self, scores: StakeInputs, current_stake: float) -> Decision:
@@ -221,8 +230,9 @@ class SharpeScaled(StakePolicy):
     """
 
     def __init__(self, nmr_per_sharpe: float, min_sharpe: float, mmc_weight: float,
-                 min_eras: int, caps: Caps | Mapping[str, Any], mode: str) -> None:
-        super().__init__(caps, mode)
+                 min_eras: int, caps: Caps | Mapping[str, Any], mode: str,
+                 scores: str = VALIDATION) -> None:
+        super().__init__(caps, mode, scores)
         self.nmr_per_sharpe = number(f"{CONFIG_PREFIX}.nmr_per_sharpe", nmr_per_sharpe,
                                      minimum=0)
         self.min_sharpe = number(f"{CONFIG_PREFIX}.min_sharpe", min_sharpe, minimum=0)
@@ -272,8 +282,8 @@ class DrawdownGuard(StakePolicy):
 
     def __init__(self, max_drawdown: float, cut_fraction: float, base_target: float | None,
                  corr_weight: float, mmc_weight: float,
-                 caps: Caps | Mapping[str, Any], mode: str) -> None:
-        super().__init__(caps, mode)
+                 caps: Caps | Mapping[str, Any], mode: str, scores: str = VALIDATION) -> None:
+        super().__init__(caps, mode, scores)
         self.max_drawdown = number(f"{CONFIG_PREFIX}.max_drawdown", max_drawdown, above=0)
         self.cut_fraction = number(f"{CONFIG_PREFIX}.cut_fraction", cut_fraction, above=0,
                                    maximum=1)

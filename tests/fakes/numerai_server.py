@@ -7,7 +7,8 @@ first field of the document (`listDatasets`, `dataset`, `rounds`, `account`,
 `computePickleDataVersions`, `v2ChangeStake`, `releaseStake`; model uploads' images, data
 versions and validation: tests/fakes/uploads.py, the fake's `pickles`; Atomic Blockchain
 Staking's v3 fields in fakes/abs.py, which refuses the v2 mutations while
-`fake.abs.migrated`), checks the `Authorization: Token PUBLIC$SECRET` header and the key's
+`fake.abs.migrated`; live scores, `submissionScores`, in fakes/scores.py: `fake.scores`),
+checks the `Authorization: Token PUBLIC$SECRET` header and the key's
 scopes on the operations that need an account (answering with Numerai's own sentences where
 they are known), serves
 dataset files with ETag / Last-Modified / Content-Length and Range (If-Range) support, and
@@ -220,6 +221,9 @@ class FakeNumerai:
         from fakes import abs as abs_staking
 
         self.abs = abs_staking.install(self)  # Atomic Blockchain Staking; migrated
+        from fakes import scores as live_scores
+
+        self.scores = live_scores.install(self)  # submissionScores: fake.scores.add(...)
 
     # -- lifecycle ---------------------------------------------------------------------
 

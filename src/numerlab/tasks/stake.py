@@ -4,7 +4,10 @@
     python run.py task=stake ... tournament.execute_stake=true tournament.wallet_address=0x...
 
 Scores come from the finished run's `per_era.parquet` (validation eras, or a CV run's
-out-of-fold eras). How the plan is carried out depends on `tournament.staking`:
+out-of-fold eras), or with `staking.scores=live` from the model's resolved live rounds in
+the history (fetched first; each round's CORR and MMC as one era's; run_dir is not needed;
+fewer than 2 resolved rounds is an error). How the plan is carried out depends on
+`tournament.staking`:
 
 - `abs` (Atomic Blockchain Staking, the default): the policy sets the per-round stake of the
   model's next position and its mode (`staking.mode`), against its current positions (the
@@ -20,12 +23,14 @@ out-of-fold eras). How the plan is carried out depends on `tournament.staking`:
 - `v2` (a tournament not migrated yet): the stake change `staking.propose` bounds, sent
   with `tournament.execute_stake=true` (numerapi's `v2ChangeStake`).
 
-Everything is printed and recorded in `stake.json`.
+Everything is printed and recorded in `stake.json`, and the decision in the history
+(`history.path`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -34,10 +39,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from numerlab import artifacts, runs
+from numerlab import artifacts, live_results, runs
 from numerlab.errors import NumerlabError
+from numerlab.history import StakeDecision, open_history
 from numerlab.settings import boolean
 from numerlab.staking import (
+    VALIDATION,
     WALLET_UNKNOWN,
     Caps,
     RoundStakeProposal,
@@ -68,7 +75,10 @@ NO_SIGNING = ("numerlab holds no private key and signs nothing: the staker walle
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    saved = runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
+    policy = build_policy(cfg.staking)
+    source = policy.scores  # staking.scores
+    saved = (runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir)) if source == VALIDATION
+             else None)
     execute = boolean("tournament.execute_stake", cfg.tournament.get("execute_stake"))
     system = staking_system(cfg.tournament)
     staker = wallet_address(cfg.tournament)
@@ -76,15 +86,20 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise NumerlabError("tournament.execute_stake=true under tournament.staking=abs needs "
                             "tournament.wallet_address: the staker wallet (0x...) Numerai "
                             "signs the stake authorization for")
-    policy = build_policy(cfg.staking)
-    scores = StakeInputs.from_per_era(runs.read_per_era(saved / artifacts.PER_ERA))
+    scores = (StakeInputs.from_per_era(runs.read_per_era(saved / artifacts.PER_ERA))
+              if saved is not None else None)
     model_name = cfg.tournament.get("model_name")
 
     client = TournamentClient.from_config(cfg.tournament)
     client.model_id(model_name)  # keys, and the model is this account's: one clear line
+    store = open_history(cfg.get("history"))
+    if scores is None:  # staking.scores=live: the resolved rounds, fetched into it first
+        live_results.refresh_scores(client, store, [model_name])
+        scores = live_results.stake_inputs(store, model_name)
     plan = plan_abs if system == ABS else plan_v2
     record = {"model": model_name, "staking": system,
-              "policy": runs.option_name(cfg, "staking"), "run_dir": str(saved)}
+              "policy": runs.option_name(cfg, "staking"), "scores": source,
+              "n_eras": scores.era_count(), "run_dir": None if saved is None else str(saved)}
 
     def sending(fields: dict[str, Any]) -> Any:
         # stake.json is written even when what is sent fails, with its outcome
@@ -95,7 +110,21 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                          if not execute else "no change")
     show(record)
     artifacts.write_record(Path(run_dir), STAKE_FILE, record)
+    store.record_stake(decision(record))
     return {}
+
+
+def decision(record: dict[str, Any]) -> StakeDecision:
+    """A stake.json record as the history's stake decision."""
+    proposed = record.get("per_round_stake", record.get("target"))
+    return StakeDecision(model=record["model"], round=None, system=record["staking"],
+                         policy=record["policy"], scores=record["scores"],
+                         current=record.get("current"), proposed=proposed,
+                         mode=record.get("mode"), executed=bool(record.get("executed")),
+                         outcome=record["outcome"],
+                         detail=json.dumps({k: record.get(k) for k in (
+                             "change", "wish", "capped_by", "reason", "n_eras", "run_dir",
+                             "action")}))
 
 
 # --- Atomic Blockchain Staking ----------------------------------------------------------

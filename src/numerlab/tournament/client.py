@@ -725,6 +725,14 @@ class TournamentClient:
             check=f"the latest submission of model {model_name!r} on numer.ai")
         return _created_id({"data": {"create_submission": created}}, "create_submission")
 
+    def submissions(self, model_name: str) -> list[dict]:
+        """The submissions of `model_name` as Numerai lists them (numerapi
+        `submission_ids`): dicts with `id`, `filename` and `insertedAt` (a datetime)."""
+        model = self.model_id(model_name)
+        with self._numerapi("submissions"):
+            listed = self.api.submission_ids(model) or []
+        return [s for s in listed if isinstance(s, dict)]
+
     def _submission_read_back(self, model_id: str, filename: str) -> Callable[[], ReadBack]:
         """Applied when the model's submissions (numerapi `submission_ids`) list the
         uploaded file; not applied when they do not."""
