@@ -108,6 +108,8 @@ def write_history(path: Path, runs: dict[str, Path]) -> History:
         PositionRow("alpha_model", ROUND - 1, "", 5.0),
         PositionRow("alpha_model", ROUND - 2, "", 4.0),
         PositionRow("alpha_model", ROUND - 30, "", 3.0, payout=0.25, resolved=True),
+        # resolved long ago: Numerai finalized it, no claim left (no payout stored)
+        PositionRow("alpha_model", ROUND - 60, "", 2.0, resolved=True),
     ])
     store.record_stake(StakeDecision("alpha_model", ROUND, "abs", "sharpe_scaled",
                                      "validation", 4.0, 5.0, outcome="planned"))

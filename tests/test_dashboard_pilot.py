@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from numerlab.dashboard import build_app
 from numerlab.dashboard.confirm import Confirm
 from numerlab.dashboard.run_detail import RunDetail
+from numerlab.history import History
 
 SMALL = (80, 24)
 LARGE = (160, 48)
@@ -345,3 +346,25 @@ def test_a_terminal_growing_gets_the_large_layout_and_keeps_the_filter(world):
             assert [r[1] for r in table_rows(app, "#runs-table")] == \
                 ["outputs/2026-12-07/12-00-00-cv-lgbm"]
     run(scenario)
+
+
+def test_refresh_brings_new_live_scores_into_the_history_and_m_picks_the_model(world, numerai):
+    # a round the history has not seen: Numerai reports it resolved
+    numerai.scores.add("beta_model", ROUND - 20, "canon_corr", 0.04, resolved=True)
+
+    async def scenario():
+        app = app_of(online_config(numerai), world)
+        async with app.run_test(size=SMALL) as pilot:
+            await settle(pilot, app)
+            await pilot.press("3")
+            await pilot.pause()
+            assert "alpha_model  5 rounds" in screen_text(app)
+            await pilot.press("m")
+            await pilot.pause()
+            # beta: its 5 rounds from the history and the new one from Numerai
+            assert "beta_model  6 rounds" in screen_text(app)
+            assert app.selected_model == "beta_model"
+    run(scenario)
+    assert "submissionScores" in numerai.operations()
+    stored = History(world / "history/numerlab.sqlite").scores(model="beta_model")
+    assert ROUND - 20 in {s.round for s in stored}

@@ -172,8 +172,9 @@ def model_rows(store: History, models: Sequence[str], round_number: int | None,
 
 def history_book(positions: Sequence[PositionRow]) -> Any:
     """The history's positions of one model as a `tournament.Book` (the open ones newest
-    first; the resolved unclaimed ones as claims, their payout as stored), so the panel reads
-    per-round stake, locked and claimable the way task=status does."""
+    first; as claims the resolved unclaimed ones with a payout: task=results stores one only
+    for the claims Numerai still holds, net of burn), so the panel reads per-round stake,
+    locked and claimable the way task=status does."""
     from numerlab.tournament.stakes import Book, ChainRound, Claim, Position
 
     ordered = sorted(positions, key=lambda p: -p.round)
@@ -181,7 +182,7 @@ def history_book(positions: Sequence[PositionRow]) -> Any:
                    ChainRound(p.round, None, False, None, None, None))
                   for p in ordered if not p.resolved)
     claims = tuple(Claim(p.round, p.stake or 0.0, p.payout or 0.0, 0.0)
-                   for p in ordered if p.resolved and not p.claimed)
+                   for p in ordered if p.resolved and not p.claimed and p.payout is not None)
     return Book(open=open_, claims=claims)
 
 
