@@ -219,26 +219,39 @@ class DashboardApp(App):
 
     @work(thread=True, exclusive=True, group="refresh")
     def refresh_online(self) -> None:
+        """Numerai's answers, then the history and runs read again (new live scores), all
+        off the screen's thread."""
         self.call_from_thread(self._refresh_started)
         models = [row.model for row in self.local.models]
         online = data.fetch_online(self.cfg, models, self.clock())
-        self.call_from_thread(self._refresh_done, online)
+        state = self.runs_state
+        try:
+            local: data.Snapshot | str = data.load_local(self.cfg, self.options, self.clock(),
+                                                         state.metric, state.direction)
+        except NumerlabError as exc:
+            local = message_line(exc)
+        self.call_from_thread(self._refresh_done, online, local)
 
     def _refresh_started(self) -> None:
         self.refreshing = True
         self.show_all()
 
-    def _refresh_done(self, online: data.Online) -> None:
+    def _refresh_done(self, online: data.Online, local: data.Snapshot | str) -> None:
         self.refreshing = False
         now = self.clock()
-        self.last_online = online
+        if isinstance(local, str):
+            self.notify(local, severity="error")
+        else:
+            self.local = local
         if online.error is None:
             self.refreshed_at, self.online_error = now, None
+            self.last_online = online
         else:
             self.failed_at, self.online_error = now, online.error
-            if self.refreshed_at is not None:  # keep the round and books that last worked
-                return self.show_all()
-        self.reload_local()
+            if self.refreshed_at is None:  # nothing from Numerai worked yet: the schedule
+                self.last_online = online
+        self.snapshot = (data.merge(self.local, self.last_online, self.cfg)
+                         if self.last_online else self.local)
         self.show_all()
 
     # --- keys ---------------------------------------------------------------------------

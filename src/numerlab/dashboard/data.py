@@ -257,21 +257,36 @@ def _sources(root: Path) -> list[Path]:
 def _with_run_facts(frame: pl.DataFrame) -> pl.DataFrame:
     """`eras` (compare.era_span of the run's scored eras) and `model` (metrics.json's) of
     each finished run."""
-    from numerlab.compare import era_span, read_run
-
     eras, models = [], []
     for row in frame.iter_rows(named=True):
-        run = None
-        if row["status"] == "ok":
-            try:
-                run = read_run(Path(row["run_dir"]))
-            except NumerlabError:
-                run = None
-        eras.append(era_span(run.scored_eras) if run is not None else "—")
-        model = run.metrics.get("model") if run is not None else None
-        models.append(str(model) if model is not None else None)
+        span, model = run_facts(Path(row["run_dir"])) if row["status"] == "ok" else ("—", None)
+        eras.append(span)
+        models.append(model)
     return frame.with_columns(pl.Series("eras", eras, dtype=pl.String),
                               pl.Series("model", models, dtype=pl.String))
+
+
+_FACTS: dict[tuple[str, int, int], tuple[str, str | None]] = {}
+
+
+def run_facts(run_dir: Path) -> tuple[str, str | None]:
+    """(era span, model) of a finished run, read once per version of its metrics.json and
+    per_era.parquet (a refresh rereads only the runs that changed)."""
+    from numerlab.artifacts import METRICS, PER_ERA
+    from numerlab.compare import era_span, read_run
+
+    def stamp(path: Path) -> int:
+        return path.stat().st_mtime_ns if path.is_file() else 0
+
+    key = (str(run_dir), stamp(run_dir / METRICS), stamp(run_dir / PER_ERA))
+    if key not in _FACTS:
+        try:
+            run = read_run(run_dir)
+        except NumerlabError:
+            return "—", None
+        model = run.metrics.get("model")
+        _FACTS[key] = (era_span(run.scored_eras), None if model is None else str(model))
+    return _FACTS[key]
 
 
 def rerank(view: RunsView, metric: str, direction: str) -> RunsView:
