@@ -368,3 +368,18 @@ def test_refresh_brings_new_live_scores_into_the_history_and_m_picks_the_model(w
     assert "submissionScores" in numerai.operations()
     stored = History(world / "history/numerlab.sqlite").scores(model="beta_model")
     assert ROUND - 20 in {s.round for s in stored}
+
+
+def test_a_failed_refresh_keeps_what_numerai_said_last_marked_stale(world, numerai):
+    async def scenario():
+        app = app_of(online_config(numerai), world)
+        async with app.run_test(size=LARGE) as pilot:
+            await settle(pilot, app)
+            assert "7.0000" in screen_text(app)  # the stake of Numerai's book
+            numerai.reject_keys()
+            await pilot.press("r")
+            await settle(pilot, app)
+            text = screen_text(app)
+            assert "stale since" in text and "rejected the API keys" in text
+            assert "7.0000" in text and f"{ROUND}  open" in text  # not the history's 5 NMR
+    run(scenario)
