@@ -283,7 +283,6 @@ def test_d_says_when_it_would_upload(world):
 
 @pytest.mark.slow  # the shared train run is a `python run.py` process
 def test_d_then_y_dry_runs_the_round_as_task_submit_and_logs_it(world, numerai, trained_run):
-    pytest.importorskip("numerlab.tasks.submit")
     run_dir = trained_run[0]
     cfg = online_config(numerai, f"++submit.models={{alpha_model: '{run_dir}'}}",
                         "tournament.allow_stale_live=true")
