@@ -62,7 +62,8 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _subdirs(path: Path) -> list[Path]:
+def subdirs(path: Path) -> list[Path]:
+    """The subdirs of `path` (not hidden ones: staging dirs, the dashboard's), in natural order."""
     children = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return sorted(children, key=lambda p: natural_key(p.name))
 
@@ -73,11 +74,29 @@ def find_run_dirs(root: Path) -> list[Path]:
     if is_run_dir(root):
         return [root]
     found = []
-    for child in _subdirs(root):
+    for child in subdirs(root):
         if is_run_dir(child):
             found.append(child)
         else:
-            found.extend(grandchild for grandchild in _subdirs(child) if is_run_dir(grandchild))
+            found.extend(grandchild for grandchild in subdirs(child) if is_run_dir(grandchild))
+    return found
+
+
+def run_roots(root: Path) -> list[Path]:
+    """The dirs `collect` reads under a runs root such as `outputs/` or `multirun/`: the root
+    itself (its run dirs one or two levels down: `outputs/<date>/<time>`) and each sweep dir
+    two levels down (`multirun/<date>/<time>`, holding the jobs)."""
+    if not root.is_dir():
+        return []
+    found = [root]
+    if is_run_dir(root):
+        return found
+    for child in subdirs(root):
+        if is_run_dir(child):
+            continue
+        found.extend(grandchild for grandchild in subdirs(child)
+                     if not is_run_dir(grandchild)
+                     and any(is_run_dir(job) for job in subdirs(grandchild)))
     return found
 
 

@@ -210,7 +210,7 @@ def runs_view(roots: Sequence[str | Path], metric: str, direction: str) -> RunsV
 
     frames, errors = [], []
     for root in roots:
-        for source in _sources(Path(root)):
+        for source in summary.run_roots(Path(root)):
             try:
                 frame = summary.collect(source)
             except NumerlabError as exc:
@@ -231,27 +231,6 @@ def runs_view(roots: Sequence[str | Path], metric: str, direction: str) -> RunsV
     except NumerlabError as exc:
         return RunsView(None, metrics, [*errors, message_line(exc)])
     return RunsView(ranked, metrics, errors)
-
-
-def _sources(root: Path) -> list[Path]:
-    """The dirs summary.collect reads under a runs root: the root (its run dirs one or two
-    levels down: `outputs/<date>/<time>`) and each sweep dir two levels down
-    (`multirun/<date>/<time>/<job>`)."""
-    from numerlab.summary import _subdirs, is_run_dir
-
-    if not root.is_dir():
-        return []
-    found = [root]
-    if is_run_dir(root):
-        return found
-    for child in _subdirs(root):
-        if is_run_dir(child):
-            continue
-        for grandchild in _subdirs(child):
-            if not is_run_dir(grandchild) and any(is_run_dir(job)
-                                                  for job in _subdirs(grandchild)):
-                found.append(grandchild)
-    return found
 
 
 def _with_run_facts(frame: pl.DataFrame) -> pl.DataFrame:
