@@ -30,8 +30,8 @@ from numerlab.data.layout import (
 )
 from numerlab.data.source import V5Source
 from numerlab.errors import NumerlabError
+from numerlab.live_round import write_checked_submission
 from numerlab.staking import Caps, StakeProposal
-from numerlab.tasks.live import write_checked_submission
 from numerlab.tasks.stake import check_within_caps
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from numerlab.data.layout import (
     benchmark_file,
 )
 from numerlab.errors import NumerlabError
-from numerlab.tasks.live import check_live_is_current
+from numerlab.live_round import check_live_is_current
 
 pytest_plugins = ["fakes.numerai_server", "fakes.gateway"]
 

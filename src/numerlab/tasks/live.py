@@ -26,12 +26,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from numerlab import artifacts, live_round, runs
-from numerlab.live_round import (  # noqa: F401 - the steps' names, as task=live's
-    check_live_is_current,
-    live_ids,
-    open_round,
-    write_checked_submission,
-)
 from numerlab.settings import boolean
 from numerlab.tasks import _send
 
@@ -45,7 +39,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     saved = runs.finished_run(cfg, artifacts.MODEL_DIR, job_dir)
     submit, model_name, client = _send.upload_client(cfg)  # before predicting
     allow_stale = boolean("tournament.allow_stale_live", cfg.tournament.get("allow_stale_live"))
-    round_number = open_round(client) if submit else None
+    round_number = live_round.open_round(client) if submit else None
 
     loaded = live_round.load_run(cfg, saved)
     live = live_round.LiveData(cfg, client if submit else None, allow_stale)
