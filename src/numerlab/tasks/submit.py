@@ -183,7 +183,7 @@ def submit_round(cfg: DictConfig, job_dir: str | Path, only: Sequence[str] | Non
         submit = settings.boolean("tournament.submit", cfg.tournament.get("submit"))
     allow_stale = settings.boolean("tournament.allow_stale_live",
                                    cfg.tournament.get("allow_stale_live"))
-    wait_s = settings.number("submit.lock_wait_s", _group(cfg).get("lock_wait_s", 0),
+    wait_s = settings.number("submit.lock_wait_s", _group(cfg).get("lock_wait_s"),
                              minimum=0)
     notifier = _notifier(cfg)
     store = open_history(cfg.get("history"))

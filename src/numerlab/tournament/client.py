@@ -728,18 +728,18 @@ class TournamentClient:
     def submissions(self, model_name: str) -> list[dict]:
         """The submissions of `model_name` as Numerai lists them (numerapi
         `submission_ids`): dicts with `id`, `filename` and `insertedAt` (a datetime)."""
-        model = self.model_id(model_name)
+        return self._listed_submissions(self.model_id(model_name))
+
+    def _listed_submissions(self, model_id: str) -> list[dict]:
         with self._numerapi("submissions"):
-            listed = self.api.submission_ids(model) or []
+            listed = self.api.submission_ids(model_id) or []
         return [s for s in listed if isinstance(s, dict)]
 
     def _submission_read_back(self, model_id: str, filename: str) -> Callable[[], ReadBack]:
         """Applied when the model's submissions (numerapi `submission_ids`) list the
         uploaded file; not applied when they do not."""
         def read() -> ReadBack:
-            with self._numerapi("submissions"):
-                listed = [s for s in self.api.submission_ids(model_id) or []
-                          if isinstance(s, dict)]
+            listed = self._listed_submissions(model_id)
             found = [s for s in listed if s.get("filename") == filename]
             if found:
                 return ReadBack(True, f"submission {found[-1].get('id')} of {filename} is "
