@@ -57,21 +57,25 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def compose(config_name: str, overrides: Sequence[str] = (), hydra_config: bool = False
+            ) -> DictConfig:
     """`config_name` (e.g. `model/lgbm`) composed with Hydra `overrides`: through the running
     Hydra app when there is one, else from `primary_config_source()` in a compose context
-    left again at once (no GlobalHydra stays behind)."""
+    left again at once (no GlobalHydra stays behind); `hydra_config`: with the `hydra` node
+    (its run dir, ...)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir, initialize_config_module
 
     if _running_hydra() is not None:
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides),
+                             return_hydra_config=hydra_config)
     schema, path = primary_config_source()
     context = (initialize_config_module(config_module=path.replace("/", "."),
                                         version_base="1.3") if schema == "pkg"
                else initialize_config_dir(config_dir=path, version_base="1.3"))
     with context:
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides),
+                             return_hydra_config=hydra_config)
 
 
 def _allowed(group: str) -> str:

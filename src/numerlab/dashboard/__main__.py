@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-
-DASHBOARD_DIR = Path("outputs") / ".dashboard"  # as conf/task/dashboard.yaml's hydra.run.dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from numerlab import cli, registry
@@ -23,11 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     cli.register_resolvers()
     try:
-        cfg = registry.compose("config", ["task=dashboard", *overrides])
+        cfg = registry.compose("config", ["task=dashboard", *overrides], hydra_config=True)
+        run_dir = Path(cfg.hydra.run.dir)  # conf/task/dashboard.yaml's, as run.py's door
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: {cli.config_error_line(exc)}", file=sys.stderr)
         return 2
-    run_dir = DASHBOARD_DIR / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    with open_dict(cfg):
+        del cfg["hydra"]  # a task sees the job's config, as under run.py
     try:
         cli.run_job(cfg, run_dir)
     except NumerlabError as exc:
