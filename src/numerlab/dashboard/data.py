@@ -211,11 +211,12 @@ def runs_view(roots: Sequence[str | Path], metric: str, direction: str) -> RunsV
     frames, errors = [], []
     for root in roots:
         for source in summary.run_roots(Path(root)):
+            if not summary.find_run_dirs(source):
+                continue  # a root with no runs yet, or a sweep dir still empty
             try:
                 frame = summary.collect(source)
             except NumerlabError as exc:
-                if "no runs" not in str(exc):
-                    errors.append(message_line(exc))
+                errors.append(message_line(exc))
                 continue
             frames.append(frame.with_columns(
                 (pl.lit(f"{source.as_posix().rstrip('/')}/") + pl.col("name")).alias("name")))
@@ -387,7 +388,9 @@ def submit_model(cfg: DictConfig, job_dir: Path, model: str) -> list[Any]:
 
 def real_upload(cfg: DictConfig) -> bool:
     """Whether `d` would upload (tournament.submit=true, task=submit's switch)."""
-    return bool(cfg.tournament.get("submit"))
+    from numerlab.settings import boolean
+
+    return boolean("tournament.submit", cfg.tournament.get("submit"))
 
 
 Clock = Callable[[], datetime]

@@ -93,8 +93,11 @@ class LivePanel(Container):
             if points:
                 plt.plot([p[0] for p in points], [p[1] for p in points], label=label)
         expected = (versus.validation.get("corr_mean") if versus else None)
-        if expected is not None:
-            plt.plot(rounds, [expected * (i + 1) for i in range(len(rounds))],
+        if expected is not None:  # beside the resolved rounds only, as the cumulative lines
+            from numerlab.live_results import resolved_rounds
+
+            counted = resolved_rounds(frame)["round"].to_list()
+            plt.plot(counted, [expected * (i + 1) for i in range(len(counted))],
                      label="validation CORR", marker="dot")
         plt.title("cumulative live score by round")
         plot.refresh()
