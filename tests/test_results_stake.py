@@ -95,3 +95,17 @@ def test_validation_scores_stay_the_default_and_are_recorded(live_model, tmp_pat
     [decision] = History(tmp_path / "history.sqlite").stakes()
     assert decision.scores == "validation"
     assert "submissionScores" not in live_model.operations()  # validation needs no live
+
+
+def test_backtest_refuses_live_scores_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pl.DataFrame({"era": ["0575", "0576", "0577"], "corr": [0.01, 0.02, 0.03]}
+                 ).write_parquet(run_dir / "per_era.parquet")
+    (run_dir / "metrics.json").write_text("{}")
+    line = error_line(run_in_process(["task=backtest", "staking=fixed", "staking.scores=live",
+                                      f"run_dir={run_dir}",
+                                      f"hydra.run.dir={tmp_path / 'job'}"]))
+    assert "task=backtest replays the run's per-era scores" in line
+    assert "staking.scores=live is for task=stake" in line
+    assert not (tmp_path / "job" / "metrics.json").exists()

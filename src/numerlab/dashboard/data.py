@@ -314,7 +314,7 @@ def has_keys(cfg: DictConfig) -> bool:
     from numerlab.tournament import TournamentClient
 
     client = TournamentClient.from_config(cfg.tournament)
-    return bool(client.public_id and client.secret_key)
+    return client.has_keys
 
 
 @dataclass(frozen=True)

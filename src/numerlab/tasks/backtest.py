@@ -37,7 +37,14 @@ from numerlab import artifacts, backtest, runs
 from numerlab.eras import horizon_eras
 from numerlab.errors import NumerlabError, message_line
 from numerlab.settings import number
-from numerlab.staking import FIXED, NO_CAPS, FixedStake, StakePolicy, build_policy
+from numerlab.staking import (
+    FIXED,
+    NO_CAPS,
+    VALIDATION,
+    FixedStake,
+    StakePolicy,
+    build_policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,10 @@ SETTINGS = ("initial_stake", "wallet")  # conf/task/backtest.yaml
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     saved = runs.finished_run(cfg, artifacts.PER_ERA, Path(run_dir))
     policy = build_policy(cfg.staking)
+    if getattr(policy, "scores", VALIDATION) != VALIDATION:
+        raise NumerlabError(f"task=backtest replays the run's per-era scores, not live rounds: "
+                            f"staking.scores={policy.scores} is for task=stake; drop it (or "
+                            f"staking.scores={VALIDATION})")
     per_era = runs.read_per_era(saved / artifacts.PER_ERA)
     rule = backtest.payout_rule(OmegaConf.to_container(cfg.payout, resolve=True))
     initial = number("task.initial_stake", cfg.task.get("initial_stake"), minimum=0)

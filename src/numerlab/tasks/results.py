@@ -58,7 +58,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     before = Before.of(store, models)
 
     record: dict[str, Any] = {"models": models, "rule": live_results.FLAG_RULE}
-    if client.public_id and client.secret_key:
+    if client.has_keys:
         record.update(refresh(cfg, client, store, models))
         print(f"refreshed from Numerai: {record['new_scores']} new live scores, "
               f"{record['positions'] if record['positions'] is not None else 'no'} positions")

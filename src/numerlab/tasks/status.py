@@ -42,7 +42,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     client = TournamentClient.from_config(cfg.tournament)
     status = client.round_status()
     record = {**round_record(status), "staking": system}
-    if client.public_id and client.secret_key:
+    if client.has_keys:
         record.update(account_record(client) if system != ABS
                       else abs_account_record(client, staker))
     else:

@@ -242,7 +242,7 @@ def _say_closed(status: Any) -> None:
 
 def _check_account(client: Any, models: Mapping[str, str], submit: bool) -> None:
     """Every model name is one of the account's: checked with keys (required to submit)."""
-    if not submit and not (client.public_id and client.secret_key):
+    if not submit and not client.has_keys:
         log.info("no Numerai API keys: the model names are not checked against the account "
                  "(dry run)")
         return

@@ -238,8 +238,13 @@ class TournamentClient:
         self._models: dict[str, str] | None = None
         self._reading_scopes = False
 
+    @property
+    def has_keys(self) -> bool:
+        """Whether both API keys are set (the calls that need an account can be made)."""
+        return bool(self.public_id and self.secret_key)
+
     def __repr__(self) -> str:  # never the keys
-        keys = "with keys" if self.public_id and self.secret_key else "without keys"
+        keys = "with keys" if self.has_keys else "without keys"
         return f"TournamentClient({self.api_url!r}, {keys})"
 
     @classmethod
