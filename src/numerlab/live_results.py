@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from numerlab.errors import NumerlabError
-from numerlab.history import History, PositionRow, Score
+from numerlab.history import SENT, SKIPPED, UNKNOWN, History, PositionRow, Score
 from numerlab.report import running_sum
 from numerlab.scoring import summarize
 from numerlab.staking import MIN_LIVE_ROUNDS, StakeInputs
@@ -45,7 +45,7 @@ FLAG_RULE = ("a live mean (CORR, MMC) is flagged when it lies outside the valida
              "± 2 × validation per-era std / √n for its n resolved rounds, and live CORR when "
              "its max drawdown exceeds validation's")
 # a submission whose predictions reached Numerai (its run made the live scores)
-LIVE_STATUSES = frozenset({"sent", "skipped", "unknown"})
+LIVE_STATUSES = frozenset({SENT, SKIPPED, UNKNOWN})
 LABELS = {"corr": "CORR", "mmc": "MMC", "bmc": "BMC"}
 
 

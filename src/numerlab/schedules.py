@@ -36,7 +36,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from numerlab import artifacts
 from numerlab.errors import NumerlabError, message_line
-from numerlab.tournament.rounds import OPEN_HOUR_UTC, OPEN_WEEKDAYS, scheduled_window
+from numerlab.tournament.rounds import (
+    OPEN_HOUR_UTC,
+    OPEN_WEEKDAYS,
+    scheduled_window,
+    utc,
+)
 
 KINDS = ("systemd", "launchd", "cron")
 MARK = "numerlab schedule"  # every file and crontab block numerlab writes carries it
@@ -171,7 +176,7 @@ def machine_zone() -> tuple[tzinfo, str]:
 
 def zone_offsets(job: Job, zone: tzinfo, now: datetime) -> list[timedelta]:
     """The UTC offsets `zone` has at the job's run times over the coming year."""
-    start = _utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
     offsets = set()
     for day in range(ZONE_HORIZON_DAYS):
         moment = start + timedelta(days=day, minutes=job.utc_minute)
@@ -240,10 +245,6 @@ def guard_of(script: str) -> tuple[int, int]:
 def _passes(moment: datetime, guard: tuple[int, int]) -> bool:
     minute = moment.hour * 60 + moment.minute
     return guard[0] <= minute < guard[1]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # --- rendering ------------------------------------------------------------------------
@@ -430,10 +431,10 @@ def parse_on_calendar(timer: str) -> tuple[set[int], int, int, int]:
 
 def systemd_runs(timer: str, start: datetime, n: int) -> list[datetime]:
     weekdays, hour, minute, second = parse_on_calendar(timer)
-    first = _utc(start).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = utc(start).replace(hour=0, minute=0, second=0, microsecond=0)
     moments = (first + timedelta(days=d, hours=hour, minutes=minute, seconds=second)
                for d in range(RUNS_HORIZON_DAYS))
-    return [m for m in moments if m.weekday() in weekdays and m > _utc(start)][:n]
+    return [m for m in moments if m.weekday() in weekdays and m > utc(start)][:n]
 
 
 def launchd_runs(plist_text: str, zone: tzinfo, start: datetime, n: int) -> list[datetime]:
@@ -441,7 +442,7 @@ def launchd_runs(plist_text: str, zone: tzinfo, start: datetime, n: int) -> list
     exist, in a daylight saving gap, is skipped), through the command's UTC guard."""
     plist = plistlib.loads(plist_text.encode())
     guard = guard_of(plist["ProgramArguments"][2])
-    local_start = _utc(start).astimezone(zone).date()
+    local_start = utc(start).astimezone(zone).date()
     out = set()
     for day in range(-1, RUNS_HORIZON_DAYS):
         when = local_start + timedelta(days=day)
@@ -452,7 +453,7 @@ def launchd_runs(plist_text: str, zone: tzinfo, start: datetime, n: int) -> list
             moment = naive.replace(tzinfo=zone).astimezone(UTC)
             if moment.astimezone(zone).replace(tzinfo=None) != naive:
                 continue
-            if moment > _utc(start) and _passes(moment, guard):
+            if moment > utc(start) and _passes(moment, guard):
                 out.add(moment)
     return sorted(out)[:n]
 
@@ -472,12 +473,12 @@ def cron_runs(block: str, zone: tzinfo, start: datetime, n: int) -> list[datetim
     line's UTC guard."""
     from croniter import croniter
 
-    until = _utc(start) + timedelta(days=RUNS_HORIZON_DAYS)
+    until = utc(start) + timedelta(days=RUNS_HORIZON_DAYS)
     out = set()
     for expression, command in cron_lines(block):
         guard = guard_of(shlex.split(command.replace("\\%", "%"))[2])
-        fires = croniter(expression, _utc(start).astimezone(zone))
-        while (moment := _utc(fires.get_next(datetime))) < until:
+        fires = croniter(expression, utc(start).astimezone(zone))
+        while (moment := utc(fires.get_next(datetime))) < until:
             if _passes(moment, guard):
                 out.add(moment)
     return sorted(out)[:n]

@@ -76,11 +76,11 @@ class LiveScores:
             recent = sorted({r.round_number for r in rows}, reverse=True)[: int(last)]
             rows = [r for r in rows if r.round_number in recent]
         if variables.get("distinctOnRound"):
-            latest: dict[tuple[int, str], LiveScore] = {}
+            # numerapi: "keep only the latest score per round after applying other filters"
+            latest: dict[int, LiveScore] = {}
             for row in rows:
-                key = (row.round_number, row.display_name)
-                if key not in latest or row.day >= latest[key].day:
-                    latest[key] = row
+                if row.round_number not in latest or row.day >= latest[row.round_number].day:
+                    latest[row.round_number] = row
             rows = list(latest.values())
         rows.sort(key=lambda r: (-r.round_number, r.display_name, -r.day))
         return [self._item(r) for r in rows]

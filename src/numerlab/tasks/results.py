@@ -34,6 +34,7 @@ from numerlab import artifacts, live_results
 from numerlab.errors import NumerlabError
 from numerlab.history import History, open_history
 from numerlab.settings import choice, keys
+from numerlab.summary import format_number
 from numerlab.tournament import ABS, TournamentClient, staking_system, wallet_address
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,6 @@ def notify(cfg: DictConfig, store: History, views: list[live_results.LiveVsValid
 
 # --- showing it -----------------------------------------------------------------------------
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    return str(value) if isinstance(value, int) else f"{value:+.4f}"
-
 
 def show(views: list[live_results.LiveVsValidation], rounds: dict[str, Any]) -> None:
     from rich.console import Console
@@ -203,7 +199,8 @@ def show(views: list[live_results.LiveVsValidation], rounds: dict[str, Any]) -> 
         table.add_column("validation", justify="right")
         for key, label in ROWS:
             live = view.n_rounds if key == "n" else view.live.get(key)
-            table.add_row(label, _fmt(live), "" if key == "n" else _fmt(view.validation[key]))
+            table.add_row(label, format_number(live),
+                          "" if key == "n" else format_number(view.validation[key]))
         console.print(table)
         console.print(f"run: {view.run_dir or 'none in the history (no submission sent)'}",
                       soft_wrap=True)

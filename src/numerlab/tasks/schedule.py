@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from numerlab import artifacts, schedules, settings
 from numerlab.errors import NumerlabError
 from numerlab.schedules import Job, Rendered
+from numerlab.tournament.rounds import TIME_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def show(rendered: Rendered, options: Options, runs: list[datetime], zone: tzinf
     table.add_column("UTC")
     table.add_column(f"local ({zone_name})")
     for moment in runs:
-        table.add_row(moment.strftime("%a %Y-%m-%d %H:%M UTC"),
+        table.add_row(moment.strftime(TIME_FORMAT),
                       moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"))
     console.print(table)
     if options.action == "show":

@@ -44,8 +44,8 @@ from numerlab.tournament.rounds import (
     RoundStatus,
     _as_datetime,
     _as_float,
-    _utc,
     round_status_from,
+    utc,
 )
 from numerlab.tournament.transport import (
     DEADLINE_PASSED,
@@ -596,7 +596,7 @@ class TournamentClient:
         """The current round at `now` (default: the clock): number, open or not, close
         time and time left, next opening, payout factor and multipliers — from the API,
         the weekday schedule only where the API is silent."""
-        moment = _utc(now) if now is not None else datetime.now(UTC)
+        moment = utc(now) if now is not None else datetime.now(UTC)
         current = self._current_round()
         upcoming = self._upcoming_opens()
         return round_status_from(moment, current, upcoming)

@@ -139,7 +139,7 @@ def scheduled_window(open_day: date) -> tuple[datetime, datetime]:
 def schedule_at(now: datetime) -> tuple[datetime, datetime, datetime]:
     """(open, close) of the latest round opened at or before `now` by the weekday schedule,
     and the next opening after `now`."""
-    now = _utc(now)
+    now = utc(now)
     windows = [scheduled_window(now.date() + timedelta(days=d)) for d in range(-8, 9)
                if (now.date() + timedelta(days=d)).weekday() in OPEN_WEEKDAYS]
     opened, closes = max((w for w in windows if w[0] <= now), key=lambda w: w[0])
@@ -147,7 +147,7 @@ def schedule_at(now: datetime) -> tuple[datetime, datetime, datetime]:
     return opened, closes, next_open
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     """Aware UTC datetime; a naive one is taken as UTC (Numerai's times are UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -156,9 +156,9 @@ def _as_datetime(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return _utc(value)
+        return utc(value)
     try:
-        return _utc(datetime.fromisoformat(str(value)))
+        return utc(datetime.fromisoformat(str(value)))
     except ValueError:
         return None
 
@@ -190,7 +190,7 @@ def round_status_from(now: datetime, current: Mapping[str, Any] | None,
                       upcoming_opens: Sequence[datetime]) -> RoundStatus:
     """RoundStatus from the API's current round (None when it named none) and the open
     times of upcoming rounds it listed; the weekday schedule fills what the API left out."""
-    now = _utc(now)
+    now = utc(now)
     rule_open, rule_close, rule_next = schedule_at(now)
     current = current or {}
     opens = _as_datetime(current.get("openTime"))
@@ -199,7 +199,7 @@ def round_status_from(now: datetime, current: Mapping[str, Any] | None,
     from_api = opens is not None and closes is not None
     if not from_api:
         opens, closes = rule_open, rule_close
-    later = sorted(t for t in (_utc(u) for u in upcoming_opens) if t > now)
+    later = sorted(t for t in (utc(u) for u in upcoming_opens) if t > now)
     number = current.get("number")
     return RoundStatus(
         now=now, number=int(number) if isinstance(number, int) else None,

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from numerlab.history import Score
-from numerlab.tournament.transport import NumeraiApiError
 
 if TYPE_CHECKING:
     from numerlab.tournament.client import TournamentClient
@@ -86,18 +85,14 @@ def latest_per_round(scores: Iterable[Score]) -> list[Score]:
     return sorted(chosen.values(), key=lambda s: (s.round, s.name))
 
 
-def live_scores(client: TournamentClient, model_name: str,
-                names: Iterable[str] | None = None) -> list[Score]:
+def live_scores(client: TournamentClient, model_name: str) -> list[Score]:
     """The live scores of `model_name` (an account model), one per round and display name
-    (`names`: default every name in SCORE_NAMES), the latest day of each."""
+    of SCORE_NAMES, the latest day of each."""
     model_id = client.model_id(model_name)
     found: list[Score] = []
-    for name in names if names is not None else [n for ns in SCORE_NAMES.values()
-                                                 for n in ns]:
+    for name in (n for names in SCORE_NAMES.values() for n in names):
         with client._numerapi("submissionScores"):
             items = client.api.submission_scores(model_id, display_name=name,
                                                  distinct_on_round=True)
-        if items is None:
-            raise NumeraiApiError("Numerai API submissionScores: the answer has no scores")
         found.extend(s for s in (to_score(model_name, i) for i in items) if s is not None)
     return latest_per_round(found)
