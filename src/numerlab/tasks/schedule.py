@@ -145,12 +145,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def refuse_keys(rendered: Rendered, cfg: DictConfig) -> None:
     """NumerlabError (naming the variable, never the value) when what would be written holds
-    the value of an API key variable of this environment: keys go in the env file."""
-    tournament = cfg.get("tournament") or {}
-    names = [tournament.get("public_id_env") or "NUMERAI_PUBLIC_ID",
-             tournament.get("secret_key_env") or "NUMERAI_SECRET_KEY"]
-    for name in names:
-        value = os.environ.get(str(name))
+    the value of an API key as the tournament config finds it (its environment variables,
+    or tournament.keys_file): keys go in the env file."""
+    from numerlab.tournament import KeySource
+
+    try:
+        source = KeySource.from_config(cfg.tournament)
+        public_id, secret_key, _ = source.keys()
+    except NumerlabError:  # keys the job needs fail in the job, not here
+        return
+    for name, value in ((source.public_id_env, public_id), (source.secret_key_env, secret_key)):
         if value and len(value) >= 8 and any(value in text for text in rendered.texts()):
             raise NumerlabError(f"schedule: what it would write holds the value of {name} "
                                 f"(in schedule.overrides?): keys belong in schedule.env_file")
