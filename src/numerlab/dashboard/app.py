@@ -346,8 +346,6 @@ class DashboardApp(App):
                 + (f" ({o.error})" if o.error else "") for o in outcomes) or f"{model}: nothing"
         except NumerlabError as exc:
             line = f"{model}: submit failed: {message_line(exc)}"
-        except ImportError as exc:
-            line = f"{model}: submit needs numerlab.tasks.submit ({message_line(exc)})"
         self.call_from_thread(self._submitted, line)
 
     def _submitted(self, line: str) -> None:

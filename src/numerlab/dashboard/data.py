@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 GROUP = "dashboard"
 SETTINGS = ("runs", "refresh_s", "metric", "direction", "events")
 SCHEDULED = "scheduled (offline)"  # where the round's times come from without the API
-EVENTS_SHOWN = 200
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -61,12 +60,12 @@ def read_settings(cfg: DictConfig) -> Settings:
                             f"(e.g. [outputs, multirun])")
     return Settings(
         runs=tuple(runs),
-        refresh_s=settings.number(f"{GROUP}.refresh_s", group.get("refresh_s", 300),
+        refresh_s=settings.number(f"{GROUP}.refresh_s", group.get("refresh_s"),
                                   minimum=0),
-        metric=settings.text(f"{GROUP}.metric", group.get("metric", "corr_sharpe")),
-        direction=settings.choice(f"{GROUP}.direction", group.get("direction", "maximize"),
+        metric=settings.text(f"{GROUP}.metric", group.get("metric")),
+        direction=settings.choice(f"{GROUP}.direction", group.get("direction"),
                                   DIRECTIONS),
-        events=settings.integer(f"{GROUP}.events", group.get("events", EVENTS_SHOWN),
+        events=settings.integer(f"{GROUP}.events", group.get("events"),
                                 minimum=1))
 
 
@@ -189,11 +188,8 @@ def history_book(positions: Sequence[PositionRow]) -> Any:
 def live_view(store: History, models: Sequence[str]) -> LiveView:
     """Per-round live scores and live-vs-validation of each model, as task=results shows
     them (numerlab.live_results)."""
-    try:
-        from numerlab import live_results
-    except ImportError:
-        return LiveView({}, {}, "live scores need numerlab.live_results (task=results), "
-                                "missing from this numerlab")
+    from numerlab import live_results
+
     try:
         per_round = {model: live_results.per_round(store, model) for model in models}
         versus = {v.model: v for v in live_results.live_vs_validation(store, models)}
@@ -354,10 +350,8 @@ def fetch_online(cfg: DictConfig, models: Sequence[str], now: datetime) -> Onlin
 
 
 def _refresh_scores(client: Any, cfg: DictConfig, models: Sequence[str]) -> int:
-    try:
-        from numerlab.live_results import refresh_scores
-    except ImportError:
-        return 0
+    from numerlab.live_results import refresh_scores
+
     return len(refresh_scores(client, open_history(cfg.get("history")), models))
 
 

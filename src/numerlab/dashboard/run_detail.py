@@ -16,11 +16,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
+from numerlab.compare import TOP_FEATURES_SHOWN
 from numerlab.dashboard import text
 from numerlab.errors import NumerlabError, message_line
 from numerlab.report import CUMULATIVE_LINES, HEADLINE, running_sum
-
-TOP_FEATURES = 10
 
 
 def metrics_table(metrics: dict) -> Table:
@@ -42,7 +41,7 @@ def features_table(features: pl.DataFrame | None) -> Table | Text:
     for kind in kinds:
         table.add_column(kind)
     columns = {k: features.filter(pl.col("kind") == k).sort("rank") for k in kinds}
-    for i in range(min(TOP_FEATURES, max(f.height for f in columns.values()))):
+    for i in range(min(TOP_FEATURES_SHOWN, max(f.height for f in columns.values()))):
         cells = []
         for kind in kinds:
             rows = columns[kind]
